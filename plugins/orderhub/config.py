@@ -1,0 +1,102 @@
+"""Configuration, read from one place.
+
+* ``ORDERHUB_DATABASE_URL`` - the warehouse. Unset: the embedded PostgreSQL
+  under ``.orderhub/`` (see :mod:`orderhub.warehouse`).
+* ``ORDERHUB_HOME`` - where local state lives (default ``<repo>/.orderhub``).
+* ``ORDERHUB_SHOPS_FILE`` - the shops config (default ``<repo>/config/shops.yml``).
+* ``ORDERHUB_PII_SALT`` - salt for hashing buyer personal data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PLATFORM_TZ = ZoneInfo("Asia/Shanghai")  # every platform here speaks Beijing time
+PLATFORMS = ("tmall", "jd", "pdd", "douyin")
+
+
+def home() -> Path:
+    path = Path(os.environ.get("ORDERHUB_HOME", REPO_ROOT / ".orderhub"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def dbt_project_dir() -> Path:
+    return REPO_ROOT / "dbt_project"
+
+
+def database_url() -> str:
+    """The warehouse URL: ``ORDERHUB_DATABASE_URL`` or the embedded server."""
+    url = os.environ.get("ORDERHUB_DATABASE_URL")
+    if url:
+        return url
+    from orderhub import warehouse
+
+    return warehouse.embedded_url()
+
+
+@dataclass(frozen=True)
+class Shop:
+    platform: str
+    shop_id: str
+    conn_id: str
+    name: str = ""
+
+
+def shops_file() -> Path:
+    return Path(os.environ.get("ORDERHUB_SHOPS_FILE", REPO_ROOT / "config" / "shops.yml"))
+
+
+def load_shops(path: Path | None = None) -> list[Shop]:
+    """The configured shops. Unknown platforms are an error, not a skip."""
+    data = yaml.safe_load((path or shops_file()).read_text(encoding="utf-8")) or {}
+    shops = []
+    for row in data.get("shops", []):
+        shop = Shop(
+            platform=row["platform"],
+            shop_id=str(row["shop_id"]),
+            conn_id=row["conn_id"],
+            name=row.get("name", ""),
+        )
+        if shop.platform not in PLATFORMS:
+            raise ValueError(f"shop {shop.shop_id}: unknown platform {shop.platform!r}")
+        shops.append(shop)
+    keys = [(s.platform, s.shop_id) for s in shops]
+    if len(keys) != len(set(keys)):
+        raise ValueError(f"duplicate (platform, shop_id) in {path or shops_file()}")
+    return shops
+
+
+def parse_time(text: str) -> datetime:
+    """ISO 8601; without an offset the time means Asia/Shanghai."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=PLATFORM_TZ)
+    return value
+
+
+def utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """How far behind the platform clock a window must end, and how far back
+    each run re-reads. Defaults follow PDD's documented 3-minute rule."""
+
+    safety_lag: timedelta = timedelta(minutes=3)
+    lookback: timedelta = timedelta(0)
+
+    @classmethod
+    def from_env(cls) -> ExtractionSettings:
+        return cls(
+            safety_lag=timedelta(seconds=int(os.environ.get("ORDERHUB_SAFETY_LAG_SECONDS", 180))),
+            lookback=timedelta(seconds=int(os.environ.get("ORDERHUB_LOOKBACK_SECONDS", 0))),
+        )

@@ -1,0 +1,200 @@
+"""Raw landing: append-only tables, COPY, idempotent insert, ledger, quarantine.
+
+Every raw row keeps the untouched payload (JSONB) and a SHA-256 of its
+canonical JSON text. ``(shop_id, order_id, payload_sha256)`` is unique, so
+landing the same order version twice adds nothing. Rows go in through
+``COPY`` into a temporary table, then one ``INSERT ... ON CONFLICT DO
+NOTHING`` - in the same transaction as the ledger row that describes the
+window, so the ledger never claims rows that are not there (nor the reverse).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+
+from orderhub.config import PLATFORMS, database_url
+
+ENTITIES = ("orders",)
+
+SCHEMA_SQL = """
+create schema if not exists raw;
+create schema if not exists ops;
+
+create table if not exists ops.extraction_windows (
+    platform            text        not null,
+    shop_id             text        not null,
+    entity              text        not null,
+    window_start        timestamptz not null,
+    window_end          timestamptz not null,
+    api_reported_count  integer,
+    orders_received     integer     not null default 0,
+    orders_landed       integer     not null default 0,
+    rows_inserted       integer     not null default 0,
+    rows_quarantined    integer     not null default 0,
+    pages               integer     not null default 0,
+    attempts            integer     not null default 0,
+    outcome             text        not null check (outcome in ('ok', 'partial', 'failed')),
+    last_error          text,
+    run_id              text        not null,
+    first_attempt_at    timestamptz not null default now(),
+    last_attempt_at     timestamptz not null default now(),
+    primary key (platform, shop_id, entity, window_start, window_end)
+);
+
+create table if not exists ops.quarantine (
+    quarantine_id   bigint generated always as identity primary key,
+    platform        text        not null,
+    shop_id         text        not null,
+    entity          text        not null,
+    window_start    timestamptz,
+    window_end      timestamptz,
+    raw_text        text        not null,
+    raw_sha256      text        not null,
+    reason          text        not null,
+    run_id          text        not null,
+    quarantined_at  timestamptz not null default now(),
+    unique (platform, shop_id, entity, raw_sha256, reason)
+);
+"""
+
+RAW_TABLE_SQL = """
+create table if not exists raw.{table} (
+    raw_id          bigint generated always as identity primary key,
+    platform        text        not null,
+    shop_id         text        not null,
+    order_id        text        not null,
+    modified_at     timestamptz not null,
+    payload         jsonb       not null,
+    payload_sha256  text        not null,
+    extracted_at    timestamptz not null default now(),
+    run_id          text        not null,
+    window_start    timestamptz,
+    window_end      timestamptz,
+    unique (shop_id, order_id, payload_sha256)
+);
+create index if not exists {table}_modified_idx on raw.{table} (modified_at);
+"""
+
+
+def raw_table(platform: str, entity: str = "orders") -> str:
+    if platform not in PLATFORMS or entity not in ENTITIES:
+        raise ValueError(f"no raw table for {platform}/{entity}")
+    return f"{platform}_{entity}"
+
+
+def connect(url: str | None = None) -> psycopg.Connection:
+    return psycopg.connect(url or database_url())
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    """Create the raw and ops schemas and tables (idempotent, safe to race)."""
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('orderhub.ensure_schema'))")
+        conn.execute(SCHEMA_SQL)
+        for platform in PLATFORMS:
+            for entity in ENTITIES:
+                conn.execute(RAW_TABLE_SQL.format(table=raw_table(platform, entity)))
+
+
+@dataclass
+class RawRow:
+    order_id: str
+    modified_at: datetime
+    payload_text: str  # canonical JSON
+    payload_sha256: str
+
+
+@dataclass
+class Rejected:
+    raw_text: str
+    reason: str
+
+
+@dataclass
+class WindowLoad:
+    """One window's worth of extraction, ready to land with its ledger row."""
+
+    platform: str
+    shop_id: str
+    entity: str
+    window_start: datetime
+    window_end: datetime
+    run_id: str
+    rows: list[RawRow] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    api_reported_count: int | None = None
+    pages: int = 0
+    attempts: int = 0
+    outcome: str = "ok"
+    last_error: str | None = None
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def land(conn: psycopg.Connection, load: WindowLoad) -> int:
+    """Land one window in one transaction; returns the number of new raw rows."""
+    table = raw_table(load.platform, load.entity)
+    with conn.transaction():
+        inserted = 0
+        if load.rows:
+            conn.execute(
+                "create temporary table if not exists landing_batch ("
+                " order_id text, modified_at timestamptz, payload text, payload_sha256 text"
+                ") on commit delete rows"
+            )
+            with conn.cursor() as cur:
+                with cur.copy("copy landing_batch (order_id, modified_at, payload, payload_sha256)"
+                              " from stdin") as copy:
+                    for row in load.rows:
+                        copy.write_row((row.order_id, row.modified_at, row.payload_text,
+                                        row.payload_sha256))
+                cur.execute(
+                    f"insert into raw.{table} (platform, shop_id, order_id, modified_at, payload,"  # noqa: S608 - table name from a fixed list
+                    " payload_sha256, run_id, window_start, window_end)"
+                    " select distinct on (order_id, payload_sha256) %s, %s, order_id, modified_at,"
+                    " payload::jsonb, payload_sha256, %s, %s, %s from landing_batch"
+                    " order by order_id, payload_sha256"
+                    " on conflict (shop_id, order_id, payload_sha256) do nothing",
+                    (load.platform, load.shop_id, load.run_id, load.window_start, load.window_end),
+                )
+                inserted = cur.rowcount
+        for bad in load.rejected:
+            conn.execute(
+                "insert into ops.quarantine (platform, shop_id, entity, window_start, window_end,"
+                " raw_text, raw_sha256, reason, run_id) values (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                " on conflict (platform, shop_id, entity, raw_sha256, reason) do nothing",
+                (load.platform, load.shop_id, load.entity, load.window_start, load.window_end,
+                 bad.raw_text, sha256(bad.raw_text), bad.reason, load.run_id),
+            )
+        distinct_orders = len({row.order_id for row in load.rows})
+        conn.execute(
+            """
+            insert into ops.extraction_windows as w (platform, shop_id, entity, window_start,
+                window_end, api_reported_count, orders_received, orders_landed, rows_inserted,
+                rows_quarantined, pages, attempts, outcome, last_error, run_id)
+            values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+            on conflict (platform, shop_id, entity, window_start, window_end) do update set
+                api_reported_count = excluded.api_reported_count,
+                orders_received = excluded.orders_received,
+                orders_landed = excluded.orders_landed,
+                rows_inserted = excluded.rows_inserted,
+                rows_quarantined = excluded.rows_quarantined,
+                pages = excluded.pages,
+                attempts = w.attempts + excluded.attempts,
+                outcome = excluded.outcome,
+                last_error = excluded.last_error,
+                run_id = excluded.run_id,
+                last_attempt_at = now()
+            """,
+            (load.platform, load.shop_id, load.entity, load.window_start, load.window_end,
+             load.api_reported_count, len(load.rows) + len(load.rejected), distinct_orders,
+             inserted, len(load.rejected), load.pages, load.attempts, load.outcome,
+             load.last_error, load.run_id),
+        )
+    return inserted

@@ -1,0 +1,159 @@
+"""What every platform client shares: credentials, requests, errors, pages.
+
+A platform module (``tmall.py``, ``jd.py``, ...) only knows its own dialect:
+how to sign, how to ask for one page of orders modified in a window, how to
+read the envelope and where an order keeps its id and modified time. Windows,
+retries, paging order, the ledger and landing are written once, in
+:mod:`orderhub.extract`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import requests
+
+from orderhub.config import PLATFORM_TZ
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """One shop's access: from one Airflow connection (login = app key,
+    password = app secret, extra = {gateway_url, access_token, sign_method})."""
+
+    gateway_url: str
+    app_key: str
+    app_secret: str = field(repr=False)
+    access_token: str = field(repr=False)
+    sign_method: str | None = None
+
+    @classmethod
+    def from_connection(cls, conn) -> Credentials:
+        extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else json.loads(conn.extra or "{}")
+        return cls(
+            gateway_url=extra.get("gateway_url") or conn.host,
+            app_key=conn.login,
+            app_secret=conn.password,
+            access_token=extra.get("access_token", ""),
+            sign_method=extra.get("sign_method"),
+        )
+
+    @classmethod
+    def from_airflow(cls, conn_id: str) -> Credentials:
+        """Looks the connection up through Airflow (metadata DB, secrets
+        backend or ``AIRFLOW_CONN_<ID>``), inside a task or from the CLI."""
+        from airflow.sdk import BaseHook
+
+        return cls.from_connection(BaseHook.get_connection(conn_id))
+
+
+class PlatformError(Exception):
+    """An error answer from a platform gateway, parsed from its envelope."""
+
+    def __init__(self, platform: str, code: str, message: str, *, retryable: bool = False,
+                 retry_after: float | None = None, kind: str = "api"):
+        super().__init__(f"{platform} error {code}: {message}")
+        self.platform = platform
+        self.code = str(code)
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.kind = kind  # api | throttled | auth | signature | server | transport | malformed
+
+
+@dataclass
+class Page:
+    orders: list[dict[str, Any]]
+    total: int | None
+    has_next: bool | None = None
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    url: str
+    params: dict[str, str] = field(default_factory=dict)  # query string
+    data: dict[str, str] | str | None = None  # form fields, or a raw body
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def loads(text: str) -> Any:
+    """JSON with every non-integer number as Decimal: money never passes a float."""
+    return json.loads(text, parse_float=Decimal)
+
+
+def local_time(value: datetime) -> str:
+    """``yyyy-MM-dd HH:mm:ss`` in Beijing time, as TOP, JOS and PDD responses use."""
+    return value.astimezone(PLATFORM_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def parse_local_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=PLATFORM_TZ)
+
+
+class PlatformClient:
+    """One shop on one platform. Subclasses fill in the dialect."""
+
+    platform: ClassVar[str]
+    entity: ClassVar[str] = "orders"
+    max_window: ClassVar[timedelta]  # longest modified-time window the API accepts
+    max_page_size: ClassVar[int] = 100
+    first_page: ClassVar[int] = 1  # page numbering base
+
+    def __init__(self, credentials: Credentials, *, session: requests.Session | None = None,
+                 timeout: float = 30.0, clock=time.time):
+        self.credentials = credentials
+        self.session = session or requests.Session()
+        self.timeout = timeout
+        self.clock = clock  # for request timestamps; the platform's clock is its own
+
+    # -- the dialect ---------------------------------------------------------
+    def order_search_request(self, start: datetime, end: datetime, page: int,
+                             page_size: int) -> HttpRequest:
+        raise NotImplementedError
+
+    def parse_order_search(self, text: str) -> Page:
+        raise NotImplementedError
+
+    def order_identity(self, order: dict[str, Any]) -> tuple[str, datetime]:
+        """(order id, modified time) of one order payload; KeyError/ValueError
+        when the payload lacks them (the loader quarantines such rows)."""
+        raise NotImplementedError
+
+    # -- one call --------------------------------------------------------------
+    def search_orders(self, start: datetime, end: datetime, page: int, page_size: int) -> Page:
+        request = self.order_search_request(start, end, page, page_size)
+        return self.parse_order_search(self.send(request))
+
+    def send(self, request: HttpRequest) -> str:
+        """One HTTP exchange. Transport failures and 5xx become retryable
+        PlatformErrors; the body of any other answer is returned for parsing."""
+        try:
+            response = self.session.request(
+                request.method, request.url, params=request.params or None,
+                data=request.data, headers=request.headers or None, timeout=self.timeout,
+            )
+        except requests.Timeout as exc:
+            raise PlatformError(self.platform, "timeout", str(exc), retryable=True,
+                                kind="transport") from exc
+        except requests.ConnectionError as exc:
+            raise PlatformError(self.platform, "connection", str(exc), retryable=True,
+                                kind="transport") from exc
+        if response.status_code >= 500:
+            raise PlatformError(self.platform, f"http-{response.status_code}",
+                                response.text[:200], retryable=True, kind="server")
+        response.encoding = "utf-8"
+        return response.text
+
+    def parse_json(self, text: str) -> Any:
+        try:
+            return loads(text)
+        except ValueError as exc:
+            # A cut-off or garbled body: worth another try.
+            raise PlatformError(self.platform, "malformed", f"unparseable response: {exc}",
+                                retryable=True, kind="malformed") from exc

@@ -1,0 +1,137 @@
+"""The sandbox HTTP service: one server, one path prefix per platform.
+
+    POST /tmall/router/rest        TOP
+    POST /jd/routerjson            JOS
+    POST /pdd/api/router           PDD
+    POST /douyin/order/searchList  Doudian (path = method with . -> /)
+    GET  /_sandbox/clock           {"now": ISO time}
+    POST /_sandbox/clock           {"now": ISO time} moves the simulated clock
+    GET  /_sandbox/health
+
+The clock: a query at sandbox time ``now`` sees the versions modified before
+``now - index_delay`` (the platform's search index trails its writes; the
+default delay equals OrderHub's default safety lag). ``orderhub run`` moves
+the clock to the moment each interval's run would really happen.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from orderhub import jsonutil
+from orderhub.config import parse_time
+from orderhub.sandbox.douyin import DouyinGateway
+from orderhub.sandbox.gateway import AppCredentials, Gateway, sandbox_credentials
+from orderhub.sandbox.jd import JdGateway
+from orderhub.sandbox.pdd import PddGateway
+from orderhub.sandbox.tmall import TmallGateway
+from orderhub.sandbox.world import World
+
+GATEWAYS: list[type[Gateway]] = [TmallGateway, JdGateway, PddGateway, DouyinGateway]
+DEFAULT_INDEX_DELAY = 180
+
+
+@dataclass
+class SandboxSpec:
+    """Everything that determines what the sandbox answers."""
+
+    seed: int
+    shops: list[tuple[str, str]]
+    scale: float = 1.0
+    index_delay: int = DEFAULT_INDEX_DELAY
+
+    def credentials(self) -> dict[str, AppCredentials]:
+        return {
+            gw.platform: sandbox_credentials(
+                self.seed, gw.platform, [s for p, s in self.shops if p == gw.platform])
+            for gw in GATEWAYS
+        }
+
+
+class Clock:
+    def __init__(self, now: float | None = None):
+        self._offset = 0.0 if now is None else now - time.time()
+        self._frozen: float | None = None
+        self._lock = threading.Lock()
+
+    def set(self, now: float) -> None:
+        with self._lock:
+            self._frozen = now
+
+    def __call__(self) -> int:
+        with self._lock:
+            return int(self._frozen if self._frozen is not None else time.time() + self._offset)
+
+
+class Sandbox:
+    def __init__(self, spec: SandboxSpec):
+        self.spec = spec
+        self.world = World(spec.seed, spec.shops, spec.scale)
+        self.clock = Clock()
+        creds = spec.credentials()
+        self.gateways = [gw(self.world, creds[gw.platform], self.clock, spec.index_delay)
+                         for gw in GATEWAYS]
+
+    def route(self, path: str) -> Gateway | None:
+        for gateway in self.gateways:
+            if path == gateway.prefix or (gateway.prefix.endswith("/") and path.startswith(gateway.prefix)):
+                return gateway
+        return None
+
+
+def make_handler(sandbox: Sandbox):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format, *args):  # noqa: A002 - quiet by default
+            pass
+
+        def _send(self, status: int, payload: dict) -> None:
+            body = jsonutil.dumps(payload).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json;charset=UTF-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _dispatch(self) -> None:
+            parts = urlsplit(self.path)
+            query = dict(parse_qsl(parts.query, keep_blank_values=True))
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            form: dict[str, str] = {}
+            if "application/x-www-form-urlencoded" in (self.headers.get("Content-Type") or ""):
+                form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            if parts.path == "/_sandbox/health":
+                return self._send(200, {"ok": True, "seed": sandbox.spec.seed})
+            if parts.path == "/_sandbox/clock":
+                if self.command == "POST":
+                    sandbox.clock.set(parse_time(json.loads(body)["now"]).timestamp())
+                now = datetime.fromtimestamp(sandbox.clock(), timezone.utc)
+                return self._send(200, {"now": now.isoformat()})
+            gateway = sandbox.route(parts.path)
+            if gateway is None:
+                return self._send(404, {"error": f"no gateway at {parts.path}"})
+            status, payload = gateway.handle(parts.path, query, form, body)
+            return self._send(status, payload)
+
+        do_GET = _dispatch
+        do_POST = _dispatch
+
+    return Handler
+
+
+def serve(spec: SandboxSpec, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    """Start the sandbox in a background thread; ``server.server_address`` has the port."""
+    sandbox = Sandbox(spec)
+    server = ThreadingHTTPServer((host, port), make_handler(sandbox))
+    server.daemon_threads = True
+    server.sandbox = sandbox  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, name="orderhub-sandbox", daemon=True).start()
+    return server
