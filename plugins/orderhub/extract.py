@@ -23,10 +23,10 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from orderhub import jsonutil
-from orderhub.config import Shop
+from orderhub.config import ExtractionSettings, Shop
 from orderhub.landing import RawRow, Rejected, WindowLoad, connect, ensure_schema, land, sha256
 from orderhub.platforms import Credentials, PlatformClient, PlatformError, client_for
 
@@ -162,3 +162,16 @@ def extract_shop(shop: Shop, start: datetime, end: datetime, *, run_id: str,
             if progress:
                 progress(w_end)
     return result
+
+
+def extract_interval(shop: Shop, start: datetime, end: datetime, *, run_id: str,
+                     settings: ExtractionSettings | None = None, **kwargs) -> ShopResult:
+    """One scheduled interval: re-read ``lookback`` before it, and never read
+    closer than ``safety_lag`` to the present (waits if a run starts early)."""
+    settings = settings or ExtractionSettings.from_env()
+    wait = (end + settings.safety_lag - datetime.now(timezone.utc)).total_seconds()
+    if wait > 0:
+        log.info("waiting %.0fs so the window ends %s behind the platform clock", wait,
+                 settings.safety_lag)
+        time.sleep(wait)
+    return extract_shop(shop, start - settings.lookback, end, run_id=run_id, **kwargs)

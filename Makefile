@@ -1,0 +1,41 @@
+# OrderHub - `make run` (the demo pipeline) and `make test` (the suite) set
+# everything up themselves: a .venv with pinned packages, the embedded
+# PostgreSQL, the Airflow metadata DB and dbt's manifest.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup run test test-fast lint docs clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install pinned dependencies
+	$(BIN)/orderhub db start
+
+run: setup ## run the demo: warehouse + sandbox + DAG runs for 2026-11-11 00:00-03:00
+	$(BIN)/orderhub demo --fresh
+
+test: setup ## run the whole test suite (unit, integration, DAG runs)
+	$(BIN)/pytest
+
+test-fast: setup ## the tests that need no Airflow DAG run
+	$(BIN)/pytest -m "not airflow"
+
+lint: setup ## ruff
+	$(BIN)/ruff check plugins dags expectations tests
+
+docs: setup ## dbt docs (target/index.html)
+	$(BIN)/python -c "from orderhub.runner import dbt; print(dbt('docs', 'generate').stdout[-400:])"
+
+clean: ## stop the embedded warehouse and remove local state
+	-$(BIN)/orderhub db stop
+	rm -rf .orderhub dbt_project/target dbt_project/logs

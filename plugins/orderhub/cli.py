@@ -1,0 +1,169 @@
+"""The ``orderhub`` command. Times are ISO 8601; without an offset, Asia/Shanghai."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+
+from orderhub.config import load_shops, parse_time
+
+DEFAULT_SEED = 42
+DEFAULT_START = "2026-11-11T00:00:00+08:00"
+DEFAULT_END = "2026-11-11T03:00:00+08:00"
+
+
+def _spec(args):
+    from orderhub.sandbox.server import SandboxSpec
+
+    return SandboxSpec(seed=args.seed, shops=[(s.platform, s.shop_id) for s in load_shops()],
+                       scale=args.scale)
+
+
+def cmd_db(args) -> int:
+    from orderhub import warehouse
+
+    if args.action == "start":
+        print(warehouse.start())
+    elif args.action == "stop":
+        warehouse.stop()
+    else:
+        from orderhub.config import database_url
+
+        print(database_url())
+    return 0
+
+
+def cmd_sandbox_serve(args) -> int:
+    import signal
+
+    from orderhub.runner import SandboxTarget
+    from orderhub.sandbox.server import serve
+
+    server = serve(_spec(args), port=args.port)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    SandboxTarget.state_file().write_text(json.dumps({"url": url, "seed": args.seed,
+                                                      "scale": args.scale}))
+    print(f"sandbox (seed {args.seed}, scale {args.scale}) listening on {url}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _iso(ts: int | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+def cmd_sandbox_truth(args) -> int:
+    from orderhub.sandbox.world import World
+
+    spec = _spec(args)
+    world = World(spec.seed, spec.shops, spec.scale)
+    rows = world.truth(int(parse_time(args.start).timestamp()), int(parse_time(args.end).timestamp()))
+    with open(args.out, "w", encoding="utf-8") as out:
+        for row in rows:
+            row = {k: (_iso(v) if k.endswith("_at") else str(v) if k.endswith(("_amount", "_fee"))
+                       else v) for k, v in row.items()}
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print(f"{len(rows)} orders -> {args.out}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from orderhub.runner import SandboxTarget, run
+
+    sandbox = SandboxTarget.discover() if not args.real else None
+    if sandbox:
+        print(f"sandbox at {sandbox.url} (seed {sandbox.seed}): connections point there")
+    run(parse_time(args.start), parse_time(args.end), sandbox=sandbox)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from orderhub.demo import demo
+
+    return demo(seed=args.seed, start=parse_time(args.start), end=parse_time(args.end),
+                fresh=args.fresh, scale=args.scale)
+
+
+def cmd_extract(args) -> int:
+    from orderhub.extract import extract_shop
+    from orderhub.runner import SandboxTarget
+
+    shops = [s for s in load_shops() if s.platform == args.platform
+             and (args.shop is None or s.shop_id == args.shop)]
+    if not shops:
+        print(f"no configured shop matches {args.platform}/{args.shop}", file=sys.stderr)
+        return 2
+    sandbox = SandboxTarget.discover()
+    if sandbox:
+        import os
+
+        os.environ.update(sandbox.connections(load_shops()))
+    start, end = parse_time(args.start), parse_time(args.end)
+    run_id = f"manual__{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+    for shop in shops:
+        def progress(upto, shop=shop):
+            done = (upto - start) / (end - start)
+            bar = "#" * int(done * 30)
+            print(f"\r{shop.platform}/{shop.shop_id} [{bar:<30}] {done:5.0%}", end="", flush=True)
+
+        result = extract_shop(shop, start, end, run_id=run_id, progress=progress)
+        print(f"\n  {result.as_dict()}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="orderhub", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="the embedded warehouse")
+    db.add_argument("action", choices=["start", "stop", "url"])
+    db.set_defaults(func=cmd_db)
+
+    sandbox = sub.add_parser("sandbox", help="the platform sandbox")
+    sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    for name, func in (("serve", cmd_sandbox_serve), ("truth", cmd_sandbox_truth)):
+        p = sandbox_sub.add_parser(name)
+        p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+        p.add_argument("--scale", type=float, default=1.0, help="order volume multiplier")
+        p.set_defaults(func=func)
+        if name == "serve":
+            p.add_argument("--port", type=int, default=0)
+        else:
+            p.add_argument("--start", required=True)
+            p.add_argument("--end", required=True)
+            p.add_argument("--out", required=True)
+
+    run = sub.add_parser("run", help="run the DAGs through Airflow for every hour in a range")
+    run.add_argument("--start", required=True)
+    run.add_argument("--end", required=True)
+    run.add_argument("--real", action="store_true",
+                     help="ignore a running sandbox; use the connections Airflow has")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="warehouse + sandbox + DAG runs + a summary")
+    demo.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    demo.add_argument("--scale", type=float, default=1.0)
+    demo.add_argument("--start", default=DEFAULT_START)
+    demo.add_argument("--end", default=DEFAULT_END)
+    demo.add_argument("--fresh", action="store_true", help="start from an empty warehouse")
+    demo.set_defaults(func=cmd_demo)
+
+    extract = sub.add_parser("extract", help="re-pull a range by hand (same code as the DAG)")
+    extract.add_argument("--platform", required=True)
+    extract.add_argument("--shop")
+    extract.add_argument("--start", required=True)
+    extract.add_argument("--end", required=True)
+    extract.set_defaults(func=cmd_extract)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
