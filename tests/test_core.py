@@ -1,0 +1,59 @@
+"""Small, fast facts: exact JSON, windows, the world's determinism and config."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from orderhub import jsonutil
+from orderhub.config import parse_time
+from orderhub.extract import windows
+from orderhub.platforms.base import loads
+from orderhub.sandbox.world import World
+
+
+def test_money_round_trips_exactly_and_floats_are_refused():
+    text = '{"b":[1,2.50],"a":4.5,"s":"茶"}'
+    value = loads(text)
+    assert value["a"] == Decimal("4.5") and isinstance(value["b"][1], Decimal)
+    assert jsonutil.canonical(value) == '{"a":4.5,"b":[1,2.50],"s":"茶"}'
+    with pytest.raises(TypeError):
+        jsonutil.dumps({"x": 0.1})
+
+
+def test_windows_cover_the_interval_without_gaps_or_overlap():
+    a, b = parse_time("2026-11-11T00:00"), parse_time("2026-11-11T01:10")
+    parts = list(windows(a, b, timedelta(minutes=30)))
+    assert parts[0][0] == a and parts[-1][1] == b
+    assert all(x[1] == y[0] for x, y in zip(parts, parts[1:], strict=False))
+    assert [p[1] - p[0] for p in parts] == [timedelta(minutes=30)] * 2 + [timedelta(minutes=10)]
+
+
+def test_times_without_offset_mean_shanghai():
+    assert parse_time("2026-11-11T00:00").utcoffset() == timedelta(hours=8)
+    assert parse_time("2026-11-10T16:00:00+00:00") == parse_time("2026-11-11T00:00")
+
+
+def test_world_is_deterministic_and_independent_of_what_was_generated_before():
+    shops = [("tmall", "s1"), ("pdd", "s2")]
+    a, b = int(parse_time("2026-11-11T00:00").timestamp()), int(parse_time("2026-11-11T02:00").timestamp())
+    first = World(3, shops, 0.05).truth(a, b)
+    other = World(3, shops, 0.05)
+    other.truth(a - 86400, a)  # generate other hours first
+    assert other.truth(a, b) == first and first
+    assert World(4, shops, 0.05).truth(a, b) != first
+
+
+def test_world_money_identity_and_event_order():
+    world = World(1, [("douyin", "d1"), ("jd", "j1")], 0.05)
+    start = int(parse_time("2026-11-11T00:00").timestamp())
+    orders = list(world.orders_created("douyin", "d1", start, start + 3600))
+    orders += list(world.orders_created("jd", "j1", start, start + 3600))
+    assert orders
+    for order in orders:
+        assert order.paid_amount == order.goods_amount - order.discount_amount + order.shipping_fee
+        times = [t for t, _ in order.events]
+        assert times == sorted(times) and len(set(times)) == len(times)
+        assert all(t % 60 != 0 for t in times)  # no event on a window boundary

@@ -1,0 +1,71 @@
+"""Raw landing: idempotent, COPY-based, with quarantine and ledger."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from orderhub.config import parse_time
+from orderhub.extract import to_rows
+from orderhub.landing import WindowLoad, connect, ensure_schema, land
+from orderhub.platforms import Credentials, client_for
+
+pytestmark = pytest.mark.integration
+T0 = parse_time("2026-11-11T00:00")
+
+
+def _load(rows, rejected=()):
+    return WindowLoad("pdd", "pdd-tea", "orders", T0, T0 + timedelta(minutes=30), "test-run",
+                      rows=list(rows), rejected=list(rejected), api_reported_count=len(rows))
+
+
+def test_same_versions_land_once_and_bad_payloads_are_quarantined(clean_warehouse):
+    client = client_for("pdd", Credentials("http://unused", "k", "s", "t"))
+    orders = [
+        {"order_sn": "261111-1", "updated_at": "2026-11-11 00:01:05", "pay_amount": 1},
+        {"order_sn": "261111-2", "updated_at": "2026-11-11 00:02:05", "pay_amount": 2},
+        {"order_sn": "261111-2", "updated_at": "2026-11-11 00:02:05", "pay_amount": 2},  # dup
+        {"updated_at": "2026-11-11 00:03:05"},  # no order id
+        {"order_sn": "261111-4", "updated_at": "not a time"},
+    ]
+    rows, rejected = to_rows(client, orders)
+    assert len(rows) == 3 and len(rejected) == 2
+    assert "order id or modified time" in rejected[0].reason
+    with connect(clean_warehouse) as conn:
+        ensure_schema(conn)
+        assert land(conn, _load(rows, rejected)) == 2
+        assert land(conn, _load(rows, rejected)) == 0  # again: nothing new
+        raw = conn.execute("select count(*) from raw.pdd_orders").fetchone()[0]
+        quarantined = conn.execute("select count(*), min(reason) from ops.quarantine").fetchone()
+        ledger = conn.execute("select orders_landed, rows_inserted, attempts, outcome"
+                              " from ops.extraction_windows").fetchall()
+    assert raw == 2
+    assert quarantined[0] == 2 and quarantined[1].startswith("pdd: payload lacks")
+    assert ledger == [(2, 0, 0, "ok")]
+
+
+def test_a_new_version_of_an_order_is_a_new_row(clean_warehouse):
+    client = client_for("pdd", Credentials("http://unused", "k", "s", "t"))
+    v1, _ = to_rows(client, [{"order_sn": "X", "updated_at": "2026-11-11 00:01:05", "order_status": 1}])
+    v2, _ = to_rows(client, [{"order_sn": "X", "updated_at": "2026-11-11 00:09:05", "order_status": 2}])
+    with connect(clean_warehouse) as conn:
+        ensure_schema(conn)
+        land(conn, _load(v1))
+        land(conn, _load(v2))
+        land(conn, _load(v1))
+        assert conn.execute("select count(*) from raw.pdd_orders").fetchone()[0] == 2
+
+
+def test_a_failed_transaction_leaves_neither_rows_nor_ledger(clean_warehouse):
+    client = client_for("pdd", Credentials("http://unused", "k", "s", "t"))
+    rows, _ = to_rows(client, [{"order_sn": "Y", "updated_at": "2026-11-11 00:01:05"}])
+    load = _load(rows)
+    load.outcome = "bogus"  # violates the ledger's check constraint, after the rows went in
+    with connect(clean_warehouse) as conn:
+        ensure_schema(conn)
+        with pytest.raises(psycopg.errors.CheckViolation):
+            land(conn, load)
+        assert conn.execute("select count(*) from raw.pdd_orders").fetchone()[0] == 0
+        assert conn.execute("select count(*) from ops.extraction_windows").fetchone()[0] == 0

@@ -1,0 +1,118 @@
+"""The sandbox speaks each platform's dialect: signatures, limits, paging, wrappers.
+Driven through the real platform clients, so both sides are exercised."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+import requests
+
+from orderhub.config import parse_time
+from orderhub.platforms import Credentials, PlatformError, client_for
+from orderhub.runner import SANDBOX_PATHS
+from orderhub.sandbox.gateway import sandbox_credentials
+
+T0 = parse_time("2026-11-11T00:00")
+
+
+def creds(sandbox, shops, platform) -> Credentials:
+    shop_ids = [s.shop_id for s in shops if s.platform == platform]
+    c = sandbox_credentials(sandbox.sandbox.spec.seed, platform, shop_ids)
+    return Credentials(sandbox.url + SANDBOX_PATHS[platform], c.app_key, c.app_secret,
+                       c.token_for(shop_ids[0]))
+
+
+@pytest.fixture(autouse=True)
+def clock(sandbox):
+    sandbox.sandbox.clock.set((T0 + timedelta(hours=2)).timestamp())
+
+
+# The platform's real error body for a bad signature (platform-apis.md).
+BAD_SIGNATURE = {
+    "tmall": lambda body: body["error_response"]["code"] == 25
+    and body["error_response"]["msg"] == "Invalid signature",
+    "jd": lambda body: body["error_response"]["code"] == "19"
+    and "en_desc" in body["error_response"] and "zh_desc" in body["error_response"],
+    "pdd": lambda body: body["error_response"]["error_code"] == 20004
+    and {"error_msg", "sub_msg", "request_id"} <= set(body["error_response"]),
+    "douyin": lambda body: body["code"] == 40004 and {"msg", "sub_code", "log_id"} <= set(body),
+}
+
+
+@pytest.mark.parametrize("platform", ["tmall", "jd", "pdd", "douyin"])
+def test_wrong_signature_gets_the_platforms_error_body(sandbox, shops, platform):
+    good = creds(sandbox, shops, platform)
+    client = client_for(platform, replace(good, app_secret="not-the-secret"))
+    request = client.order_search_request(T0, T0 + timedelta(minutes=30), client.first_page, 10)
+    response = requests.request(request.method, request.url, params=request.params,
+                                data=request.data, headers=request.headers)
+    body = response.json()
+    assert BAD_SIGNATURE[platform](body), body
+    with pytest.raises(PlatformError) as err:
+        client.parse_order_search(response.text)
+    assert err.value.kind == "signature" and not err.value.retryable
+
+
+@pytest.mark.parametrize("platform", ["tmall", "jd", "pdd", "douyin"])
+def test_good_signature_returns_orders_in_the_platforms_wrapper(sandbox, shops, platform):
+    client = client_for(platform, creds(sandbox, shops, platform))
+    page = client.search_orders(T0, T0 + timedelta(minutes=30), client.first_page, 100)
+    assert page.total > 0 and len(page.orders) == min(page.total, 100)
+    order_id, modified = client.order_identity(page.orders[0])
+    assert order_id and T0 <= modified < T0 + timedelta(minutes=30)
+
+
+def test_pdd_rejects_windows_over_30_minutes(sandbox, shops):
+    client = client_for("pdd", creds(sandbox, shops, "pdd"))
+    with pytest.raises(PlatformError) as err:
+        client.search_orders(T0, T0 + timedelta(minutes=31), 1, 100)
+    assert err.value.code == "10000" and "30分钟" in err.value.message
+
+
+def test_tmall_rejects_page_size_over_100(sandbox, shops):
+    client = client_for("tmall", creds(sandbox, shops, "tmall"))
+    with pytest.raises(PlatformError) as err:
+        client.search_orders(T0, T0 + timedelta(minutes=30), 1, 101)
+    assert err.value.code == "41"
+
+
+def test_douyin_pages_count_from_zero_and_jd_from_one(sandbox, shops):
+    dy = client_for("douyin", creds(sandbox, shops, "douyin"))
+    first = dy.search_orders(T0, T0 + timedelta(hours=1), 0, 5)
+    second = dy.search_orders(T0, T0 + timedelta(hours=1), 1, 5)
+    assert first.orders and {o["order_id"] for o in first.orders}.isdisjoint(
+        o["order_id"] for o in second.orders)
+    jd = client_for("jd", creds(sandbox, shops, "jd"))
+    with pytest.raises(PlatformError):
+        jd.search_orders(T0, T0 + timedelta(hours=1), 0, 5)
+
+
+def test_units_and_formats_follow_each_platform(sandbox, shops):
+    """Money: yuan strings (TOP, JOS), yuan numbers (PDD), integer fen (Doudian)."""
+    raw = {}
+    for platform in ("tmall", "jd", "pdd", "douyin"):
+        client = client_for(platform, creds(sandbox, shops, platform))
+        request = client.order_search_request(T0, T0 + timedelta(minutes=30), client.first_page, 5)
+        raw[platform] = requests.request(request.method, request.url, params=request.params,
+                                         data=request.data, headers=request.headers).text
+    trade = json.loads(raw["tmall"])["trades_sold_increment_get_response"]["trades"]["trade"][0]
+    assert isinstance(trade["payment"], str) and trade["payment"].count(".") == 1
+    assert trade["orders"]["order"], "sub-orders present"
+    jd_order = json.loads(raw["jd"])["jingdong_pop_order_search_responce"]["searchorderinfo_result"]["orderInfoList"][0]
+    assert isinstance(jd_order["orderPayment"], str)
+    pdd_order = json.loads(raw["pdd"])["order_sn_increment_get_response"]["order_sn_list"][0]
+    assert isinstance(pdd_order["pay_amount"], (int, float))
+    dy_order = json.loads(raw["douyin"])["data"]["shop_order_list"][0]
+    assert isinstance(dy_order["pay_amount"], int) and isinstance(dy_order["update_time"], int)
+
+
+def test_clock_hides_versions_not_yet_indexed(sandbox, shops):
+    client = client_for("tmall", creds(sandbox, shops, "tmall"))
+    sandbox.sandbox.clock.set((T0 + timedelta(minutes=10)).timestamp())
+    early = client.search_orders(T0, T0 + timedelta(minutes=30), 1, 100).total
+    sandbox.sandbox.clock.set((T0 + timedelta(hours=1)).timestamp())
+    later = client.search_orders(T0, T0 + timedelta(minutes=30), 1, 100).total
+    assert early < later
