@@ -41,7 +41,7 @@ def cmd_sandbox_serve(args) -> int:
     from orderhub.runner import SandboxTarget
     from orderhub.sandbox.server import serve
 
-    server = serve(_spec(args), port=args.port)
+    server = serve(_spec(args), host=args.host, port=args.port)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     SandboxTarget.state_file().write_text(json.dumps({"url": url, "seed": args.seed,
                                                       "scale": args.scale}))
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=func)
         if name == "serve":
             p.add_argument("--port", type=int, default=0)
+            p.add_argument("--host", default="127.0.0.1")
         else:
             p.add_argument("--start", required=True)
             p.add_argument("--end", required=True)
