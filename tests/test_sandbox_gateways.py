@@ -116,3 +116,13 @@ def test_clock_hides_versions_not_yet_indexed(sandbox, shops):
     sandbox.sandbox.clock.set((T0 + timedelta(hours=1)).timestamp())
     later = client.search_orders(T0, T0 + timedelta(minutes=30), 1, 100).total
     assert early < later
+
+
+def test_transport_errors_do_not_leak_credentials_into_messages():
+    secret_token = "tok-SECRET-123"
+    client = client_for("douyin", Credentials("http://127.0.0.1:9", "key", "secret", secret_token))
+    with pytest.raises(PlatformError) as err:
+        client.search_orders(T0, T0 + timedelta(minutes=30), 0, 10)
+    assert err.value.retryable and err.value.kind == "transport"
+    assert secret_token not in str(err.value) and "secret" not in str(err.value)
+    assert secret_token not in repr(client.credentials)

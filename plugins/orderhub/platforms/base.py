@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 import requests
+from urllib.parse import urlsplit
 
 from orderhub.config import PLATFORM_TZ
 
@@ -138,12 +139,13 @@ class PlatformClient:
                 request.method, request.url, params=request.params or None,
                 data=request.data, headers=request.headers or None, timeout=self.timeout,
             )
-        except requests.Timeout as exc:
-            raise PlatformError(self.platform, "timeout", str(exc), retryable=True,
-                                kind="transport") from exc
-        except requests.ConnectionError as exc:
-            raise PlatformError(self.platform, "connection", str(exc), retryable=True,
-                                kind="transport") from exc
+        except requests.RequestException as exc:
+            # Never str(exc): requests puts the URL, query string included, in
+            # its messages, and Doudian's query string carries the access token.
+            code = "timeout" if isinstance(exc, requests.Timeout) else "connection"
+            host = urlsplit(request.url).netloc
+            raise PlatformError(self.platform, code, f"{type(exc).__name__} talking to {host}",
+                                retryable=True, kind="transport") from None
         if response.status_code >= 500:
             raise PlatformError(self.platform, f"http-{response.status_code}",
                                 response.text[:200], retryable=True, kind="server")
