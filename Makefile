@@ -24,7 +24,8 @@ setup: $(STAMP) ## create .venv and install pinned dependencies
 run: setup ## run the demo: warehouse + sandbox + DAG runs for 2026-11-11 00:00-03:00
 	$(BIN)/orderhub demo --fresh
 
-test: setup ## run the whole test suite (unit, integration, DAG runs)
+test: setup ## lint, then the whole test suite (unit, integration, DAG runs)
+	$(BIN)/ruff check plugins dags expectations tests
 	$(BIN)/pytest
 
 test-fast: setup ## the tests that need no Airflow DAG run

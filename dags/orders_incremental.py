@@ -27,11 +27,9 @@ DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project"
 WAREHOUSE_CONN = "orderhub_warehouse"
 # dbt's profile reads these; Airflow fills them from the warehouse connection at run time.
 DBT_ENV = {
-    "ORDERHUB_DB_HOST": "{{ conn.%s.host }}" % WAREHOUSE_CONN,
-    "ORDERHUB_DB_PORT": "{{ conn.%s.port }}" % WAREHOUSE_CONN,
-    "ORDERHUB_DB_USER": "{{ conn.%s.login }}" % WAREHOUSE_CONN,
-    "ORDERHUB_DB_PASSWORD": "{{ conn.%s.password or '' }}" % WAREHOUSE_CONN,
-    "ORDERHUB_DB_NAME": "{{ conn.%s.schema }}" % WAREHOUSE_CONN,
+    f"ORDERHUB_DB_{var}": "{{ conn.%s.%s }}" % (WAREHOUSE_CONN, field)  # noqa: UP031 - Jinja braces
+    for var, field in [("HOST", "host"), ("PORT", "port"), ("USER", "login"),
+                       ("PASSWORD", "password or ''"), ("NAME", "schema")]
 }
 
 default_args = {

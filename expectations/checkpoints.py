@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import great_expectations as gx
+from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from expectations.suites import CHECKS
 from orderhub.config import database_url
@@ -37,6 +38,7 @@ def _sqlalchemy_url(url: str) -> str:
 def run_check(name: str, url: str | None = None) -> CheckOutcome:
     schema, table, suite_factory = CHECKS[name]
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # quiet task logs
     source = context.data_sources.add_postgres("warehouse",
                                                connection_string=_sqlalchemy_url(url or database_url()))
     asset = source.add_table_asset(name=table, table_name=table, schema_name=schema)

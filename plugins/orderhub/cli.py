@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from orderhub.config import load_shops, parse_time
 
@@ -55,7 +55,7 @@ def cmd_sandbox_serve(args) -> int:
 
 
 def _iso(ts: int | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 def cmd_sandbox_truth(args) -> int:
@@ -105,7 +105,7 @@ def cmd_extract(args) -> int:
 
         os.environ.update(sandbox.connections(load_shops()))
     start, end = parse_time(args.start), parse_time(args.end)
-    run_id = f"manual__{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+    run_id = f"manual__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
     for shop in shops:
         def progress(upto, shop=shop):
             done = (upto - start) / (end - start)

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from datetime import datetime
 
-from orderhub.config import database_url, load_shops
+from orderhub.config import PLATFORMS, database_url, load_shops
 from orderhub.landing import connect
 from orderhub.runner import SandboxTarget, run
 from orderhub.sandbox.server import SandboxSpec, serve
@@ -30,14 +30,14 @@ def reset_warehouse() -> None:
 def summary(start: datetime, end: datetime, truth: list[dict]) -> tuple[list[dict], bool]:
     with connect() as conn:
         landed = dict(conn.execute(
-            " union all ".join(f"select '{p}', count(distinct (shop_id, order_id)) from raw.{p}_orders"
-                               for p in ("tmall", "jd", "pdd", "douyin"))).fetchall())
+            " union all ".join(f"select '{p}', count(distinct (shop_id, order_id))"  # noqa: S608
+                               f" from raw.{p}_orders" for p in PLATFORMS)).fetchall())
         fct = dict(conn.execute("select platform, count(*) from marts.fct_orders group by 1").fetchall())
         statuses = conn.execute("select platform, order_status_code, count(*) from marts.fct_orders"
                                 " group by 1, 2 order by 1, 2").fetchall()
     truth_counts = Counter(row["platform"] for row in truth)
     rows, all_equal = [], True
-    for platform in ("tmall", "jd", "pdd", "douyin"):
+    for platform in PLATFORMS:
         status = {code: n for p, code, n in statuses if p == platform}
         equal = fct.get(platform, 0) == truth_counts.get(platform, 0)
         all_equal &= equal

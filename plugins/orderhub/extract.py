@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from orderhub import jsonutil
 from orderhub.config import ExtractionSettings, Shop
@@ -169,7 +169,7 @@ def extract_interval(shop: Shop, start: datetime, end: datetime, *, run_id: str,
     """One scheduled interval: re-read ``lookback`` before it, and never read
     closer than ``safety_lag`` to the present (waits if a run starts early)."""
     settings = settings or ExtractionSettings.from_env()
-    wait = (end + settings.safety_lag - datetime.now(timezone.utc)).total_seconds()
+    wait = (end + settings.safety_lag - datetime.now(UTC)).total_seconds()
     if wait > 0:
         log.info("waiting %.0fs so the window ends %s behind the platform clock", wait,
                  settings.safety_lag)

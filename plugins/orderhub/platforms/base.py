@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import requests
-from urllib.parse import urlsplit
 
 from orderhub.config import PLATFORM_TZ
 

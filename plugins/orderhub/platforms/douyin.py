@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orderhub.platforms.base import HttpRequest, Page, PlatformClient, PlatformError
@@ -91,4 +91,4 @@ class DouyinClient(PlatformClient):
         return Page(orders=data.get("shop_order_list") or [], total=int(data.get("total", 0)))
 
     def order_identity(self, order: dict[str, Any]) -> tuple[str, datetime]:
-        return str(order["order_id"]), datetime.fromtimestamp(int(order["update_time"]), timezone.utc)
+        return str(order["order_id"]), datetime.fromtimestamp(int(order["update_time"]), UTC)

@@ -11,7 +11,13 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from orderhub.platforms.base import HttpRequest, Page, PlatformClient, PlatformError, parse_local_time
+from orderhub.platforms.base import (
+    HttpRequest,
+    Page,
+    PlatformClient,
+    PlatformError,
+    parse_local_time,
+)
 
 METHOD = "pdd.order.number.list.increment.get"
 RESPONSE_KEY = "order_sn_increment_get_response"

@@ -20,7 +20,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -113,7 +113,7 @@ def make_handler(sandbox: Sandbox):
             if parts.path == "/_sandbox/clock":
                 if self.command == "POST":
                     sandbox.clock.set(parse_time(json.loads(body)["now"]).timestamp())
-                now = datetime.fromtimestamp(sandbox.clock(), timezone.utc)
+                now = datetime.fromtimestamp(sandbox.clock(), UTC)
                 return self._send(200, {"now": now.isoformat()})
             gateway = sandbox.route(parts.path)
             if gateway is None:
