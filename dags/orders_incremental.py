@@ -85,7 +85,7 @@ def orders_incremental():
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            test_behavior=TestBehavior.AFTER_EACH,
+            test_behavior=TestBehavior.BUILD,
             # tests that read two models (relationships) run after both exist
             should_detach_multiple_parents_tests=True,
         ),
