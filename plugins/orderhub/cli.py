@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from orderhub.config import load_shops, parse_time
+from orderhub.sandbox.faults import ALL, PROFILES
 
 DEFAULT_SEED = 42
 DEFAULT_START = "2026-11-11T00:00:00+08:00"
@@ -17,8 +18,10 @@ DEFAULT_END = "2026-11-11T03:00:00+08:00"
 def _spec(args):
     from orderhub.sandbox.server import SandboxSpec
 
-    return SandboxSpec(seed=args.seed, shops=[(s.platform, s.shop_id) for s in load_shops()],
-                       scale=args.scale)
+    shops = load_shops()
+    return SandboxSpec(seed=args.seed, shops=[(s.platform, s.shop_id) for s in shops],
+                       scale=args.scale, faults=getattr(args, "faults", "none"),
+                       shop_faults={s.shop_id: s.faults for s in shops if s.faults})
 
 
 def cmd_db(args) -> int:
@@ -79,15 +82,20 @@ def cmd_run(args) -> int:
     sandbox = SandboxTarget.discover() if not args.real else None
     if sandbox:
         print(f"sandbox at {sandbox.url} (seed {sandbox.seed}): connections point there")
-    run(parse_time(args.start), parse_time(args.end), sandbox=sandbox)
-    return 0
+    report = run(parse_time(args.start), parse_time(args.end), sandbox=sandbox,
+                 repair=not args.no_repair,
+                 settle=timedelta(hours=args.settle_hours) if args.settle_hours else None)
+    print(f"{len(report.runs)} DAG runs ({report.failed_runs} failed); windows failed first:"
+          f" {report.windows_failed_first}, repaired: {report.windows_repaired},"
+          f" still open: {report.windows_open}")
+    return 0 if report.windows_open == 0 else 1
 
 
 def cmd_demo(args) -> int:
     from orderhub.demo import demo
 
     return demo(seed=args.seed, start=parse_time(args.start), end=parse_time(args.end),
-                fresh=args.fresh, scale=args.scale)
+                fresh=args.fresh, scale=args.scale, faults=args.faults)
 
 
 def cmd_extract(args) -> int:
@@ -106,6 +114,7 @@ def cmd_extract(args) -> int:
         os.environ.update(sandbox.connections(load_shops()))
     start, end = parse_time(args.start), parse_time(args.end)
     run_id = f"manual__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+    failed = 0
     for shop in shops:
         def progress(upto, shop=shop):
             done = (upto - start) / (end - start)
@@ -113,8 +122,9 @@ def cmd_extract(args) -> int:
             print(f"\r{shop.platform}/{shop.shop_id} [{bar:<30}] {done:5.0%}", end="", flush=True)
 
         result = extract_shop(shop, start, end, run_id=run_id, progress=progress)
+        failed += result.windows_failed
         print(f"\n  {result.as_dict()}")
-    return 0
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=func)
         if name == "serve":
             p.add_argument("--port", type=int, default=0)
+            p.add_argument("--faults", default="none", choices=[*PROFILES, ALL])
             p.add_argument("--host", default="127.0.0.1")
         else:
             p.add_argument("--start", required=True)
@@ -145,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--end", required=True)
     run.add_argument("--real", action="store_true",
                      help="ignore a running sandbox; use the connections Airflow has")
+    run.add_argument("--no-repair", action="store_true", help="skip the closing orders_repair run")
+    run.add_argument("--settle-hours", type=float, default=0,
+                     help="run orders_repair once more this many hours later (late updates)")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="warehouse + sandbox + DAG runs + a summary")
@@ -153,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--start", default=DEFAULT_START)
     demo.add_argument("--end", default=DEFAULT_END)
     demo.add_argument("--fresh", action="store_true", help="start from an empty warehouse")
+    demo.add_argument("--faults", default="none", choices=[*PROFILES, ALL],
+                      help="sandbox fault profile (docs/sandbox.md)")
     demo.set_defaults(func=cmd_demo)
 
     extract = sub.add_parser("extract", help="re-pull a range by hand (same code as the DAG)")

@@ -48,6 +48,7 @@ class Shop:
     shop_id: str
     conn_id: str
     name: str = ""
+    faults: str = ""  # the sandbox's fault profile for this shop (chaos tests); "" in production
 
 
 def shops_file() -> Path:
@@ -64,6 +65,7 @@ def load_shops(path: Path | None = None) -> list[Shop]:
             shop_id=str(row["shop_id"]),
             conn_id=row["conn_id"],
             name=row.get("name", ""),
+            faults=row.get("faults", ""),
         )
         if shop.platform not in PLATFORMS:
             raise ValueError(f"shop {shop.shop_id}: unknown platform {shop.platform!r}")

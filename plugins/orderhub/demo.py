@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from orderhub.config import PLATFORMS, database_url, load_shops
 from orderhub.landing import connect
@@ -47,21 +47,25 @@ def summary(start: datetime, end: datetime, truth: list[dict]) -> tuple[list[dic
     return rows, all_equal
 
 
-def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 1.0) -> int:
+def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 1.0,
+         faults: str = "none", settle: timedelta | None = None) -> int:
     began = time.monotonic()
     print(f"warehouse: {database_url()}")
     if fresh:
         reset_warehouse()
         print("warehouse reset (--fresh)")
     shops = load_shops()
-    spec = SandboxSpec(seed=seed, shops=[(s.platform, s.shop_id) for s in shops], scale=scale)
+    spec = SandboxSpec(seed=seed, shops=[(s.platform, s.shop_id) for s in shops], scale=scale,
+                       faults=faults)
+    if settle is None and faults in ("late", "all"):
+        settle = timedelta(hours=4)  # late updates appear up to 3 hours after they happen
     server = serve(spec)
     target = SandboxTarget(f"http://127.0.0.1:{server.server_address[1]}", seed)
     SandboxTarget.state_file().write_text(json.dumps({"url": target.url, "seed": seed,
                                                       "scale": scale}))
-    print(f"sandbox: {target.url} (seed {seed}, scale {scale}, {len(shops)} shops)")
+    print(f"sandbox: {target.url} (seed {seed}, scale {scale}, {len(shops)} shops, faults {faults})")
     try:
-        run(start, end, sandbox=target)
+        report = run(start, end, sandbox=target, settle=settle)
     finally:
         server.shutdown()
         SandboxTarget.state_file().unlink(missing_ok=True)
@@ -73,6 +77,9 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
         codes = " ".join(f"{c}:{n}" for c, n in sorted(r["status_counts"].items()))
         mark = "=" if r["equal"] else "!="
         print(f"{r['platform']:<8} {r['landed']:>8} {r['fct_orders']:>11} {mark}{r['truth']:>7}  {codes}")
+    print(f"DAG runs: {len(report.runs)} ({report.failed_runs} failed); ledger windows that failed"
+          f" first: {report.windows_failed_first}, repaired: {report.windows_repaired},"
+          f" still open: {report.windows_open}")
     total = sum(r["fct_orders"] for r in rows)
     print(f"{'total':<8} {sum(r['landed'] for r in rows):>8} {total:>11}  {len(truth):>7}")
     if not all_equal:

@@ -1,36 +1,51 @@
-"""Extraction, written once for every platform: windows, paging, retries, landing.
+"""Extraction, written once for every platform: windows, paging, retries,
+circuit breaker, adaptive splitting, landing.
 
 For a shop and an interval [start, end):
 
 1. split the interval into windows the platform accepts (``client.max_window``);
-2. for each window ask for the first page (it carries the total), then page
-   **from the last page backwards** - the order Taobao and PDD document for
-   modified-time searches, so an order that changes while we page moves
-   towards pages already read rather than skipping one;
-3. retry transient failures (5xx, timeouts, dropped connections, throttling,
-   cut-off bodies) with capped exponential backoff, honouring "retry after";
-4. land each window's rows with its ledger row in one transaction
-   (:func:`orderhub.landing.land`); a payload without id or modified time is
-   quarantined with the reason and the rest of the page still lands.
+2. for each window read the first page (it carries the total), then page **from
+   the last page backwards** - what Taobao and PDD document for modified-time
+   searches - and finally read the first page again: an order that changes while
+   we page moves to the front, and items only ever shift towards pages already
+   read, so a pass misses nothing that was in the window when it ended. Passes
+   repeat (bounded) until the total holds still;
+3. retry transient failures (5xx, 504, timeouts, dropped connections, throttling,
+   cut-off bodies, a gateway refusing our clock) with capped exponential
+   backoff, honouring "retry after" / "ban will last N seconds";
+4. a circuit breaker per platform, shared by every task through the warehouse
+   (``ops.circuit_breakers``): after repeated failures calls fail fast for a
+   cool-down, so one failing platform neither hangs a run nor starves others;
+5. a window that still fails on timeouts/5xx, or reports more orders than the
+   platform lets one search page through (``max_results``), is split in halves
+   down to ``min_window``; every leaf gets its own ledger row;
+6. land each window's rows with its ledger row in one transaction
+   (:func:`orderhub.landing.land`). Nothing is skipped: a window that could not
+   be read is recorded ``failed`` and the repair DAG re-pulls it.
 
-The scheduled DAG task and ``orderhub extract`` both call :func:`extract_shop`.
+The scheduled DAG tasks and ``orderhub extract`` all call :func:`extract_windows`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import psycopg
+
 from orderhub import jsonutil
-from orderhub.config import ExtractionSettings, Shop
+from orderhub.config import ExtractionSettings, Shop, database_url
 from orderhub.landing import RawRow, Rejected, WindowLoad, connect, ensure_schema, land, sha256
 from orderhub.platforms import Credentials, PlatformClient, PlatformError, client_for
 
 log = logging.getLogger(__name__)
+
+SPLITTABLE = {"transport", "server", "malformed"}
 
 
 @dataclass(frozen=True)
@@ -38,7 +53,21 @@ class RetryPolicy:
     max_attempts: int = 6
     base_delay: float = 0.5
     max_delay: float = 30.0
-    deadline: float = 15 * 60  # seconds one window may spend in retries
+    window_deadline: float = 10 * 60  # seconds one window may spend in retries
+    task_deadline: float = 25 * 60  # seconds one shop's extraction may take in all
+    min_window: timedelta = timedelta(minutes=5)
+    max_passes: int = 4
+    breaker_threshold: int = 5  # consecutive failed calls that open the breaker
+    breaker_cooldown: float = 30.0
+    page_size: int = 100  # capped by each platform's maximum
+
+    @classmethod
+    def from_env(cls) -> RetryPolicy:
+        return cls(
+            page_size=int(os.environ.get("ORDERHUB_PAGE_SIZE", 100)),
+            breaker_cooldown=float(os.environ.get("ORDERHUB_BREAKER_COOLDOWN_SECONDS", 30)),
+            task_deadline=float(os.environ.get("ORDERHUB_TASK_DEADLINE_SECONDS", 25 * 60)),
+        )
 
     def delay(self, attempt: int, error: PlatformError) -> float:
         if error.retry_after is not None:
@@ -57,12 +86,57 @@ def windows(start: datetime, end: datetime, size: timedelta) -> Iterator[tuple[d
         cursor = upper
 
 
+class Breaker:
+    """A circuit breaker per platform, its state in ``ops.circuit_breakers`` so
+    that every task (and every worker) sees the same one."""
+
+    def __init__(self, url: str, platform: str, policy: RetryPolicy):
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.platform = platform
+        self.policy = policy
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def check(self) -> None:
+        row = self.conn.execute(
+            "select opened_until > now(), last_error from ops.circuit_breakers where platform = %s",
+            (self.platform,)).fetchone()
+        if row and row[0]:
+            raise PlatformError(self.platform, "breaker-open",
+                                f"circuit open after repeated failures ({row[1]})", kind="breaker")
+
+    def record(self, error: PlatformError | None) -> None:
+        if error is None:
+            self.conn.execute(
+                "update ops.circuit_breakers set consecutive_failures = 0 where platform = %s"
+                " and consecutive_failures > 0", (self.platform,))
+            return
+        self.conn.execute(
+            """
+            insert into ops.circuit_breakers as b (platform, consecutive_failures, last_error)
+            values (%(p)s, 1, %(e)s)
+            on conflict (platform) do update set
+                consecutive_failures = b.consecutive_failures + 1,
+                last_error = excluded.last_error,
+                opened_until = case when b.consecutive_failures + 1 >= %(n)s
+                                    then now() + make_interval(secs => %(c)s)
+                                    else b.opened_until end,
+                times_opened = b.times_opened
+                    + case when b.consecutive_failures + 1 = %(n)s then 1 else 0 end
+            """,
+            {"p": self.platform, "e": str(error)[:500], "n": self.policy.breaker_threshold,
+             "c": self.policy.breaker_cooldown})
+
+
 class WindowFetch:
     """Fetches every page of one window, counting pages and attempts."""
 
-    def __init__(self, client: PlatformClient, policy: RetryPolicy, sleep: Callable = time.sleep):
+    def __init__(self, client: PlatformClient, policy: RetryPolicy, breaker: Breaker | None = None,
+                 sleep: Callable = time.sleep):
         self.client = client
         self.policy = policy
+        self.breaker = breaker
         self.sleep = sleep
         self.pages = 0
         self.attempts = 0
@@ -70,32 +144,56 @@ class WindowFetch:
     def _call(self, start: datetime, end: datetime, page: int, size: int):
         began = time.monotonic()
         for attempt in range(1, self.policy.max_attempts + 1):
+            if self.breaker:
+                self.breaker.check()
             self.attempts += 1
             try:
                 result = self.client.search_orders(start, end, page, size)
-                self.pages += 1
-                return result
             except PlatformError as error:
-                out_of_time = time.monotonic() - began > self.policy.deadline
+                if self.breaker and error.kind != "api":
+                    self.breaker.record(error)
+                out_of_time = time.monotonic() - began > self.policy.window_deadline
                 if not error.retryable or attempt == self.policy.max_attempts or out_of_time:
                     raise
                 delay = self.policy.delay(attempt, error)
                 log.warning("%s page %s of [%s, %s): %s; retry %s in %.1fs", self.client.platform,
                             page, start, end, error, attempt, delay)
                 self.sleep(delay)
+                continue
+            if self.breaker:
+                self.breaker.record(None)
+            self.pages += 1
+            return result
         raise AssertionError("unreachable")
 
     def orders(self, start: datetime, end: datetime) -> tuple[list[dict], int]:
-        size = self.client.max_page_size
+        """Every order in the window: passes from the last page backwards, each
+        ending with the first page again, until the total holds still."""
+        size = min(self.client.max_page_size, self.policy.page_size)
         first = self.client.first_page
         head = self._call(start, end, first, size)
-        total = head.total if head.total is not None else len(head.orders)
-        last = first + max(math.ceil(total / size), 1) - 1
-        collected = []
-        for page in range(last, first, -1):  # last page first, backwards
-            collected.extend(self._call(start, end, page, size).orders)
-        collected.extend(head.orders)
-        return collected, total
+        collected: list[dict] = []
+        for _ in range(self.policy.max_passes):
+            total = head.total if head.total is not None else len(head.orders)
+            if self.client.max_results is not None and total > self.client.max_results:
+                raise TooManyResults(total)
+            last = first + max(math.ceil(total / size), 1) - 1
+            for page in range(last, first, -1):
+                collected.extend(self._call(start, end, page, size).orders)
+            collected.extend(head.orders)
+            head = self._call(start, end, first, size)  # the first page again, last
+            collected.extend(head.orders)
+            if head.total == total:
+                return collected, total
+        raise PlatformError(self.client.platform, "unstable",
+                            f"total kept changing over {self.policy.max_passes} passes",
+                            retryable=True, kind="server")
+
+
+class TooManyResults(Exception):
+    def __init__(self, total: int):
+        super().__init__(f"{total} results: more than one search can page through")
+        self.total = total
 
 
 def to_rows(client: PlatformClient, orders: list[dict]) -> tuple[list[RawRow], list[Rejected]]:
@@ -118,50 +216,96 @@ def to_rows(client: PlatformClient, orders: list[dict]) -> tuple[list[RawRow], l
 class ShopResult:
     platform: str
     shop_id: str
-    windows: int
-    windows_failed: int
-    orders_landed: int
-    rows_inserted: int
-    rows_quarantined: int
-    errors: list[str]
+    windows: int = 0
+    windows_failed: int = 0
+    windows_split: int = 0
+    orders_landed: int = 0
+    rows_inserted: int = 0
+    rows_quarantined: int = 0
+    errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
 
-def extract_shop(shop: Shop, start: datetime, end: datetime, *, run_id: str,
-                 credentials: Credentials | None = None, database_url: str | None = None,
-                 policy: RetryPolicy | None = None, progress: Callable | None = None) -> ShopResult:
-    """Pull and land every order of one shop modified in [start, end)."""
-    credentials = credentials or Credentials.from_airflow(shop.conn_id)
-    client = client_for(shop.platform, credentials)
-    policy = policy or RetryPolicy()
-    result = ShopResult(shop.platform, shop.shop_id, 0, 0, 0, 0, 0, [])
-    with connect(database_url) as conn:
-        ensure_schema(conn)
-        for w_start, w_end in windows(start, end, client.max_window):
-            fetch = WindowFetch(client, policy)
-            load = WindowLoad(shop.platform, shop.shop_id, client.entity, w_start, w_end, run_id)
+class ShopExtraction:
+    """One shop's extraction run: a client, a breaker, a warehouse connection."""
+
+    def __init__(self, shop: Shop, run_id: str, credentials: Credentials | None,
+                 url: str | None, policy: RetryPolicy | None, progress: Callable | None):
+        self.shop = shop
+        self.run_id = run_id
+        self.client = client_for(shop.platform, credentials or Credentials.from_airflow(shop.conn_id))
+        self.policy = policy or RetryPolicy.from_env()
+        self.url = url or database_url()
+        self.progress = progress
+        self.result = ShopResult(shop.platform, shop.shop_id)
+        self.began = time.monotonic()
+        self.done: set[tuple[datetime, datetime]] = set()
+
+    def run(self, spans: Iterable[tuple[datetime, datetime]]) -> ShopResult:
+        with connect(self.url) as conn:
+            ensure_schema(conn)
+            breaker = Breaker(self.url, self.shop.platform, self.policy)
             try:
-                orders, load.api_reported_count = fetch.orders(w_start, w_end)
-                load.rows, load.rejected = to_rows(client, orders)
-                if len({r.order_id for r in load.rows}) + len(load.rejected) < load.api_reported_count:
-                    load.outcome = "partial"
-            except PlatformError as error:
-                load.outcome, load.last_error = "failed", str(error)
-                result.errors.append(f"[{w_start.isoformat()}, {w_end.isoformat()}): {error}")
-                log.error("%s/%s window [%s, %s) failed: %s", shop.platform, shop.shop_id,
-                          w_start, w_end, error)
-            load.pages, load.attempts = fetch.pages, fetch.attempts
-            inserted = land(conn, load)
-            result.windows += 1
-            result.windows_failed += load.outcome == "failed"
-            result.orders_landed += len({r.order_id for r in load.rows})
-            result.rows_inserted += inserted
-            result.rows_quarantined += len(load.rejected)
-            if progress:
-                progress(w_end)
-    return result
+                for span_start, span_end in spans:
+                    for w_start, w_end in windows(span_start, span_end, self.client.max_window):
+                        if (w_start, w_end) in self.done:
+                            continue  # a repair's open window inside its rolling span
+                        self.done.add((w_start, w_end))
+                        self._window(conn, breaker, w_start, w_end)
+                        if self.progress:
+                            self.progress(w_end)
+            finally:
+                breaker.close()
+        return self.result
+
+    def _window(self, conn, breaker: Breaker, w_start: datetime, w_end: datetime) -> None:
+        load = WindowLoad(self.shop.platform, self.shop.shop_id, self.client.entity, w_start,
+                          w_end, self.run_id)
+        fetch = WindowFetch(self.client, self.policy, breaker)
+        try:
+            if time.monotonic() - self.began > self.policy.task_deadline:
+                raise PlatformError(self.shop.platform, "deadline",
+                                    "task deadline reached before this window", kind="deadline")
+            orders, load.api_reported_count = fetch.orders(w_start, w_end)
+            load.rows, load.rejected = to_rows(self.client, orders)
+            if len({r.order_id for r in load.rows}) + len(load.rejected) < load.api_reported_count:
+                load.outcome = "partial"
+        except (PlatformError, TooManyResults) as error:
+            splittable = isinstance(error, TooManyResults) or error.kind in SPLITTABLE
+            if splittable and w_end - w_start >= 2 * self.policy.min_window:
+                middle = w_start + (w_end - w_start) / 2
+                middle = middle.replace(second=0, microsecond=0)
+                log.warning("%s/%s [%s, %s): %s; splitting at %s", self.shop.platform,
+                            self.shop.shop_id, w_start, w_end, error, middle)
+                self.result.windows_split += 1
+                self._window(conn, breaker, w_start, middle)
+                self._window(conn, breaker, middle, w_end)
+                return
+            load.outcome, load.last_error = "failed", str(error)[:1000]
+            self.result.errors.append(f"[{w_start.isoformat()}, {w_end.isoformat()}): {error}")
+            log.error("%s/%s window [%s, %s) failed: %s", self.shop.platform, self.shop.shop_id,
+                      w_start, w_end, error)
+        load.pages, load.attempts = fetch.pages, fetch.attempts
+        inserted = land(conn, load)
+        self.result.windows += 1
+        self.result.windows_failed += load.outcome == "failed"
+        self.result.orders_landed += len({r.order_id for r in load.rows})
+        self.result.rows_inserted += inserted
+        self.result.rows_quarantined += len(load.rejected)
+
+
+def extract_windows(shop: Shop, spans: Iterable[tuple[datetime, datetime]], *, run_id: str,
+                    credentials: Credentials | None = None, database_url: str | None = None,
+                    policy: RetryPolicy | None = None, progress: Callable | None = None) -> ShopResult:
+    """Pull and land every order of one shop modified in each span."""
+    return ShopExtraction(shop, run_id, credentials, database_url, policy, progress).run(spans)
+
+
+def extract_shop(shop: Shop, start: datetime, end: datetime, *, run_id: str, **kwargs) -> ShopResult:
+    """Pull and land every order of one shop modified in [start, end)."""
+    return extract_windows(shop, [(start, end)], run_id=run_id, **kwargs)
 
 
 def extract_interval(shop: Shop, start: datetime, end: datetime, *, run_id: str,

@@ -11,8 +11,11 @@ window, so the ledger never claims rows that are not there (nor the reverse).
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import psycopg
 
@@ -38,11 +41,20 @@ create table if not exists ops.extraction_windows (
     pages               integer     not null default 0,
     attempts            integer     not null default 0,
     outcome             text        not null check (outcome in ('ok', 'partial', 'failed')),
+    first_outcome       text        not null,  -- as first landed: 'failed' then 'ok' = repaired
     last_error          text,
     run_id              text        not null,
     first_attempt_at    timestamptz not null default now(),
     last_attempt_at     timestamptz not null default now(),
     primary key (platform, shop_id, entity, window_start, window_end)
+);
+
+create table if not exists ops.circuit_breakers (
+    platform              text primary key,
+    consecutive_failures  integer     not null default 0,
+    opened_until          timestamptz,
+    times_opened          integer     not null default 0,
+    last_error            text
 );
 
 create table if not exists ops.quarantine (
@@ -137,6 +149,17 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _fault_pause() -> None:
+    """Fault injection for the crash test: hold the landing transaction open
+    (rows inserted, not committed) so a test can SIGKILL the loader there."""
+    pause = os.environ.get("ORDERHUB_FAULT_PAUSE_BEFORE_COMMIT")
+    if pause:
+        marker = os.environ.get("ORDERHUB_FAULT_PAUSE_MARKER")
+        if marker:
+            Path(marker).touch()
+        time.sleep(float(pause))
+
+
 def land(conn: psycopg.Connection, load: WindowLoad) -> int:
     """Land one window in one transaction; returns the number of new raw rows."""
     table = raw_table(load.platform, load.entity)
@@ -173,12 +196,13 @@ def land(conn: psycopg.Connection, load: WindowLoad) -> int:
                  bad.raw_text, sha256(bad.raw_text), bad.reason, load.run_id),
             )
         distinct_orders = len({row.order_id for row in load.rows})
+        _fault_pause()
         conn.execute(
             """
             insert into ops.extraction_windows as w (platform, shop_id, entity, window_start,
                 window_end, api_reported_count, orders_received, orders_landed, rows_inserted,
-                rows_quarantined, pages, attempts, outcome, last_error, run_id)
-            values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+                rows_quarantined, pages, attempts, outcome, first_outcome, last_error, run_id)
+            values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
             on conflict (platform, shop_id, entity, window_start, window_end) do update set
                 api_reported_count = excluded.api_reported_count,
                 orders_received = excluded.orders_received,
@@ -195,6 +219,6 @@ def land(conn: psycopg.Connection, load: WindowLoad) -> int:
             (load.platform, load.shop_id, load.entity, load.window_start, load.window_end,
              load.api_reported_count, len(load.rows) + len(load.rejected), distinct_orders,
              inserted, len(load.rejected), load.pages, load.attempts, load.outcome,
-             load.last_error, load.run_id),
+             load.outcome, load.last_error, load.run_id),
         )
     return inserted

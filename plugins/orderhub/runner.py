@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -163,32 +164,117 @@ class SandboxTarget:
 def intervals(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
     """Hourly data intervals covering [start, end); both ends on the hour."""
     if start.minute or start.second or end.minute or end.second:
-        raise ValueError("orders_incremental runs hourly: start and end must be on the hour")
+        raise ValueError("the DAGs run hourly: start and end must be on the hour")
     cursor = start
     while cursor < end:
         yield cursor, cursor + INTERVAL
         cursor += INTERVAL
 
 
+# `--mark-success-pattern` for runs whose dbt and GX tasks are left to a later run.
+DEFER_MARTS = r"^(dbt\.|check_)"
+
+
+@dataclass
+class RunReport:
+    runs: list[tuple[str, datetime, bool]]  # (dag id, interval end, succeeded)
+    windows_failed_first: int = 0
+    windows_repaired: int = 0
+    windows_open: int = 0
+
+    @property
+    def failed_runs(self) -> int:
+        return sum(not ok for _, _, ok in self.runs)
+
+
+def dag_test(dag_id: str, at: datetime, env: dict[str, str], defer_marts: bool = False) -> bool:
+    """One complete DAG run through ``airflow dags test``; True if it succeeded.
+
+    ``dags test DAG DATE`` infers the data interval the way a manual run does:
+    the latest complete interval ending at or before DATE. So the run for
+    [a, b) is asked for at b (tests/test_dags.py checks this)."""
+    args = ["dags", "test", dag_id, at.isoformat()]
+    if defer_marts:
+        args += ["--mark-success-pattern", DEFER_MARTS]
+    result = airflow(*args, env=env, check=False, capture=True)
+    log = airflow_home() / f"last_{dag_id}.log"
+    log.write_text(result.stdout + result.stderr)
+    return result.returncode == 0 and "state=failed" not in result.stdout + result.stderr
+
+
+def ledger_summary() -> tuple[int, int, int]:
+    from orderhub.landing import connect, ensure_schema
+
+    with connect() as conn:
+        ensure_schema(conn)
+        return conn.execute(
+            "select count(*) filter (where first_outcome <> 'ok'),"
+            " count(*) filter (where first_outcome <> 'ok' and outcome = 'ok'),"
+            " count(*) filter (where outcome <> 'ok' or orders_landed < api_reported_count)"
+            " from ops.extraction_windows").fetchone()
+
+
+def wait_for_breakers(echo=print, limit: float = 180) -> None:
+    """Before repairing again, let open circuit breakers cool down (bounded)."""
+    from orderhub.landing import connect
+
+    with connect() as conn:
+        seconds = conn.execute(
+            "select coalesce(max(extract(epoch from opened_until - now())), 0)"
+            " from ops.circuit_breakers").fetchone()[0]
+    seconds = min(max(float(seconds), 0) + 1, limit)
+    echo(f"  waiting {seconds:.0f}s for the circuit breakers to close")
+    time.sleep(seconds)
+
+
 def run(start: datetime, end: datetime, *, sandbox: SandboxTarget | None = None,
-        echo=print) -> None:
-    """Run orders_incremental through Airflow for every hour in [start, end)."""
+        repair: bool = True, settle: timedelta | None = None, defer_marts: bool = False,
+        repair_attempts: int = 3, echo=print) -> RunReport:
+    """Run orders_incremental through Airflow for every hour in [start, end),
+    then orders_repair for the interval ending at ``end`` (as the next hourly
+    repair would), and - with ``settle`` - once more that much later, when
+    late-visible updates have appeared.
+
+    ``defer_marts`` leaves dbt and GX to the last run (marks those tasks
+    successful in the earlier ones): the same DAGs, fewer dbt builds."""
+    from orderhub.repair import rolling_span
+
     shops = load_shops()
     extra = sandbox.connections(shops) if sandbox else {}
-    env = airflow_env(extra)
+    # A by-hand run repairs what it ran: the closing repair's rolling re-pull
+    # stays inside [start, end), so the warehouse holds exactly that range.
+    span = min(rolling_span(), end - start)
+    extra["ORDERHUB_REPAIR_HOURS"] = str(span.total_seconds() / 3600)
+    env = airflow_env({"ORDERHUB_TASK_RETRIES": "0", **extra})
     ensure_manifest()
     ensure_airflow_db(env)
     lag = ExtractionSettings.from_env().safety_lag
-    for a, b in intervals(start, end):
-        if sandbox:
-            sandbox.set_clock(b + lag)
-        echo(f"orders_incremental [{a.isoformat()}, {b.isoformat()}) ...")
-        # `dags test DAG DATE` infers the data interval the way a manual run
-        # does: the latest complete interval ending at or before DATE. So the
-        # run for [a, b) is asked for at b (tests/test_dags.py checks this).
-        result = airflow("dags", "test", DAG_ID, b.isoformat(), env=env, check=False,
-                         capture=True)
-        log = airflow_home() / "last_run.log"
-        log.write_text(result.stdout + result.stderr)
-        if result.returncode != 0 or "state=failed" in result.stdout + result.stderr:
-            raise RuntimeError(f"DAG run for [{a}, {b}) failed; Airflow's output is in {log}")
+    plan = [("orders_incremental", b, b + lag) for _, b in intervals(start, end)]
+    if repair:
+        plan.append(("orders_repair", end, end + lag))
+        if settle:
+            plan.append(("orders_repair", end, end + settle + lag))
+    report = RunReport(runs=[])
+    for i, (dag_id, at, clock) in enumerate(plan):
+        last = i == len(plan) - 1
+        attempts = repair_attempts if dag_id == "orders_repair" else 1
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:
+                wait_for_breakers(echo)
+            if sandbox:
+                sandbox.set_clock(clock)
+            echo(f"{dag_id} [{(at - INTERVAL).isoformat()}, {at.isoformat()})"
+                 + (f" at platform time {clock.isoformat()}" if dag_id == "orders_repair" else "")
+                 + (f", attempt {attempt}" if attempt > 1 else "") + " ...")
+            ok = dag_test(dag_id, at, env, defer_marts=defer_marts and not last)
+            report.runs.append((dag_id, at, ok))
+            if ok:
+                break
+            echo(f"  {dag_id} run failed; Airflow's output is in "
+                 f"{airflow_home() / f'last_{dag_id}.log'}")
+    failed_first, repaired, still_open = ledger_summary()
+    report.windows_failed_first, report.windows_repaired, report.windows_open = (
+        failed_first, repaired, still_open)
+    if not report.runs[-1][2]:
+        raise RuntimeError(f"the last DAG run failed; see {airflow_home()}/last_*.log")
+    return report

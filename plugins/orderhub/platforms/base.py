@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -105,6 +106,7 @@ class PlatformClient:
     max_window: ClassVar[timedelta]  # longest modified-time window the API accepts
     max_page_size: ClassVar[int] = 100
     first_page: ClassVar[int] = 1  # page numbering base
+    max_results: ClassVar[int | None] = None  # most results one search can page through
 
     def __init__(self, credentials: Credentials, *, session: requests.Session | None = None,
                  timeout: float = 30.0, clock=time.time):
@@ -112,6 +114,12 @@ class PlatformClient:
         self.session = session or requests.Session()
         self.timeout = timeout
         self.clock = clock  # for request timestamps; the platform's clock is its own
+        self.clock_offset = 0.0  # learned from the gateway's Date header when it refuses ours
+        self.server_clock_offset: float | None = None  # last seen Date header minus our clock
+
+    def now(self) -> float:
+        """Our clock, corrected by what the gateway told us of its own."""
+        return self.clock() + self.clock_offset
 
     # -- the dialect ---------------------------------------------------------
     def order_search_request(self, start: datetime, end: datetime, page: int,
@@ -129,7 +137,14 @@ class PlatformClient:
     # -- one call --------------------------------------------------------------
     def search_orders(self, start: datetime, end: datetime, page: int, page_size: int) -> Page:
         request = self.order_search_request(start, end, page, page_size)
-        return self.parse_order_search(self.send(request))
+        try:
+            return self.parse_order_search(self.send(request))
+        except PlatformError as error:
+            if error.kind == "clock" and self.server_clock_offset is not None:
+                # The gateway's clock differs from ours: stamp the next requests
+                # with its time (the retry loop sends the request again).
+                self.clock_offset = self.server_clock_offset
+            raise
 
     def send(self, request: HttpRequest) -> str:
         """One HTTP exchange. Transport failures and 5xx become retryable
@@ -146,6 +161,13 @@ class PlatformClient:
             host = urlsplit(request.url).netloc
             raise PlatformError(self.platform, code, f"{type(exc).__name__} talking to {host}",
                                 retryable=True, kind="transport") from None
+        server_date = response.headers.get("Date")
+        if server_date:
+            try:
+                self.server_clock_offset = (parsedate_to_datetime(server_date).timestamp()
+                                            - self.clock())
+            except (TypeError, ValueError):
+                pass
         if response.status_code >= 500:
             raise PlatformError(self.platform, f"http-{response.status_code}",
                                 response.text[:200], retryable=True, kind="server")

@@ -42,6 +42,8 @@ RETRYABLE = {"50002": "throttled", "20000": "server"}
 def error_from(body: dict[str, Any]) -> PlatformError:
     code = str(body.get("code"))
     message = f"{body.get('msg', '')} {body.get('sub_code', '')} {body.get('sub_msg', '')}".strip()
+    if "timestamp" in str(body.get("sub_code", "")):
+        return PlatformError("douyin", code, message, retryable=True, kind="clock", retry_after=0)
     if code in RETRYABLE:
         return PlatformError("douyin", code, message, retryable=True, kind=RETRYABLE[code],
                              retry_after=1.0 if RETRYABLE[code] == "throttled" else None)
@@ -65,7 +67,7 @@ class DouyinClient(PlatformClient):
             "page": page,
             "size": page_size,
         })
-        timestamp = str(int(self.clock()))
+        timestamp = str(int(self.now()))
         sign_method = c.sign_method or "hmac-sha256"
         params = {
             "app_key": c.app_key,

@@ -49,6 +49,8 @@ def error_from(body: dict[str, Any]) -> PlatformError:
     # code 70 and "retry after N seconds" (docs/platforms.md). Kept here only.
     if code == "70":
         return PlatformError("jd", code, message, retryable=True, kind="throttled", retry_after=1.0)
+    if code == "20":  # invalid timestamp (UNCONFIRMED)
+        return PlatformError("jd", code, message, retryable=True, kind="clock", retry_after=0)
     if code in ("66", "67"):  # platform-side system errors (UNCONFIRMED)
         return PlatformError("jd", code, message, retryable=True, kind="server")
     kind = {"19": "signature", "18": "auth", "21": "auth"}.get(code, "api")
@@ -77,7 +79,7 @@ class JdClient(PlatformClient):
             "method": METHOD,
             "app_key": c.app_key,
             "access_token": c.access_token,
-            "timestamp": local_time(datetime.fromtimestamp(self.clock()).astimezone()),
+            "timestamp": local_time(datetime.fromtimestamp(self.now()).astimezone()),
             "v": "2.0",
             "format": "json",
             "sign_method": "md5",

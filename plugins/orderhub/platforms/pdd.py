@@ -35,6 +35,8 @@ RETRYABLE = {"52101": "throttled", "70031": "throttled", "52102": "server", "521
 def error_from(body: dict[str, Any]) -> PlatformError:
     code = str(body.get("error_code"))
     message = f"{body.get('error_msg', '')} {body.get('sub_msg', '')}".strip()
+    if code == "10012":  # timestamp expired (UNCONFIRMED)
+        return PlatformError("pdd", code, message, retryable=True, kind="clock", retry_after=0)
     if code in RETRYABLE:
         return PlatformError("pdd", code, message, retryable=True, kind=RETRYABLE[code],
                              retry_after=1.0 if RETRYABLE[code] == "throttled" else None)
@@ -54,7 +56,7 @@ class PddClient(PlatformClient):
             "type": METHOD,
             "client_id": c.app_key,
             "access_token": c.access_token,
-            "timestamp": str(int(self.clock())),
+            "timestamp": str(int(self.now())),
             "data_type": "JSON",
             "version": "V1",
             "start_updated_at": str(int(start.timestamp())),

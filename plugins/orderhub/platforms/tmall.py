@@ -55,6 +55,8 @@ def error_from(body: dict[str, Any]) -> PlatformError:
         ban = _BAN.search(message)
         return PlatformError("tmall", code, message, retryable=True, kind="throttled",
                              retry_after=float(ban.group(1)) if ban else 1.0)
+    if "timestamp" in str(body.get("sub_code", "")):
+        return PlatformError("tmall", code, message, retryable=True, kind="clock", retry_after=0)
     if code == "15":
         return PlatformError("tmall", code, message, retryable=True, kind="server")
     kind = {"25": "signature", "27": "auth", "11": "auth"}.get(code, "api")
@@ -73,7 +75,7 @@ class TmallClient(PlatformClient):
             "method": METHOD,
             "app_key": c.app_key,
             "session": c.access_token,
-            "timestamp": local_time(datetime.fromtimestamp(self.clock()).astimezone()),
+            "timestamp": local_time(datetime.fromtimestamp(self.now()).astimezone()),
             "v": "2.0",
             "format": "json",
             "sign_method": c.sign_method or "md5",

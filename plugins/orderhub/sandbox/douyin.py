@@ -75,6 +75,21 @@ class DouyinGateway(Gateway):
         return 200, envelope(10000, "success",
                              {"page": page, "size": size, "total": total, "shop_order_list": orders})
 
+    def token(self, query, form):
+        return query.get("access_token")
+
+    def request_time(self, query, form):
+        value = query.get("timestamp")
+        return float(value) if value and value.isdigit() else None
+
+    def throttled(self, ban_seconds):
+        return envelope(50002, "请求过于频繁", sub_code="isv.frequency-limited",
+                        sub_msg=f"请{ban_seconds}秒后重试")
+
+    def clock_refused(self):
+        return envelope(30001, "参数错误", sub_code="isv.timestamp-invalid",  # UNCONFIRMED
+                        sub_msg="timestamp与服务器时间相差超过10分钟")
+
     def render(self, order: w.Order, version: int) -> dict[str, Any]:
         kind = order.kind(version)
         status, desc = STATUS[kind]

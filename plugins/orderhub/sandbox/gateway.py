@@ -1,16 +1,21 @@
 """What every sandbox gateway shares: shop lookup by token, the clock, the
-modified-time search with paging, and a cache so paging one window does not
-search the world once per page."""
+modified-time search with paging, fault injection, and a cache so paging one
+window does not search the world once per page."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from threading import Lock
 from typing import Any
 
+from orderhub import jsonutil
+from orderhub.sandbox.faults import ShopFaults
 from orderhub.sandbox.world import Order, World
+
+CLOCK_TOLERANCE = 600  # gateways refuse request timestamps more than 10 minutes off
 
 
 @dataclass(frozen=True)
@@ -63,40 +68,38 @@ def allocate(total: Decimal, weights: list[Decimal]) -> list[Decimal]:
     return [*shares, total - sum(shares, Decimal("0.00"))]
 
 
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    clock_offset: int = 0  # the gateway's clock minus the real clock (Date header)
+
+
 class Gateway:
-    """One platform's gateway. Subclasses: ``prefix``, ``handle`` and ``render``."""
+    """One platform's gateway. Subclasses: ``prefix``, ``token``, ``request_time``,
+    ``handle``, ``render`` and the platform's ``throttled`` and ``clock_refused`` bodies."""
 
     platform: str
     prefix: str
     first_page: int = 1
 
-    def __init__(self, world: World, credentials: AppCredentials, clock, index_delay: int):
+    def __init__(self, world: World, credentials: AppCredentials, clock, index_delay: int,
+                 faults: dict[str, ShopFaults] | None = None):
         self.world = world
         self.credentials = credentials
         self.clock = clock  # () -> sandbox now, Unix seconds
         self.index_delay = index_delay
+        self.faults = faults or {}
         self._cache: dict[tuple, list[tuple[Order, int]]] = {}
         self._lock = Lock()
 
-    def shop_for(self, token: str | None) -> str | None:
-        return self.credentials.tokens.get(token or "")
+    # -- the platform's dialect ------------------------------------------------
+    def token(self, query: dict, form: dict) -> str | None:
+        raise NotImplementedError
 
-    def search(self, shop_id: str, start: int, end: int) -> list[tuple[Order, int]]:
-        visible_before = self.clock() - self.index_delay
-        key = (shop_id, start, end, visible_before)
-        with self._lock:
-            if key not in self._cache:
-                if len(self._cache) > 256:
-                    self._cache.clear()
-                self._cache[key] = self.world.search(self.platform, shop_id, start, end,
-                                                     visible_before)
-            return self._cache[key]
-
-    def page(self, shop_id: str, start: int, end: int, page: int,
-             size: int) -> tuple[list[dict[str, Any]], int]:
-        hits = self.search(shop_id, start, end)
-        offset = (page - self.first_page) * size
-        return [self.render(o, v) for o, v in hits[offset:offset + size]], len(hits)
+    def request_time(self, query: dict, form: dict) -> float | None:
+        """The caller's request timestamp (Unix seconds), if it sent one."""
+        raise NotImplementedError
 
     def handle(self, path: str, query: dict[str, str], form: dict[str, str],
                body: bytes) -> tuple[int, dict[str, Any]]:
@@ -104,3 +107,78 @@ class Gateway:
 
     def render(self, order: Order, version: int) -> dict[str, Any]:
         raise NotImplementedError
+
+    def throttled(self, ban_seconds: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def clock_refused(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------
+    def shop_for(self, token: str | None) -> str | None:
+        return self.credentials.tokens.get(token or "")
+
+    def serve(self, path: str, query: dict[str, str], form: dict[str, str], body: bytes) -> Reply:
+        """Faults around the platform's own handling of one request."""
+        shop_id = self.shop_for(self.token(query, form))
+        faults = self.faults.get(shop_id) if shop_id else None
+        if faults is None:
+            status, payload = self.handle(path, query, form, body)
+            return Reply(status, jsonutil.dumps(payload).encode())
+        offset = faults.clock_offset()
+        n, failure = faults.next_request(self.clock())
+        if failure == "incident":
+            return Reply(504, b"<html><body><h1>504 Gateway Time-out</h1></body></html>", offset)
+        if failure == "flaky":
+            code = (500, 502, 503)[n % 3]
+            return Reply(code, f"<html><body><h1>{code}</h1></body></html>".encode(), offset)
+        if failure == "throttle":
+            return Reply(200, jsonutil.dumps(self.throttled(1)).encode(), offset)
+        sent = self.request_time(query, form)
+        if offset and sent is not None and abs(sent - (time.time() + offset)) > CLOCK_TOLERANCE:
+            faults.note("skew")
+            return Reply(200, jsonutil.dumps(self.clock_refused()).encode(), offset)
+        self._faults = faults  # for search() and page() during this request
+        try:
+            status, payload = self.handle(path, query, form, body)
+        finally:
+            self._faults = None
+        text = jsonutil.dumps(payload).encode()
+        if faults.truncate(n):
+            text = text[: max(1, len(text) * 2 // 3)]
+        return Reply(status, text, offset)
+
+    _faults: ShopFaults | None = None
+
+    def search(self, shop_id: str, start: int, end: int) -> list[tuple[Order, int]]:
+        faults = self._faults
+        visible_before = self.clock() - self.index_delay
+        extra = None
+        if faults is not None:
+            visible_before -= faults.drift_lag((start, end, self.clock()))
+            if "late" in faults:
+                def extra(order: Order, i: int, faults=faults) -> int:
+                    versions = order.visible_versions()
+                    position = versions.index(i)
+                    following = (order.events[versions[position + 1]][0]
+                                 if position + 1 < len(versions) else None)
+                    return faults.late_delay(order.order_id, i, order.events[i][0], following)
+        key = (shop_id, start, end, visible_before, extra is not None)
+        with self._lock:
+            if key not in self._cache:
+                if len(self._cache) > 256:
+                    self._cache.clear()
+                self._cache[key] = self.world.search(self.platform, shop_id, start, end,
+                                                     visible_before, extra)
+            return self._cache[key]
+
+    def page(self, shop_id: str, start: int, end: int, page: int,
+             size: int) -> tuple[list[dict[str, Any]], int]:
+        hits = self.search(shop_id, start, end)
+        offset = (page - self.first_page) * size
+        chosen = hits[offset:offset + size]
+        faults = self._faults
+        if faults is not None and "dup" in faults and offset > 0 and chosen:
+            chosen = [hits[offset - 1], *chosen]  # the previous page's last order again
+            faults.note("dup")
+        return [self.render(o, v) for o, v in chosen], len(hits)

@@ -73,6 +73,18 @@ class JdGateway(Gateway):
             "orderInfoList": orders,
         }}}
 
+    def token(self, query, form):
+        return {**query, **form}.get("access_token")
+
+    def request_time(self, query, form):
+        return _parse_local({**query, **form}.get("timestamp"))
+
+    def throttled(self, ban_seconds):
+        return error("70", f"Calls too frequent, retry after {ban_seconds} seconds", "调用频率超限")
+
+    def clock_refused(self):
+        return error("20", "Invalid timestamp", "时间戳错误")  # UNCONFIRMED code
+
     def render(self, order: w.Order, version: int) -> dict[str, Any]:
         state, remark = STATE[order.kind(version)]
         coupons = []
@@ -116,3 +128,11 @@ class JdGateway(Gateway):
             ],
             "couponDetailList": coupons,
         }
+
+
+def _parse_local(value: str | None) -> float | None:
+    try:
+        return datetime.strptime(value or "", "%Y-%m-%d %H:%M:%S").replace(
+            tzinfo=w.PLATFORM_TZ).timestamp()
+    except ValueError:
+        return None

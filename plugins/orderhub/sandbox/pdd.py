@@ -67,6 +67,19 @@ class PddGateway(Gateway):
             result["has_next"] = page * page_size < total
         return 200, {RESPONSE_KEY: result}
 
+    def token(self, query, form):
+        return {**query, **form}.get("access_token")
+
+    def request_time(self, query, form):
+        value = {**query, **form}.get("timestamp")
+        return float(value) if value and value.isdigit() else None
+
+    def throttled(self, ban_seconds):
+        return error(52101, "当前接口已被限流", f"请{ban_seconds}秒后重试")
+
+    def clock_refused(self):
+        return error(10012, "timestamp已过期", "timestamp与服务器时间相差超过10分钟")  # UNCONFIRMED code
+
     def render(self, order: w.Order, version: int) -> dict[str, Any]:
         kind = order.kind(version)
         status = ORDER_STATUS[kind]

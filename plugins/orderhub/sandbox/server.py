@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 from orderhub import jsonutil
 from orderhub.config import parse_time
 from orderhub.sandbox.douyin import DouyinGateway
+from orderhub.sandbox.faults import ShopFaults, expand
 from orderhub.sandbox.gateway import AppCredentials, Gateway, sandbox_credentials
 from orderhub.sandbox.jd import JdGateway
 from orderhub.sandbox.pdd import PddGateway
@@ -45,6 +46,17 @@ class SandboxSpec:
     shops: list[tuple[str, str]]
     scale: float = 1.0
     index_delay: int = DEFAULT_INDEX_DELAY
+    faults: str = "none"  # one profile for every shop ...
+    shop_faults: dict[str, str] = field(default_factory=dict)  # ... or per shop id
+    incident_seconds: float = 20.0  # wall seconds: stands in for "minutes" so demos stay short
+
+    def shop_fault_state(self) -> dict[str, ShopFaults]:
+        out = {}
+        for _, shop_id in self.shops:
+            kinds = expand(self.shop_faults.get(shop_id, self.faults))
+            if kinds:
+                out[shop_id] = ShopFaults(self.seed, shop_id, kinds, self.incident_seconds)
+        return out
 
     def credentials(self) -> dict[str, AppCredentials]:
         return {
@@ -75,8 +87,9 @@ class Sandbox:
         self.world = World(spec.seed, spec.shops, spec.scale)
         self.clock = Clock()
         creds = spec.credentials()
-        self.gateways = [gw(self.world, creds[gw.platform], self.clock, spec.index_delay)
-                         for gw in GATEWAYS]
+        self.faults = spec.shop_fault_state()
+        self.gateways = [gw(self.world, creds[gw.platform], self.clock, spec.index_delay,
+                            self.faults) for gw in GATEWAYS]
 
     def route(self, path: str) -> Gateway | None:
         for gateway in self.gateways:
@@ -92,8 +105,14 @@ def make_handler(sandbox: Sandbox):
         def log_message(self, format, *args):  # noqa: A002 - quiet by default
             pass
 
-        def _send(self, status: int, payload: dict) -> None:
-            body = jsonutil.dumps(payload).encode("utf-8")
+        date_offset = 0
+
+        def date_time_string(self, timestamp=None):  # the gateway's own clock
+            return super().date_time_string(time.time() + self.date_offset)
+
+        def _send(self, status: int, payload: dict | bytes, date_offset: int = 0) -> None:
+            body = payload if isinstance(payload, bytes) else jsonutil.dumps(payload).encode("utf-8")
+            self.date_offset = date_offset
             self.send_response(status)
             self.send_header("Content-Type", "application/json;charset=UTF-8")
             self.send_header("Content-Length", str(len(body)))
@@ -109,7 +128,8 @@ def make_handler(sandbox: Sandbox):
             if "application/x-www-form-urlencoded" in (self.headers.get("Content-Type") or ""):
                 form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
             if parts.path == "/_sandbox/health":
-                return self._send(200, {"ok": True, "seed": sandbox.spec.seed})
+                return self._send(200, {"ok": True, "seed": sandbox.spec.seed,
+                                        "faults": {k: sorted(v.kinds) for k, v in sandbox.faults.items()}})
             if parts.path == "/_sandbox/clock":
                 if self.command == "POST":
                     sandbox.clock.set(parse_time(json.loads(body)["now"]).timestamp())
@@ -118,8 +138,8 @@ def make_handler(sandbox: Sandbox):
             gateway = sandbox.route(parts.path)
             if gateway is None:
                 return self._send(404, {"error": f"no gateway at {parts.path}"})
-            status, payload = gateway.handle(parts.path, query, form, body)
-            return self._send(status, payload)
+            reply = gateway.serve(parts.path, query, form, body)
+            return self._send(reply.status, reply.body, reply.clock_offset)
 
         do_GET = _dispatch
         do_POST = _dispatch

@@ -79,6 +79,21 @@ class TmallGateway(Gateway):
         result["request_id"] = uuid.uuid4().hex[:13]
         return 200, {RESPONSE_KEY: result}
 
+    def token(self, query, form):
+        return {**query, **form}.get("session")
+
+    def request_time(self, query, form):
+        return _parse_local({**query, **form}.get("timestamp"))
+
+    def throttled(self, ban_seconds):
+        return error(7, "App Call Limited", "accesscontrol.limited-by-app-access-count",
+                     f"This ban will last {ban_seconds} more seconds")
+
+    def clock_refused(self):
+        # UNCONFIRMED code; TOP refuses timestamps more than 10 minutes off.
+        return error(41, "Invalid arguments", "isv.invalid-timestamp",
+                     "timestamp与服务器时间相差超过10分钟")
+
     def render(self, order: w.Order, version: int) -> dict[str, Any]:
         kind = order.kind(version)
         status = STATUS[kind]
@@ -140,3 +155,11 @@ class TmallGateway(Gateway):
                 for line, share in zip(order.lines, discounts, strict=True)
             ]},
         }
+
+
+def _parse_local(value: str | None) -> float | None:
+    try:
+        return datetime.strptime(value or "", "%Y-%m-%d %H:%M:%S").replace(
+            tzinfo=w.PLATFORM_TZ).timestamp()
+    except ValueError:
+        return None

@@ -351,19 +351,21 @@ class World:
             hour += HOUR
 
     def search(self, platform: str, shop_id: str, start: int, end: int,
-               visible_before: int) -> list[tuple[Order, int]]:
+               visible_before: int, extra_delay=None) -> list[tuple[Order, int]]:
         """What a modified-time search for [start, end) returns when the platform's
-        index holds the versions modified before ``visible_before``: each order
-        whose latest indexed version was modified in the window, at that version.
+        index holds the versions modified before ``visible_before`` (each version
+        possibly ``extra_delay(order, version)`` seconds later): each order whose
+        latest indexed version was modified in the window, at that version.
         Sorted newest first, then by order id (stable paging)."""
         hits = []
         for order in self.orders_created(platform, shop_id, start - MAX_LIFETIME, end):
             latest = None
             for i in order.visible_versions():
-                if order.events[i][0] < visible_before:
-                    latest = i
-                else:
+                modified = order.events[i][0]
+                if modified >= visible_before:
                     break
+                if extra_delay is None or modified + extra_delay(order, i) < visible_before:
+                    latest = i
             if latest is not None and start <= order.events[latest][0] < end:
                 hits.append((order, latest))
         hits.sort(key=lambda hit: (-hit[0].events[hit[1]][0], hit[0].order_id))

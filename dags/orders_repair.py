@@ -1,0 +1,55 @@
+"""orders_repair: every hour, re-pull what the ledger says is not complete.
+
+    plan_repairs -> repair_shop (mapped, one per shop) -> dbt (Cosmos) -> check_fct_orders
+
+Per shop: every ledger window that is failed, partial or short, plus a rolling
+re-pull of the last ORDERHUB_REPAIR_HOURS (3) hours before the interval end.
+The standing version of the article's "re-pull the last three hours" script.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import dag, task
+
+from orderhub.orchestration import START_DATE, dbt_task_group, default_args, hourly, run_checkpoint
+
+
+@dag(
+    dag_id="orders_repair",
+    schedule=hourly(),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(minutes=55),
+    default_args=default_args(),
+    tags=["orderhub", "orders", "repair", "hourly"],
+    doc_md=__doc__,
+)
+def orders_repair():
+    @task
+    def plan_repairs(data_interval_end=None) -> list[dict]:
+        from orderhub.repair import plan
+
+        return plan(data_interval_end)
+
+    @task(map_index_template="{{ task.op_kwargs['job']['shop']['platform'] }}/{{ task.op_kwargs['job']['shop']['shop_id'] }}")
+    def repair_shop(job: dict, run_id=None) -> dict:
+        from orderhub.config import Shop, parse_time
+        from orderhub.extract import extract_windows
+
+        spans = [(parse_time(a), parse_time(b)) for a, b in job["spans"]]
+        result = extract_windows(Shop(**job["shop"]), spans, run_id=run_id)
+        if result.windows_failed:
+            raise RuntimeError(f"{result.windows_failed} window(s) still failing: {result.errors}")
+        return {**result.as_dict(), "open_windows_before": job["open_windows"]}
+
+    @task
+    def check_fct_orders() -> dict:
+        return run_checkpoint("fct_orders")
+
+    repair_shop.expand(job=plan_repairs()) >> dbt_task_group() >> check_fct_orders()
+
+
+orders_repair()

@@ -1,0 +1,73 @@
+"""Pieces both DAGs share: default arguments, the dbt task group, the GX task.
+
+Imported by the DAG files at parse time, so nothing here touches a database
+or the network; Cosmos only reads dbt's ``target/manifest.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from orderhub.config import PLATFORM_TZ, dbt_project_dir
+
+WAREHOUSE_CONN = "orderhub_warehouse"
+START_DATE = datetime(2026, 11, 1, tzinfo=PLATFORM_TZ)
+# dbt's profile reads these; Airflow fills them from the warehouse connection at run time.
+DBT_ENV = {
+    f"ORDERHUB_DB_{var}": "{{ conn.%s.%s }}" % (WAREHOUSE_CONN, field)  # noqa: UP031 - Jinja braces
+    for var, field in [("HOST", "host"), ("PORT", "port"), ("USER", "login"),
+                       ("PASSWORD", "password or ''"), ("NAME", "schema")]
+}
+
+
+def default_args() -> dict:
+    """Owner, retries and timeouts for every task. ``orderhub run`` sets
+    ``ORDERHUB_TASK_RETRIES=0`` for its by-hand runs: the repair DAG, not a
+    one-minute task retry, is what heals a failed window there."""
+    return {
+        "owner": "orderhub",
+        "retries": int(os.environ.get("ORDERHUB_TASK_RETRIES", 2)),
+        "retry_delay": timedelta(seconds=int(os.environ.get("ORDERHUB_RETRY_DELAY_SECONDS", 60))),
+        "execution_timeout": timedelta(minutes=30),
+    }
+
+
+def hourly():
+    """Hourly data intervals in Beijing time. Not "@hourly": in Airflow 3 that
+    is a CronTriggerTimetable whose data interval has zero length."""
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    return CronDataIntervalTimetable("0 * * * *", timezone="Asia/Shanghai")
+
+
+def dbt_task_group(group_id: str = "dbt"):
+    """The dbt project as a Cosmos task group: one task per model (dbt build:
+    the model and its tests), relationship tests after both their models."""
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+
+    project = dbt_project_dir()
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(dbt_project_path=project,
+                                     manifest_path=project / "target" / "manifest.json"),
+        profile_config=ProfileConfig(profile_name="orderhub", target_name="dev",
+                                     profiles_yml_filepath=project / "profiles.yml"),
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST,
+                                   test_behavior=TestBehavior.BUILD,
+                                   should_detach_multiple_parents_tests=True),
+        execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
+        operator_args={"env": DBT_ENV, "append_env": True, "install_deps": False},
+    )
+
+
+def run_checkpoint(name: str) -> dict:
+    """A GX checkpoint; a failed critical expectation fails the task."""
+    from expectations.checkpoints import run_check
+
+    outcome = run_check(name)
+    print(outcome.summary())
+    if not outcome.success:
+        raise RuntimeError(outcome.summary())
+    return {"evaluated": outcome.evaluated, "failed": len(outcome.failures)}

@@ -1,0 +1,62 @@
+"""Repair: the standing version of the article's emergency re-pull script.
+
+Every hour ``orders_repair`` re-pulls, per shop,
+
+* every window the ledger marks ``failed`` or ``partial``, or that landed fewer
+  distinct orders than the platform reported ("short"), exactly as recorded, so
+  its ledger row turns ``ok``; and
+* a rolling span of the last ``ORDERHUB_REPAIR_HOURS`` hours (default 3) before
+  the run's interval end, which catches updates that became visible late.
+
+Re-pulling is idempotent: versions already in raw add nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from orderhub.config import Shop, load_shops
+from orderhub.landing import connect, ensure_schema
+
+# One SQL answers "which windows of which shop are not yet complete?"
+OPEN_WINDOWS_SQL = """
+select platform, shop_id, entity, window_start, window_end, outcome, api_reported_count,
+       orders_landed, attempts, last_error
+from ops.extraction_windows
+where outcome <> 'ok' or orders_landed < coalesce(api_reported_count, 0)
+order by platform, shop_id, window_start
+"""
+
+
+def rolling_span() -> timedelta:
+    return timedelta(hours=float(os.environ.get("ORDERHUB_REPAIR_HOURS", 3)))
+
+
+def open_windows(url: str | None = None, until: datetime | None = None) -> list[dict]:
+    with connect(url) as conn:
+        ensure_schema(conn)
+        cur = conn.execute(OPEN_WINDOWS_SQL)
+        names = [d.name for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return [r for r in rows if until is None or r["window_end"] <= until]
+
+
+def plan(end: datetime, *, url: str | None = None, shops: list[Shop] | None = None,
+         span: timedelta | None = None) -> list[dict]:
+    """What to re-pull for a repair run whose interval ends at ``end``: one
+    entry per shop, ``spans`` as ISO pairs (XCom-friendly)."""
+    shops = shops or load_shops()
+    span = span if span is not None else rolling_span()
+    pending = open_windows(url, until=end)
+    out = []
+    for shop in shops:
+        spans = [(w["window_start"], w["window_end"]) for w in pending
+                 if (w["platform"], w["shop_id"]) == (shop.platform, shop.shop_id)]
+        if span > timedelta(0):
+            spans.append((end - span, end))
+        if spans:
+            out.append({"shop": shop.__dict__,
+                        "spans": [(a.isoformat(), b.isoformat()) for a, b in spans],
+                        "open_windows": len(spans) - (1 if span > timedelta(0) else 0)})
+    return out

@@ -1,0 +1,138 @@
+"""Fault profiles: the ways real gateways misbehave, deterministic per seed.
+
+Select with ``orderhub sandbox serve --faults PROFILE`` or ``orderhub demo
+--faults PROFILE``; a shops file may also give each shop its own profile
+(``faults:`` key), which is how the chaos suite runs every profile at once.
+
+| profile   | what the gateway does                                                      |
+|-----------|----------------------------------------------------------------------------|
+| none      | behaves                                                                    |
+| flaky     | scattered HTTP 500/502/503 (15 % of requests)                               |
+| incident  | a burst of HTTP 504 for every request, lasting ``incident_seconds`` of wall |
+|           | time, a few requests into a run (in half the runs: one per clock setting)  |
+| throttle  | the platform's own throttling answer with a ban time (15 % of requests)     |
+| drift     | the index catches up while you page: the first requests of a search see an |
+|           | older state, so orders move across pages between requests                  |
+| late      | some updates become visible 1-3 hours after their modified time            |
+| truncated | cut-off JSON bodies with HTTP 200 (12 % of responses)                       |
+| dup       | the same order on two pages                                                |
+| skew      | the gateway's clock is 15 minutes ahead or behind: requests stamped with   |
+|           | the caller's clock are refused until it syncs to the ``Date`` header       |
+| all       | everything above                                                           |
+
+Request-count faults (flaky, throttle, truncated) are decided by hashing
+(seed, shop, request number), so a sequential run meets the same faults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+PROFILES = ("none", "flaky", "incident", "throttle", "drift", "late", "truncated", "dup", "skew")
+ALL = "all"
+LATE_MIN, LATE_MAX = 3600, 3 * 3600
+# A late version stays the order's latest for at least this long after it
+# becomes visible, so an hourly repair can see it (docs/sandbox.md).
+LATE_QUIET = 4 * 3600
+DRIFT_SPAN, DRIFT_STEP = 6 * 60, 2 * 60
+SKEW = 15 * 60
+
+
+def expand(profile: str) -> frozenset[str]:
+    if profile == ALL:
+        return frozenset(PROFILES) - {"none"}
+    if profile not in PROFILES:
+        raise ValueError(f"unknown fault profile {profile!r}; choose from {(*PROFILES, ALL)}")
+    return frozenset() if profile == "none" else frozenset({profile})
+
+
+def chance(*parts: object) -> float:
+    """A deterministic number in [0, 1) for these parts."""
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass
+class ShopFaults:
+    """The faults of one shop's gateway, with the little state they need."""
+
+    seed: int
+    shop_id: str
+    kinds: frozenset[str]
+    incident_seconds: float = 90.0
+    requests: int = 0
+    _incident_until: float = 0.0
+    _incident_clocks: set = field(default_factory=set)
+    _searches: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    injected: Counter = field(default_factory=Counter)  # what this shop's gateway did, by kind
+
+    def note(self, kind: str) -> None:
+        with self._lock:
+            self.injected[kind] += 1
+
+    def __contains__(self, kind: str) -> bool:
+        return kind in self.kinds
+
+    def next_request(self, clock_value: int) -> tuple[int, str | None]:
+        """Count a request; returns (its number, an injected failure or None)."""
+        with self._lock:
+            self.requests += 1
+            n = self.requests
+            now = time.monotonic()
+            if "incident" in self.kinds:
+                if now < self._incident_until:
+                    self.injected["incident"] += 1
+                    return n, "incident"
+                if (clock_value not in self._incident_clocks and n % 7 == 3
+                        and chance(self.seed, self.shop_id, "incident", clock_value) < 0.5):
+                    self._incident_clocks.add(clock_value)
+                    self._incident_until = now + self.incident_seconds
+                    self.injected["incident"] += 1
+                    return n, "incident"
+        if "flaky" in self.kinds and chance(self.seed, self.shop_id, "flaky", n) < 0.15:
+            self.note("flaky")
+            return n, "flaky"
+        if "throttle" in self.kinds and chance(self.seed, self.shop_id, "throttle", n) < 0.15:
+            self.note("throttle")
+            return n, "throttle"
+        return n, None
+
+    def truncate(self, n: int) -> bool:
+        cut = "truncated" in self.kinds and chance(self.seed, self.shop_id, "truncated", n) < 0.12
+        if cut:
+            self.note("truncated")
+        return cut
+
+    def drift_lag(self, search_key: tuple) -> int:
+        """Seconds the index still trails for this search: shrinks with each request."""
+        if "drift" not in self.kinds:
+            return 0
+        with self._lock:
+            count = self._searches.get(search_key, 0)
+            self._searches[search_key] = count + 1
+        lag = max(0, DRIFT_SPAN - DRIFT_STEP * count)
+        if lag:
+            self.note("drift")
+        return lag
+
+    def clock_offset(self) -> int:
+        if "skew" not in self.kinds:
+            return 0
+        return SKEW if chance(self.seed, self.shop_id, "skew") < 0.5 else -SKEW
+
+    def late_delay(self, order_id: str, version: int, modified: int, next_modified: int | None) -> int:
+        """Extra visibility delay of one version (0 for most)."""
+        if "late" not in self.kinds:
+            return 0
+        if chance(self.seed, order_id, version, "late") >= 0.06:
+            return 0
+        delay = LATE_MIN + int(chance(self.seed, order_id, version, "delay") * (LATE_MAX - LATE_MIN))
+        if next_modified is not None and next_modified < modified + delay + LATE_QUIET:
+            return 0
+        self.note("late")
+        return delay

@@ -1,0 +1,80 @@
+"""Comparing the warehouse with the sandbox's truth (shared by the tests)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+
+from orderhub.config import PLATFORMS, parse_time
+
+STANDARD = ["platform", "shop_id", "order_id", "order_status_code", "refund_status_code",
+            "created_at", "paid_at", "shipped_at", "completed_at", "updated_at", "goods_amount",
+            "discount_amount", "shipping_fee", "paid_amount", "currency"]
+
+
+def cli_truth(seed: int, scale: float, start, end, out: Path, shops_file: Path | None = None,
+              env: dict | None = None) -> list[dict]:
+    """The truth through the CLI, exactly as a user asks for it, parsed back."""
+    cmd = [sys.executable, "-m", "orderhub.cli", "sandbox", "truth", "--seed", str(seed),
+           "--scale", str(scale), "--start", start.isoformat(), "--end", end.isoformat(),
+           "--out", str(out)]
+    subprocess.run(cmd, check=True, env=env)
+    return [normalise(json.loads(line)) for line in out.read_text().splitlines()]
+
+
+def normalise(row: dict) -> dict:
+    out = {}
+    for key, value in row.items():
+        if key.endswith("_at") and value is not None:
+            value = parse_time(value)
+        elif key.endswith(("_amount", "_fee")):
+            value = Decimal(value)
+        out[key] = value
+    return out
+
+
+def fct_orders(url: str) -> list[dict]:
+    with psycopg.connect(url) as conn:
+        cur = conn.execute(f"select {', '.join(STANDARD)} from marts.fct_orders"
+                           " order by platform, shop_id, order_id")
+        return [dict(zip(STANDARD, row, strict=True)) for row in cur.fetchall()]
+
+
+def differences(actual_rows: list[dict], expected_rows: list[dict]) -> dict:
+    """Missing, unexpected, duplicated orders and column differences."""
+    def key(r):
+        return (r["platform"], r["shop_id"], r["order_id"])
+
+    actual = {key(r): r for r in actual_rows}
+    expected = {key(r): r for r in expected_rows}
+    return {
+        "missing": sorted(set(expected) - set(actual)),
+        "unexpected": sorted(set(actual) - set(expected)),
+        "duplicated": len(actual_rows) - len(actual),
+        "columns": [(k, c, actual[k][c], expected[k][c]) for k in sorted(set(actual) & set(expected))
+                    for c in STANDARD if actual[k][c] != expected[k][c]],
+    }
+
+
+def mart_digest(url: str, table: str) -> str:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(f"select t::text from marts.{table} t order by 1").fetchall()
+    return hashlib.sha256("\n".join(r[0] for r in rows).encode()).hexdigest()
+
+
+def raw_counts(url: str) -> dict:
+    with psycopg.connect(url) as conn:
+        return {p: conn.execute(f"select count(*) from raw.{p}_orders").fetchone()[0]
+                for p in PLATFORMS}
+
+
+def reset(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for schema in ("raw", "ops", "seeds", "staging", "intermediate", "marts"):
+            conn.execute(f"drop schema if exists {schema} cascade")
