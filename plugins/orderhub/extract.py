@@ -57,7 +57,7 @@ class RetryPolicy:
     task_deadline: float = 25 * 60  # seconds one shop's extraction may take in all
     min_window: timedelta = timedelta(minutes=5)
     max_passes: int = 4
-    breaker_threshold: int = 5  # consecutive failed calls that open the breaker
+    breaker_threshold: int = 10  # consecutive failed calls (more than one window's retries)
     breaker_cooldown: float = 30.0
     page_size: int = 100  # capped by each platform's maximum
 
