@@ -7,11 +7,13 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from threading import Lock
 from typing import Any
 
 from orderhub import jsonutil
+from orderhub.config import PLATFORM_TZ
 from orderhub.sandbox.faults import ShopFaults
 from orderhub.sandbox.world import Order, World
 
@@ -66,6 +68,15 @@ def allocate(total: Decimal, weights: list[Decimal]) -> list[Decimal]:
         return [Decimal("0.00")] * len(weights)
     shares = [(total * w / base).quantize(Decimal("0.01")) for w in weights[:-1]]
     return [*shares, total - sum(shares, Decimal("0.00"))]
+
+
+def parse_local(value: str | None) -> int | None:
+    """``yyyy-MM-dd HH:mm:ss`` Beijing time -> Unix seconds (None if malformed)."""
+    try:
+        return int(datetime.strptime(value or "", "%Y-%m-%d %H:%M:%S")
+                   .replace(tzinfo=PLATFORM_TZ).timestamp())
+    except ValueError:
+        return None
 
 
 @dataclass

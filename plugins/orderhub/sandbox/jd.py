@@ -9,7 +9,7 @@ from typing import Any
 from orderhub.platforms.base import local_time
 from orderhub.platforms.jd import METHOD, RESPONSE_KEY, sign
 from orderhub.sandbox import world as w
-from orderhub.sandbox.gateway import Gateway, yuan
+from orderhub.sandbox.gateway import Gateway, parse_local, yuan
 
 STATE = {
     w.PAID: ("WAIT_SELLER_STOCK_OUT", "等待出库"),
@@ -51,10 +51,9 @@ class JdGateway(Gateway):
             return 200, error("22", "Invalid method", "无效的方法")
         try:
             business = json.loads(params["360buy_param_json"])
-            start = int(datetime.strptime(business["start_date"], "%Y-%m-%d %H:%M:%S")
-                        .replace(tzinfo=w.PLATFORM_TZ).timestamp())
-            end = int(datetime.strptime(business["end_date"], "%Y-%m-%d %H:%M:%S")
-                      .replace(tzinfo=w.PLATFORM_TZ).timestamp())
+            start, end = parse_local(business["start_date"]), parse_local(business["end_date"])
+            if start is None or end is None:
+                raise ValueError("start_date/end_date: yyyy-MM-dd HH:mm:ss")
             page = int(business.get("page", 1))
             page_size = int(business.get("page_size", 20))
         except (KeyError, ValueError) as exc:
@@ -77,7 +76,7 @@ class JdGateway(Gateway):
         return {**query, **form}.get("access_token")
 
     def request_time(self, query, form):
-        return _parse_local({**query, **form}.get("timestamp"))
+        return parse_local({**query, **form}.get("timestamp"))
 
     def throttled(self, ban_seconds):
         return error("70", f"Calls too frequent, retry after {ban_seconds} seconds", "调用频率超限")
@@ -129,10 +128,3 @@ class JdGateway(Gateway):
             "couponDetailList": coupons,
         }
 
-
-def _parse_local(value: str | None) -> float | None:
-    try:
-        return datetime.strptime(value or "", "%Y-%m-%d %H:%M:%S").replace(
-            tzinfo=w.PLATFORM_TZ).timestamp()
-    except ValueError:
-        return None

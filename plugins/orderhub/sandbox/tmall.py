@@ -9,7 +9,7 @@ from typing import Any
 from orderhub.platforms.base import local_time
 from orderhub.platforms.tmall import METHOD, RESPONSE_KEY, sign
 from orderhub.sandbox import world as w
-from orderhub.sandbox.gateway import Gateway, allocate, yuan
+from orderhub.sandbox.gateway import Gateway, allocate, parse_local, yuan
 
 STATUS = {
     w.CREATED: "WAIT_BUYER_PAY", w.CANCELLED: "TRADE_CLOSED_BY_TAOBAO",
@@ -58,10 +58,9 @@ class TmallGateway(Gateway):
         if params["method"] != METHOD:
             return 200, error(22, "Invalid method")
         try:
-            start = int(datetime.strptime(params["start_modified"], "%Y-%m-%d %H:%M:%S")
-                        .replace(tzinfo=w.PLATFORM_TZ).timestamp())
-            end = int(datetime.strptime(params["end_modified"], "%Y-%m-%d %H:%M:%S")
-                      .replace(tzinfo=w.PLATFORM_TZ).timestamp())
+            start, end = parse_local(params["start_modified"]), parse_local(params["end_modified"])
+            if start is None or end is None:
+                raise ValueError("start_modified/end_modified: yyyy-MM-dd HH:mm:ss")
             page_no = int(params.get("page_no", 1))
             page_size = int(params.get("page_size", 40))
         except (KeyError, ValueError) as exc:
@@ -83,7 +82,7 @@ class TmallGateway(Gateway):
         return {**query, **form}.get("session")
 
     def request_time(self, query, form):
-        return _parse_local({**query, **form}.get("timestamp"))
+        return parse_local({**query, **form}.get("timestamp"))
 
     def throttled(self, ban_seconds):
         return error(7, "App Call Limited", "accesscontrol.limited-by-app-access-count",
@@ -156,10 +155,3 @@ class TmallGateway(Gateway):
             ]},
         }
 
-
-def _parse_local(value: str | None) -> float | None:
-    try:
-        return datetime.strptime(value or "", "%Y-%m-%d %H:%M:%S").replace(
-            tzinfo=w.PLATFORM_TZ).timestamp()
-    except ValueError:
-        return None
