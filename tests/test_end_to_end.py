@@ -7,6 +7,8 @@ window twice more and demands identical raw counts and byte-identical marts.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -23,26 +25,54 @@ START, END = parse_time("2026-11-11T00:00"), parse_time("2026-11-11T02:00")
 
 
 @pytest.fixture(scope="module")
-def first_run(warehouse_url, sandbox, tmp_path_factory):
+def served_sandbox():
+    """`orderhub sandbox serve` in its own process, as a user starts it."""
+    state = SandboxTarget.state_file()
+    saved = state.read_text() if state.exists() else None
+    state.unlink(missing_ok=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "orderhub.cli", "sandbox", "serve", "--seed", str(TEST_SEED),
+         "--scale", str(TEST_SCALE)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = server.stdout.readline()
+        assert "listening on" in line, line
+        target = SandboxTarget.discover()
+        assert target is not None and target.seed == TEST_SEED
+        yield target
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if saved is None:
+            state.unlink(missing_ok=True)
+        else:
+            state.write_text(saved)
+
+
+@pytest.fixture(scope="module")
+def first_run(warehouse_url, served_sandbox, tmp_path_factory):
     reset(warehouse_url)
-    target = SandboxTarget(sandbox.url, sandbox.sandbox.spec.seed)
-    report = run(START, END, sandbox=target)  # every DAG run complete, dbt each hour
+    # The acceptance path: `orderhub run` finds the running sandbox and drives
+    # the DAGs through Airflow, every run complete (dbt each hour).
+    result = subprocess.run(
+        [sys.executable, "-m", "orderhub.cli", "run", "--start", START.isoformat(),
+         "--end", END.isoformat()], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "3 DAG runs (0 failed)" in result.stdout, result.stdout
     truth = cli_truth(TEST_SEED, TEST_SCALE, START, END,
                       tmp_path_factory.mktemp("truth") / "truth.jsonl")
-    return target, truth, report
+    return served_sandbox, truth
 
 
 def test_fct_orders_equals_the_truth_on_every_standard_column(first_run, warehouse_url):
-    _, truth, report = first_run
+    _, truth = first_run
     assert truth and set(truth[0]) == set(STANDARD)
     assert {r["platform"] for r in truth} == {"tmall", "jd", "pdd", "douyin"}
     diff = differences(fct_orders(warehouse_url), truth)
     assert diff == {"missing": [], "unexpected": [], "duplicated": 0, "columns": []}, diff
-    assert [dag for dag, _, _ in report.runs] == ["orders_incremental"] * 2 + ["orders_repair"]
 
 
 def test_running_the_window_twice_more_changes_nothing(first_run, warehouse_url):
-    target, _, _ = first_run
+    target, _ = first_run
 
     def state():
         return (raw_counts(warehouse_url), mart_digest(warehouse_url, "fct_orders"),
@@ -73,9 +103,12 @@ def test_order_lines_sum_to_the_goods_amount(first_run, warehouse_url):
     assert mismatches == []
 
 
-def test_no_secret_or_token_reaches_logs_or_tables(first_run, warehouse_url, sandbox):
+def test_no_secret_or_token_reaches_logs_or_tables(first_run, warehouse_url, shops):
+    from orderhub.sandbox.server import SandboxSpec
+
+    spec = SandboxSpec(TEST_SEED, [(s.platform, s.shop_id) for s in shops], TEST_SCALE)
     secrets = set()
-    for creds in sandbox.sandbox.spec.credentials().values():
+    for creds in spec.credentials().values():
         secrets.add(creds.app_secret)
         secrets.update(creds.tokens)
     logs = list(Path(airflow_home()).rglob("*.log"))
