@@ -127,6 +127,23 @@ def cmd_extract(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_replay(args) -> int:
+    from pathlib import Path
+
+    from orderhub.replay import replay
+
+    shop = args.shop
+    if shop is None:
+        candidates = [s.shop_id for s in load_shops() if s.platform == args.platform]
+        if len(candidates) != 1:
+            print(f"--shop is needed: {args.platform} has shops {candidates}", file=sys.stderr)
+            return 2
+        shop = candidates[0]
+    for r in replay(args.platform, shop, [Path(f) for f in args.files], kind=args.kind):
+        print(f"{r.file}: {r.orders} orders, {r.inserted} new raw rows, {r.quarantined} quarantined")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="orderhub", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     extract.add_argument("--start", required=True)
     extract.add_argument("--end", required=True)
     extract.set_defaults(func=cmd_extract)
+
+    replay = sub.add_parser("replay", help="land saved API responses through the normal loader")
+    replay.add_argument("--platform", required=True, choices=["tmall", "jd", "pdd", "douyin"])
+    replay.add_argument("--kind", default="orders", choices=["orders"])
+    replay.add_argument("--shop", help="shop id (needed when the platform has several)")
+    replay.add_argument("files", nargs="+")
+    replay.set_defaults(func=cmd_replay)
 
     args = parser.parse_args(argv)
     return args.func(args)

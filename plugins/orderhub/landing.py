@@ -160,8 +160,9 @@ def _fault_pause() -> None:
         time.sleep(float(pause))
 
 
-def land(conn: psycopg.Connection, load: WindowLoad) -> int:
-    """Land one window in one transaction; returns the number of new raw rows."""
+def land(conn: psycopg.Connection, load: WindowLoad, *, ledger: bool = True) -> int:
+    """Land one window in one transaction; returns the number of new raw rows.
+    ``ledger=False`` for replayed files: they describe no API window."""
     table = raw_table(load.platform, load.entity)
     with conn.transaction():
         inserted = 0
@@ -197,6 +198,8 @@ def land(conn: psycopg.Connection, load: WindowLoad) -> int:
             )
         distinct_orders = len({row.order_id for row in load.rows})
         _fault_pause()
+        if not ledger:
+            return inserted
         conn.execute(
             """
             insert into ops.extraction_windows as w (platform, shop_id, entity, window_start,

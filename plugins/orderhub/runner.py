@@ -65,11 +65,13 @@ def airflow_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def airflow(*args: str, env: dict[str, str], check: bool = True,
-            capture: bool = False) -> subprocess.CompletedProcess:
+def airflow(*args: str, env: dict[str, str], check: bool = True, capture: bool = False,
+            timeout: float = 3600) -> subprocess.CompletedProcess:
+    """The Airflow CLI of this environment; a DAG run is bounded by ``timeout``
+    (its own dagrun_timeout is 55 minutes)."""
     cmd = [str(Path(sys.executable).with_name("airflow")), *args]
     return subprocess.run(cmd, env=env, check=check, text=True,
-                          capture_output=capture, cwd=REPO_ROOT)
+                          capture_output=capture, cwd=REPO_ROOT, timeout=timeout)
 
 
 def ensure_airflow_db(env: dict[str, str]) -> None:
