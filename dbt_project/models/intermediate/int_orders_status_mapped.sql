@@ -1,3 +1,5 @@
+{{ config(post_hook="{{ fail_on_unmapped_statuses() }}") }}
+
 with orders as (
     select * from {{ ref('int_orders_unioned') }}
 ),

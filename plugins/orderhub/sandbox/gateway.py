@@ -93,6 +93,8 @@ class Gateway:
     platform: str
     prefix: str
     first_page: int = 1
+    # Test switch: render some orders with a status the mapping seed lacks.
+    unmapped_status: bool = False
 
     def __init__(self, world: World, credentials: AppCredentials, clock, index_delay: int,
                  faults: dict[str, ShopFaults] | None = None):

@@ -48,6 +48,7 @@ class SandboxSpec:
     index_delay: int = DEFAULT_INDEX_DELAY
     faults: str = "none"  # one profile for every shop ...
     shop_faults: dict[str, str] = field(default_factory=dict)  # ... or per shop id
+    unmapped_status: bool = False  # some Tmall orders in a status the seed does not map
     incident_seconds: float = 20.0  # wall seconds: stands in for "minutes" so demos stay short
 
     def shop_fault_state(self) -> dict[str, ShopFaults]:
@@ -90,6 +91,8 @@ class Sandbox:
         self.faults = spec.shop_fault_state()
         self.gateways = [gw(self.world, creds[gw.platform], self.clock, spec.index_delay,
                             self.faults) for gw in GATEWAYS]
+        for gateway in self.gateways:
+            gateway.unmapped_status = spec.unmapped_status
 
     def route(self, path: str) -> Gateway | None:
         for gateway in self.gateways:
