@@ -9,24 +9,12 @@ manifest.json, which is how Cosmos renders the dbt task group.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from airflow.sdk import dag, task
 
-from orderhub.orchestration import START_DATE, dbt_task_group, default_args, hourly, run_checkpoint
+from orderhub.orchestration import dbt_task_group, hourly_dag, run_checkpoint
 
 
-@dag(
-    dag_id="orders_incremental",
-    schedule=hourly(),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    dagrun_timeout=timedelta(minutes=55),
-    default_args=default_args(),
-    tags=["orderhub", "orders", "hourly"],
-    doc_md=__doc__,
-)
+@dag(**hourly_dag(dag_id="orders_incremental", tags=["orderhub", "orders", "hourly"], doc_md=__doc__))
 def orders_incremental():
     @task
     def list_shops() -> list[dict]:

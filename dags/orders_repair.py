@@ -9,24 +9,12 @@ The standing version of the article's "re-pull the last three hours" script.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from airflow.sdk import dag, task
 
-from orderhub.orchestration import START_DATE, dbt_task_group, default_args, hourly, run_checkpoint
+from orderhub.orchestration import dbt_task_group, hourly_dag, run_checkpoint
 
 
-@dag(
-    dag_id="orders_repair",
-    schedule=hourly(),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    dagrun_timeout=timedelta(minutes=55),
-    default_args=default_args(),
-    tags=["orderhub", "orders", "repair", "hourly"],
-    doc_md=__doc__,
-)
+@dag(**hourly_dag(dag_id="orders_repair", tags=["orderhub", "orders", "repair", "hourly"], doc_md=__doc__))
 def orders_repair():
     @task
     def plan_repairs(data_interval_end=None) -> list[dict]:

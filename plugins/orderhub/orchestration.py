@@ -41,6 +41,19 @@ def hourly():
     return CronDataIntervalTimetable("0 * * * *", timezone="Asia/Shanghai")
 
 
+def hourly_dag(**kwargs) -> dict:
+    """What every hourly OrderHub DAG shares; ``kwargs`` add dag_id, tags, docs."""
+    return {
+        "schedule": hourly(),
+        "start_date": START_DATE,
+        "catchup": False,
+        "max_active_runs": 1,
+        "dagrun_timeout": timedelta(minutes=55),
+        "default_args": default_args(),
+        **kwargs,
+    }
+
+
 def dbt_task_group(group_id: str = "dbt"):
     """The dbt project as a Cosmos task group: one task per model (dbt build:
     the model and its tests), relationship tests after both their models."""

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from threading import Lock
+from threading import Lock, local
 from typing import Any
 
 from orderhub import jsonutil
@@ -105,6 +105,7 @@ class Gateway:
         self.faults = faults or {}
         self._cache: dict[tuple, list[tuple[Order, int]]] = {}
         self._lock = Lock()
+        self._request = local()  # the shop's faults for the request this thread serves
 
     # -- the platform's dialect ------------------------------------------------
     def token(self, query: dict, form: dict) -> str | None:
@@ -151,17 +152,19 @@ class Gateway:
         if offset and sent is not None and abs(sent - (time.time() + offset)) > CLOCK_TOLERANCE:
             faults.note("skew")
             return Reply(200, jsonutil.dumps(self.clock_refused()).encode(), offset)
-        self._faults = faults  # for search() and page() during this request
+        self._request.faults = faults  # for search() and page() during this request
         try:
             status, payload = self.handle(path, query, form, body)
         finally:
-            self._faults = None
+            self._request.faults = None
         text = jsonutil.dumps(payload).encode()
         if faults.truncate(n):
             text = text[: max(1, len(text) * 2 // 3)]
         return Reply(status, text, offset)
 
-    _faults: ShopFaults | None = None
+    @property
+    def _faults(self) -> ShopFaults | None:
+        return getattr(self._request, "faults", None)
 
     def search(self, shop_id: str, start: int, end: int) -> list[tuple[Order, int]]:
         faults = self._faults

@@ -17,7 +17,7 @@ renamed as (
         {{ local_ts("payload ->> 'shipping_time'") }} as shipped_at,
         {{ local_ts("payload ->> 'receive_time'") }} as finished_at,
         {{ local_ts("payload ->> 'updated_at'") }} as updated_at,
-        -- amounts (yuan as JSON numbers, read as text, never as float)
+        -- amounts (yuan as JSON numbers: read as text, cast to numeric, exact)
         {{ yuan("payload ->> 'goods_amount'") }} as goods_amount,
         {{ yuan("payload ->> 'discount_amount'") }} as discount_amount,
         {{ yuan("payload ->> 'postage'") }} as shipping_fee,
