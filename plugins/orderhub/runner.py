@@ -58,6 +58,8 @@ def airflow_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home() / 'airflow.db'}",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        # Cosmos keeps dbt's partial-parse cache per checkout, not in /tmp for all.
+        "AIRFLOW__COSMOS__CACHE_DIR": str(home() / "cosmos"),
         "ORDERHUB_DATABASE_URL": url,
         "AIRFLOW_CONN_ORDERHUB_WAREHOUSE": url,
     })
