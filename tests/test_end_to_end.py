@@ -141,3 +141,32 @@ def test_gx_checkpoint_fails_on_a_broken_mart(first_run, warehouse_url):
     assert not outcome.success
     failed = {f["expectation"] for f in outcome.critical_failures}
     assert failed == {"expect_column_values_to_be_in_set", "unexpected_rows_expectation"}
+
+
+def test_buyer_data_reaches_the_marts_only_masked_or_hashed(first_run, warehouse_url):
+    import hashlib
+    import re
+
+    from orderhub.config import pii_salt
+
+    with psycopg.connect(warehouse_url) as conn:
+        rows = conn.execute(
+            "select buyer_name_masked, buyer_phone_masked, buyer_address_masked, buyer_key"
+            " from marts.fct_orders").fetchall()
+        name, phone = conn.execute(
+            "select payload->>'receiver_name', payload->>'receiver_mobile' from raw.tmall_orders"
+            " limit 1").fetchone()
+        key = conn.execute("select buyer_key from marts.fct_orders o join raw.tmall_orders r"
+                           " using (order_id) where r.payload->>'receiver_mobile' = %s limit 1",
+                           (phone,)).fetchone()[0]
+        clear = conn.execute("select count(*) from marts.fct_orders f join raw.tmall_orders r"
+                             " using (order_id) where f::text like '%%' || (r.payload->>'receiver_mobile')"
+                             " || '%%' or f::text like '%%' || (r.payload->>'receiver_name') || '%%'"
+                             " or f::text like '%%' || (r.payload->>'receiver_address') || '%%'"
+                             ).fetchone()[0]
+    assert rows and clear == 0
+    assert all(re.fullmatch(r".\*+", n) for n, _, _, _ in rows)
+    assert all(re.fullmatch(r"1\d\d\*{4}\d{4}", p) for _, p, _, _ in rows)
+    assert all(a.endswith(" ****") for _, _, a, _ in rows)
+    assert key == hashlib.sha256(f"{pii_salt()}|{phone}".encode()).hexdigest()
+    assert name and len(name) > 1

@@ -42,6 +42,22 @@ def database_url() -> str:
     return warehouse.embedded_url()
 
 
+def pii_salt() -> str:
+    """The salt for hashing buyer personal data: ``ORDERHUB_PII_SALT`` (set it in
+    production, and keep it: changing it changes every buyer hash), else a
+    random salt made once for this checkout in ``.orderhub/pii_salt``."""
+    salt = os.environ.get("ORDERHUB_PII_SALT")
+    if salt:
+        return salt
+    path = home() / "pii_salt"
+    if not path.exists():
+        import secrets
+
+        path.write_text(secrets.token_hex(16))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 @dataclass(frozen=True)
 class Shop:
     platform: str

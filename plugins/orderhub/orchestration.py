@@ -18,6 +18,10 @@ DBT_ENV = {
     f"ORDERHUB_DB_{var}": "{{ conn.%s.%s }}" % (WAREHOUSE_CONN, field)  # noqa: UP031 - Jinja braces
     for var, field in [("HOST", "host"), ("PORT", "port"), ("USER", "login"),
                        ("PASSWORD", "password or ''"), ("NAME", "schema")]
+} | {
+    # The salt for buyer hashes: an Airflow Variable (AIRFLOW_VAR_ORDERHUB_PII_SALT
+    # or a secrets backend). Missing, the template fails the task: no unsalted hashes.
+    "ORDERHUB_PII_SALT": "{{ var.value.orderhub_pii_salt }}",
 }
 
 

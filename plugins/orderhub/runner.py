@@ -34,6 +34,7 @@ from orderhub.config import (
     dbt_project_dir,
     home,
     load_shops,
+    pii_salt,
 )
 
 DAG_ID = "orders_incremental"
@@ -62,6 +63,7 @@ def airflow_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "AIRFLOW__COSMOS__CACHE_DIR": str(home() / "cosmos"),
         "ORDERHUB_DATABASE_URL": url,
         "AIRFLOW_CONN_ORDERHUB_WAREHOUSE": url,
+        "AIRFLOW_VAR_ORDERHUB_PII_SALT": pii_salt(),
     })
     env.update(extra or {})
     return env
@@ -94,6 +96,7 @@ def dbt_env(url: str | None = None) -> dict[str, str]:
         "ORDERHUB_DB_USER": unquote(parts.username or "postgres"),
         "ORDERHUB_DB_PASSWORD": unquote(parts.password or ""),
         "ORDERHUB_DB_NAME": parts.path.lstrip("/") or "postgres",
+        "ORDERHUB_PII_SALT": pii_salt(),
     }
 
 

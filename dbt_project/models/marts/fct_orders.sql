@@ -21,7 +21,11 @@ final as (
         discount_amount,
         shipping_fee,
         paid_amount,
-        currency
+        currency,
+        buyer_name_masked,
+        buyer_phone_masked,
+        buyer_address_masked,
+        buyer_key
     from orders
 )
 

@@ -26,6 +26,11 @@ renamed as (
         {{ fen_to_yuan("payload ->> 'post_amount'") }} as shipping_fee,
         {{ fen_to_yuan("payload ->> 'pay_amount'") }} as paid_amount,
         'CNY'::text as currency,
+        -- buyer (personal data: masked, or a salted hash for joins; clear text stays in raw)
+        {{ mask_name("payload ->> 'post_receiver'") }} as buyer_name_masked,
+        {{ mask_phone("payload ->> 'post_tel'") }} as buyer_phone_masked,
+        {{ mask_address("payload -> 'post_addr' -> 'province' ->> 'name'", "payload -> 'post_addr' -> 'city' ->> 'name'") }} as buyer_address_masked,
+        {{ pii_hash("payload ->> 'post_tel'") }} as buyer_key,
         -- lineage
         payload_sha256,
         extracted_at

@@ -31,6 +31,11 @@ renamed as (
         {{ yuan("payload ->> 'freightPrice'") }} as shipping_fee,
         {{ yuan("payload ->> 'orderPayment'") }} as paid_amount,
         'CNY'::text as currency,
+        -- buyer (personal data: masked, or a salted hash for joins; clear text stays in raw)
+        {{ mask_name("payload -> 'consigneeInfo' ->> 'fullname'") }} as buyer_name_masked,
+        {{ mask_phone("payload -> 'consigneeInfo' ->> 'mobile'") }} as buyer_phone_masked,
+        {{ mask_address("payload -> 'consigneeInfo' ->> 'province'", "payload -> 'consigneeInfo' ->> 'city'") }} as buyer_address_masked,
+        {{ pii_hash("payload -> 'consigneeInfo' ->> 'mobile'") }} as buyer_key,
         -- lineage
         payload_sha256,
         extracted_at

@@ -23,6 +23,11 @@ renamed as (
         {{ yuan("payload ->> 'postage'") }} as shipping_fee,
         {{ yuan("payload ->> 'pay_amount'") }} as paid_amount,
         'CNY'::text as currency,
+        -- buyer (personal data: masked, or a salted hash for joins; clear text stays in raw)
+        {{ mask_name("payload ->> 'receiver_name'") }} as buyer_name_masked,
+        {{ mask_phone("payload ->> 'receiver_phone'") }} as buyer_phone_masked,
+        {{ mask_address("payload ->> 'province'", "payload ->> 'city'") }} as buyer_address_masked,
+        {{ pii_hash("payload ->> 'receiver_phone'") }} as buyer_key,
         -- lineage
         payload_sha256,
         extracted_at

@@ -26,6 +26,11 @@ renamed as (
         {{ yuan("payload ->> 'post_fee'") }} as shipping_fee,
         {{ yuan("payload ->> 'payment'") }} as paid_amount,
         'CNY'::text as currency,
+        -- buyer (personal data: masked, or a salted hash for joins; clear text stays in raw)
+        {{ mask_name("payload ->> 'receiver_name'") }} as buyer_name_masked,
+        {{ mask_phone("coalesce(nullif(payload ->> 'receiver_mobile', ''), payload ->> 'receiver_phone')") }} as buyer_phone_masked,
+        {{ mask_address("payload ->> 'receiver_state'", "payload ->> 'receiver_city'") }} as buyer_address_masked,
+        {{ pii_hash("coalesce(nullif(payload ->> 'receiver_mobile', ''), payload ->> 'receiver_phone')") }} as buyer_key,
         -- lineage
         payload_sha256,
         extracted_at
