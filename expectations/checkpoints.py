@@ -26,13 +26,21 @@ class CheckOutcome:
         lines = [f"checkpoint {self.name}: {self.evaluated} expectations, "
                  f"{len(self.failures)} failed ({len(self.critical_failures)} critical)"]
         for f in self.failures:
-            lines.append(f"  [{f['severity']}] {f['expectation']} {f['kwargs']}: {f['observed']}")
+            lines.append(f"  [{f['severity']}] {f['expectation']} {f['kwargs']}: {f['observed']}"
+                         + (f" e.g. {f['examples']}" if f.get("examples") else ""))
         return "\n".join(lines)
 
 
 def _sqlalchemy_url(url: str) -> str:
     # GX talks to Postgres through SQLAlchemy (psycopg2 driver).
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _examples(result: dict, limit: int = 5) -> list:
+    """A few offending values or rows, as GX reports them, JSON-friendly."""
+    rows = (result.get("details") or {}).get("unexpected_rows") or result.get("partial_unexpected_list")
+    return [{k: str(v) for k, v in row.items()} if isinstance(row, dict) else str(row)
+            for row in list(rows or [])[:limit]]
 
 
 def run_check(name: str, url: str | None = None) -> CheckOutcome:
@@ -47,7 +55,9 @@ def run_check(name: str, url: str | None = None) -> CheckOutcome:
     validation = context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{name}_validation", data=batch, suite=suite))
     checkpoint = context.checkpoints.add(
-        gx.Checkpoint(name=f"{name}_checkpoint", validation_definitions=[validation]))
+        gx.Checkpoint(name=f"{name}_checkpoint", validation_definitions=[validation],
+                      # COMPLETE: failures carry the offending rows (we keep a few).
+                      result_format={"result_format": "COMPLETE"}))
     result = checkpoint.run()
     failures, evaluated = [], 0
     for run_result in result.run_results.values():
@@ -62,6 +72,7 @@ def run_check(name: str, url: str | None = None) -> CheckOutcome:
                                     if hasattr(getattr(config, "severity", None), "value")
                                     else getattr(config, "severity", "critical")),
                     "observed": r.result.get("observed_value", r.result.get("unexpected_count")),
+                    "examples": _examples(r.result),
                 })
     success = not any(f["severity"] == "critical" for f in failures)
     return CheckOutcome(name, success, evaluated, failures)

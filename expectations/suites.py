@@ -28,6 +28,15 @@ def fct_orders_suite() -> gx.ExpectationSuite:
                 column="refund_status_code", value_set=REFUND_STATUS_CODES, severity=critical),
             gxe.ExpectColumnValuesToBeInSet(column="platform", value_set=PLATFORMS, severity=critical),
             gxe.UnexpectedRowsExpectation(
+                description="every raw status pair is in seeds/platform_status_map.csv",
+                unexpected_rows_query=(
+                    "select platform, raw_order_status, raw_refund_status, count(*) as orders"
+                    " from {batch} where order_status_code is null or refund_status_code is null"
+                    " group by 1, 2, 3"
+                ),
+                severity=critical,
+            ),
+            gxe.UnexpectedRowsExpectation(
                 description="paid = goods - discounts + shipping, within 0.01",
                 unexpected_rows_query=(
                     "select platform, shop_id, order_id from {batch} "

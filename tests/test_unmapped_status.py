@@ -3,9 +3,13 @@ and the failure names the platform, the value and how many orders carry it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import psycopg
 import pytest
 
+from expectations.checkpoints import run_check
 from orderhub.config import parse_time
 from orderhub.runner import SandboxTarget, airflow_home, run
 from orderhub.sandbox.server import SandboxSpec, serve
@@ -30,8 +34,26 @@ def test_an_unmapped_status_fails_the_run_and_is_named(warehouse_url, shops):
     log = (airflow_home() / "last_orders_incremental.log").read_text()
     assert f"Unmapped platform statuses: tmall order status '{UNMAPPED}'" in log
     assert "Add rows to seeds/platform_status_map.csv" in log
-    with psycopg.connect(warehouse_url) as conn:  # raw keeps them; fct_orders was not built
-        landed = conn.execute("select count(*) from raw.tmall_orders"
+    with psycopg.connect(warehouse_url) as conn:
+        # Raw keeps them, and fct_orders shows them with no code (never a guessed one)
+        # beside the good orders, which still land.
+        landed = conn.execute("select count(distinct order_id) from raw.tmall_orders"
                               " where payload->>'status' = %s", (UNMAPPED,)).fetchone()[0]
-        fct_orders = conn.execute("select to_regclass('marts.fct_orders')").fetchone()[0]
-    assert landed > 0 and fct_orders is None
+        uncoded = conn.execute("select count(*) from marts.fct_orders where raw_order_status = %s"
+                               " and order_status_code is null", (UNMAPPED,)).fetchone()[0]
+        coded = conn.execute("select count(*) from marts.fct_orders"
+                             " where order_status_code is not null").fetchone()[0]
+    assert landed > 0 and uncoded == landed and coded > 0
+
+    # The GX checkpoint fails too, and its observed rows name platform and value.
+    outcome = run_check("fct_orders", warehouse_url)
+    assert not outcome.success
+    unmapped = [f for f in outcome.critical_failures
+                if "order_status_code is null" in str(f["kwargs"])]
+    assert unmapped and UNMAPPED in str(unmapped[0]["examples"]), outcome.critical_failures
+
+    # `orderhub mapping check` names it and gives the seed row to paste.
+    report = subprocess.run([sys.executable, "-m", "orderhub.cli", "mapping", "check"],
+                            capture_output=True, text=True)
+    assert report.returncode == 1
+    assert f"tmall,{UNMAPPED},NO_REFUND," in report.stdout

@@ -1,4 +1,4 @@
-{#- Nothing silently dropped: after int_orders_status_mapped is built, any raw
+{#- Nothing silently dropped: after fct_orders is built, any raw
     status pair missing from the platform_status_map seed stops the run with
     an error that names platform, values and order counts, and says which
     seed rows to add. (tests/assert_all_statuses_mapped.sql checks the same

@@ -6,6 +6,6 @@ select
     raw_order_status,
     raw_refund_status,
     count(*) as orders
-from {{ ref('int_orders_status_mapped') }}
+from {{ ref('fct_orders') }}
 where order_status_code is null or refund_status_code is null
 group by platform, raw_order_status, raw_refund_status

@@ -144,6 +144,22 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_mapping_check(args) -> int:
+    from dataclasses import asdict
+
+    from orderhub.config import database_url
+    from orderhub.landing import connect
+    from orderhub.mapping import check
+
+    with connect(database_url()) as conn:
+        report = check(conn)
+    if args.json:
+        print(json.dumps(asdict(report), ensure_ascii=False, indent=2, default=str))
+    else:
+        print(report.render())
+    return 0 if report.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="orderhub", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -201,6 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--shop", help="shop id (needed when the platform has several)")
     replay.add_argument("files", nargs="+")
     replay.set_defaults(func=cmd_replay)
+
+    mapping = sub.add_parser("mapping", help="the field and status mapping seeds")
+    mapping_sub = mapping.add_subparsers(dest="mapping_command", required=True)
+    mapping_check = mapping_sub.add_parser(
+        "check", help="unmapped statuses, missing required fields and unread payload fields,"
+                      " with seed rows to paste (exit 1 on unmapped or missing)")
+    mapping_check.add_argument("--json", action="store_true", help="machine-readable output")
+    mapping_check.set_defaults(func=cmd_mapping_check)
 
     args = parser.parse_args(argv)
     return args.func(args)

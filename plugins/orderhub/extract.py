@@ -40,7 +40,16 @@ import psycopg
 
 from orderhub import jsonutil
 from orderhub.config import ExtractionSettings, Shop, database_url
-from orderhub.landing import RawRow, Rejected, WindowLoad, connect, ensure_schema, land, sha256
+from orderhub.landing import (
+    RawRow,
+    Rejected,
+    WindowLoad,
+    connect,
+    ensure_schema,
+    land,
+    register_shop,
+    sha256,
+)
 from orderhub.platforms import Credentials, PlatformClient, PlatformError, client_for
 
 log = logging.getLogger(__name__)
@@ -246,6 +255,8 @@ class ShopExtraction:
     def run(self, spans: Iterable[tuple[datetime, datetime]]) -> ShopResult:
         with connect(self.url) as conn:
             ensure_schema(conn)
+            register_shop(conn, self.shop.platform, self.shop.shop_id, name=self.shop.name,
+                          conn_id=self.shop.conn_id)
             breaker = Breaker(self.url, self.shop.platform, self.policy)
             try:
                 for span_start, span_end in spans:

@@ -57,6 +57,18 @@ create table if not exists ops.circuit_breakers (
     last_error            text
 );
 
+-- The shops OrderHub extracts (from config/shops.yml), kept current by every
+-- extraction: the source of marts.dim_shops.
+create table if not exists ops.shops (
+    platform        text        not null,
+    shop_id         text        not null,
+    shop_name       text,
+    conn_id         text,
+    first_seen_at   timestamptz not null default now(),
+    last_seen_at    timestamptz not null default now(),
+    primary key (platform, shop_id)
+);
+
 create table if not exists ops.quarantine (
     quarantine_id   bigint generated always as identity primary key,
     platform        text        not null,
@@ -89,6 +101,8 @@ create table if not exists raw.{table} (
     unique (shop_id, order_id, payload_sha256)
 );
 create index if not exists {table}_modified_idx on raw.{table} (modified_at);
+-- Incremental marts read what landed since their watermark.
+create index if not exists {table}_extracted_idx on raw.{table} (extracted_at);
 """
 
 
@@ -143,6 +157,17 @@ class WindowLoad:
     attempts: int = 0
     outcome: str = "ok"
     last_error: str | None = None
+
+
+def register_shop(conn: psycopg.Connection, platform: str, shop_id: str, *, name: str = "",
+                  conn_id: str = "") -> None:
+    """Record (or refresh) a shop in ops.shops."""
+    conn.execute(
+        "insert into ops.shops (platform, shop_id, shop_name, conn_id) values (%s, %s, %s, %s)"
+        " on conflict (platform, shop_id) do update set shop_name = excluded.shop_name,"
+        " conn_id = excluded.conn_id, last_seen_at = now()",
+        (platform, shop_id, name or None, conn_id or None))
+    conn.commit()
 
 
 def sha256(text: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orderhub.extract import to_rows
-from orderhub.landing import WindowLoad, connect, ensure_schema, land, sha256
+from orderhub.landing import WindowLoad, connect, ensure_schema, land, register_shop, sha256
 from orderhub.platforms import Credentials, client_for
 
 
@@ -35,6 +35,7 @@ def replay(platform: str, shop_id: str, files: list[Path], *, kind: str = "order
     results = []
     with connect(url) as conn:
         ensure_schema(conn)
+        register_shop(conn, platform, shop_id, name="replayed responses")
         for path in files:
             text = Path(path).read_text(encoding="utf-8")
             page = client.parse_order_search(text)

@@ -100,9 +100,10 @@ def dbt_env(url: str | None = None) -> dict[str, str]:
     }
 
 
-def dbt(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
-    """Run the dbt CLI on the project against the configured warehouse."""
-    project = dbt_project_dir()
+def dbt(*args: str, check: bool = True, capture: bool = True,
+        project: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the dbt CLI on the project (or a copy of it) against the configured warehouse."""
+    project = project or dbt_project_dir()
     cmd = [str(Path(sys.executable).with_name("dbt")), *args,
            "--project-dir", str(project), "--profiles-dir", str(project)]
     return subprocess.run(cmd, env={**os.environ, **dbt_env()}, check=check, text=True,

@@ -1,5 +1,5 @@
-{#- The one union point for order lines. -#}
-{{ union_platforms('order_items', [
-    'platform', 'shop_id', 'order_id', 'line_number', 'order_item_id', 'product_id',
-    'sku_id', 'outer_sku_id', 'product_name', 'quantity', 'unit_price', 'line_amount',
-]) }}
+{#- The one union point for order lines (every version's lines). -#}
+{{ union_platforms('order_items',
+    ['platform', 'shop_id', 'order_id', 'line_number']
+    + standard_column_names('order_item')
+    + ['payload_sha256', 'extracted_at']) }}

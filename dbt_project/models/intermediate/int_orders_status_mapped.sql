@@ -1,5 +1,6 @@
-{{ config(post_hook="{{ fail_on_unmapped_statuses() }}") }}
-
+{#- Every version of every order with standard status codes from the
+    platform_status_map seed. An unmapped pair leaves the codes null here;
+    fct_orders then fails the run naming it (macros/fail_on_unmapped_statuses.sql). -#}
 with orders as (
     select * from {{ ref('int_orders_unioned') }}
 ),

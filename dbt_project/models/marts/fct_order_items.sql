@@ -1,11 +1,67 @@
-with items as (
-    select * from {{ ref('int_order_items_unioned') }}
+{{ config(
+    materialized='incremental',
+    unique_key='order_key',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+    indexes=[{'columns': ['order_key']}, {'columns': ['landed_at']}],
+) }}
+
+-- The lines of each order's latest version (the version fct_orders kept),
+-- with each line's share of the order-level discounts, so lines sum to the order.
+with orders as (
+    select order_key, platform, shop_id, order_id, payload_sha256, discount_amount,
+           landed_at, mapping_hash
+    from {{ ref('fct_orders') }}
+    {% if is_incremental() %}
+    -- Orders fct_orders rebuilt since this table's watermark, or all of
+    -- them when the mapping seeds changed (every row carries the same hash).
+    where landed_at > {{ incremental_since() }}
+        or mapping_hash is distinct from (select mapping_hash from {{ this }} limit 1)
+    {% endif %}
+),
+
+lines as (
+    select
+        orders.order_key,
+        orders.discount_amount as order_discount_amount,
+        orders.landed_at,
+        orders.mapping_hash,
+        items.*
+    from {{ ref('int_order_items_unioned') }} as items
+    inner join orders
+        on orders.platform = items.platform
+        and orders.shop_id = items.shop_id
+        and orders.order_id = items.order_id
+        and orders.payload_sha256 = items.payload_sha256
+),
+
+-- Discounts are shared in proportion to line amounts, rounded down to the
+-- cent; the cents left over go to the largest line (then the first).
+proportional as (
+    select
+        lines.*,
+        case when sum(line_amount) over (partition by order_key) > 0
+             then trunc(order_discount_amount * line_amount
+                        / sum(line_amount) over (partition by order_key), 2)
+             else 0 end as share_floor,
+        row_number() over (partition by order_key order by line_amount desc, line_number)
+            as amount_rank
+    from lines
+),
+
+shares as (
+    select
+        proportional.*,
+        (share_floor + case when amount_rank = 1
+            then order_discount_amount - sum(share_floor) over (partition by order_key)
+            else 0 end)::numeric(18, 2) as discount_share
+    from proportional
 ),
 
 final as (
     select
         {{ surrogate_key(['platform', 'shop_id', 'order_item_id']) }} as order_item_key,
-        {{ surrogate_key(['platform', 'shop_id', 'order_id']) }} as order_key,
+        order_key,
         platform,
         shop_id,
         order_id,
@@ -17,8 +73,12 @@ final as (
         product_name,
         quantity,
         unit_price,
-        line_amount
-    from items
+        line_amount,
+        discount_share,
+        (line_amount - discount_share)::numeric(18, 2) as line_paid_amount,
+        landed_at,
+        mapping_hash
+    from shares
 )
 
 select * from final

@@ -107,6 +107,7 @@ class PlatformClient:
     max_page_size: ClassVar[int] = 100
     first_page: ClassVar[int] = 1  # page numbering base
     max_results: ClassVar[int | None] = None  # most results one search can page through
+    identity_paths: ClassVar[tuple[str, ...]] = ()  # payload fields order_identity reads
 
     def __init__(self, credentials: Credentials, *, session: requests.Session | None = None,
                  timeout: float = 30.0, clock=time.time):

@@ -92,5 +92,8 @@ class DouyinClient(PlatformClient):
         data = body.get("data") or {}
         return Page(orders=data.get("shop_order_list") or [], total=int(data.get("total", 0)))
 
+    # The payload fields order_identity reads (the raw table's key columns).
+    identity_paths = ("$.order_id", "$.update_time")
+
     def order_identity(self, order: dict[str, Any]) -> tuple[str, datetime]:
         return str(order["order_id"]), datetime.fromtimestamp(int(order["update_time"]), UTC)

@@ -104,5 +104,8 @@ class JdClient(PlatformClient):
         return Page(orders=result.get("orderInfoList") or [],
                     total=int(result.get("orderTotal", 0)))
 
+    # The payload fields order_identity reads (the raw table's key columns).
+    identity_paths = ("$.orderId", "$.modified")
+
     def order_identity(self, order: dict[str, Any]) -> tuple[str, datetime]:
         return str(order["orderId"]), parse_local_time(order["modified"])

@@ -82,5 +82,8 @@ class PddClient(PlatformClient):
         return Page(orders=result.get("order_sn_list") or [],
                     total=int(result.get("total_count", 0)), has_next=result.get("has_next"))
 
+    # The payload fields order_identity reads (the raw table's key columns).
+    identity_paths = ("$.order_sn", "$.updated_at")
+
     def order_identity(self, order: dict[str, Any]) -> tuple[str, datetime]:
         return str(order["order_sn"]), parse_local_time(order["updated_at"])

@@ -102,6 +102,9 @@ class TmallClient(PlatformClient):
         return Page(orders=trades, total=int(result.get("total_results", 0)),
                     has_next=result.get("has_next"))
 
+    # The payload fields order_identity reads (the raw table's key columns).
+    identity_paths = ("$.tid", "$.tid_str", "$.modified")
+
     def order_identity(self, order: dict[str, Any]) -> tuple[str, datetime]:
         order_id = order.get("tid_str") or order["tid"]
         return str(order_id), parse_local_time(order["modified"])

@@ -1,0 +1,223 @@
+{#- Staging generated from the mapping seeds (one source of truth):
+
+    seeds/standard_fields.csv     the standard fields of each entity (order,
+                                  order_item), their type and PII handling
+    seeds/platform_field_map.csv  per platform: where each standard field is in
+                                  the payload (a PostgreSQL SQL/JSON path), its
+                                  unit, a default, and whether every payload
+                                  must carry it
+
+    Every stg_<platform>__orders / __order_items model is one call of
+    stg_orders / stg_order_items below, so mapping a field for a platform is a
+    row in platform_field_map.csv and nothing else. A standard field a
+    platform does not map is null for that platform.
+
+    The seeds are read with run_query when the model is compiled (the seeds
+    are upstream of staging, so `dbt build` loads them first). -#}
+
+{#- Rows of the field map for one platform and entity, one per standard field
+    of the entity (mapped or not), in standard_fields order. -#}
+{% macro field_map_rows(platform, entity) %}
+    {% set fields = ref('standard_fields') %}
+    {% set field_map = ref('platform_field_map') %}
+    {% if not execute %}
+        {{ return([]) }}
+    {% endif %}
+    {% set query %}
+        select f.standard_field, f.data_type, coalesce(f.pii, '') as pii,
+               coalesce(m.source_path, '') as source_path, coalesce(m.unit, '') as unit,
+               coalesce(m.aggregate, 'first') as aggregate, m.default_value,
+               (m.platform is not null) as mapped
+        from {{ fields }} as f
+        left join {{ field_map }} as m
+            on m.entity = f.entity and m.standard_field = f.standard_field
+            and m.platform = '{{ platform }}'
+        where f.entity = '{{ entity }}'
+        order by f.position
+    {% endset %}
+    {% set rows = [] %}
+    {% for row in run_query(query).rows %}
+        {% do rows.append({
+            'field': row[0], 'data_type': row[1], 'pii': row[2], 'path': row[3],
+            'unit': row[4], 'aggregate': row[5], 'default': row[6], 'mapped': row[7]}) %}
+    {% endfor %}
+    {{ return(rows) }}
+{% endmacro %}
+
+{#- Text of one SQL/JSON path in a jsonb document. Plain member paths
+    ($.a.b) use #>> (fast); anything else goes through jsonb_path_query_first.
+    "p1 | p2" means the first non-empty of the alternatives. -#}
+{% macro json_text(doc, path, aggregate='first') %}
+    {%- set alternatives = [] -%}
+    {%- for alternative in path.split(' | ') -%}
+        {%- set p = alternative.strip() -%}
+        {%- set literal = "'" ~ p.replace("'", "''") ~ "'" -%}
+        {%- if aggregate == 'sum' -%}
+            {%- do alternatives.append("(select sum(nullif(v #>> '{}', '')::numeric) from jsonb_path_query("
+                ~ doc ~ ", " ~ literal ~ ") as v)::text") -%}
+        {%- elif modules.re.match('^\$(\.[A-Za-z_][A-Za-z0-9_]*)+$', p) -%}
+            {%- do alternatives.append("nullif(" ~ doc ~ " #>> '{" ~ p[2:].replace('.', ',') ~ "}', '')") -%}
+        {%- else -%}
+            {%- do alternatives.append("nullif(jsonb_path_query_first(" ~ doc ~ ", " ~ literal ~ ") #>> '{}', '')") -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if alternatives | length == 1 -%}{{ alternatives[0] }}{%- else -%}coalesce({{ alternatives | join(', ') }}){%- endif -%}
+{% endmacro %}
+
+{#- One mapped standard field as a typed SQL expression. -#}
+{% macro mapped_field(doc, row) %}
+    {%- set sql_type = {'text': 'text', 'integer': 'integer', 'money': 'numeric(18, 2)',
+                        'timestamp': 'timestamptz', 'array': 'jsonb'}[row.data_type] -%}
+    {%- if not row.mapped -%}
+        null::{{ sql_type }}
+    {%- elif row.data_type == 'array' -%}
+        coalesce(jsonb_path_query_first({{ doc }}, '{{ row.path }}'), '[]'::jsonb)
+    {%- else -%}
+        {%- set text -%}
+            {%- if row.path -%}{{ json_text(doc, row.path, row.aggregate) }}{%- else -%}null::text{%- endif -%}
+        {%- endset -%}
+        {%- if row.default is not none -%}
+            {%- set text = "coalesce(" ~ text ~ ", '" ~ row.default ~ "')" -%}
+        {%- endif -%}
+        {%- if row.data_type == 'money' and row.unit == 'fen' -%}{{ fen_to_yuan(text) }}
+        {%- elif row.data_type == 'money' -%}{{ yuan(text) }}
+        {%- elif row.data_type == 'timestamp' and row.unit == 'unix_seconds' -%}{{ unix_ts(text) }}
+        {%- elif row.data_type == 'timestamp' -%}{{ local_ts(text) }}
+        {%- elif row.data_type == 'integer' -%}({{ text }})::numeric::integer
+        {%- else -%}{{ text }}
+        {%- endif -%}
+    {%- endif -%}
+{% endmacro %}
+
+{#- Standard columns with personal data handled: a name or phone leaves
+    staging masked (buyer_name_masked), a phone also as the salted buyer_key,
+    region fields only inside buyer_address_masked. -#}
+{% macro standard_columns(rows, derived={}) %}
+    {%- set columns = [] -%}
+    {%- set regions = [] -%}
+    {%- for row in rows if row.data_type != 'array' -%}
+        {%- if row.pii == 'name' -%}
+            {%- do columns.append(mask_name(row.field) ~ ' as ' ~ row.field ~ '_masked') -%}
+        {%- elif row.pii == 'phone' -%}
+            {%- do columns.append(mask_phone(row.field) ~ ' as ' ~ row.field ~ '_masked') -%}
+            {%- do columns.append(pii_hash(row.field) ~ ' as buyer_key') -%}
+        {%- elif row.pii == 'region' -%}
+            {%- do regions.append("nullif(" ~ row.field ~ ", '')") -%}
+        {%- else -%}
+            {%- do columns.append(derived[row.field] ~ ' as ' ~ row.field if row.field in derived else row.field) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if regions -%}
+        {%- do columns.append("nullif(concat_ws(' ', " ~ regions | join(', ') ~ "), '') || ' ****' as buyer_address_masked") -%}
+    {%- endif -%}
+    {{ return(columns) }}
+{% endmacro %}
+
+{#- Output column names of a staging entity (what the union selects). -#}
+{% macro standard_column_names(entity) %}
+    {%- set names = [] -%}
+    {%- for column in standard_columns(field_map_rows(var('platforms')[0], entity)) -%}
+        {%- do names.append(column.split(' as ')[-1]) -%}
+    {%- endfor -%}
+    {{ return(names) }}
+{% endmacro %}
+
+{#- One row per raw version of an order (raw keeps every version; the marts
+    pick the latest with latest_version()). Row by row, so a filter on
+    extracted_at reaches raw's index through the view. -#}
+{% macro stg_orders(platform) %}
+{%- set rows = field_map_rows(platform, 'order') -%}
+{#- discount_amount: the platform's total, else the sum of the funder parts. -#}
+{%- set derived = {'discount_amount': "coalesce(discount_amount, (coalesce(merchant_discount_amount, 0)
+        + coalesce(platform_discount_amount, 0) + coalesce(influencer_discount_amount, 0)
+        + coalesce(payment_discount_amount, 0))::numeric(18, 2))"} -%}
+with source as (
+    select * from {{ source('raw', platform ~ '_orders') }}
+),
+
+mapped as (
+    select
+        platform,
+        shop_id,
+        order_id,
+        {%- for row in rows if row.data_type != 'array' %}
+        {{ mapped_field('payload', row) }} as {{ row.field }},
+        {%- endfor %}
+        modified_at as source_modified_at,
+        payload_sha256,
+        extracted_at
+    from source
+),
+
+final as (
+    select
+        platform,
+        shop_id,
+        order_id,
+        {%- for column in standard_columns(rows, derived) %}
+        {{ column }},
+        {%- endfor %}
+        'CNY'::text as currency,
+        source_modified_at,
+        payload_sha256,
+        extracted_at
+    from mapped
+)
+
+select * from final
+{% endmacro %}
+
+{#- One row per line of every raw version (the marts keep the latest). -#}
+{% macro stg_order_items(platform) %}
+{%- set order_rows = field_map_rows(platform, 'order') -%}
+{%- set rows = field_map_rows(platform, 'order_item') -%}
+{%- set derived = {
+    'order_item_id': "coalesce(order_item_id, order_id || '-' || line_number)",
+    'unit_price': "coalesce(unit_price, (line_amount / nullif(quantity, 0))::numeric(18, 2))",
+    'line_amount': "coalesce(line_amount, (unit_price * quantity)::numeric(18, 2))",
+} -%}
+with source as (
+    select * from {{ source('raw', platform ~ '_orders') }}
+),
+
+lines as (
+    select source.platform, source.shop_id, source.order_id, source.payload_sha256,
+           source.extracted_at,
+           line.item, line.line_number::integer as line_number
+    from source
+    cross join lateral jsonb_array_elements(
+        {%- for row in order_rows if row.data_type == 'array' %}{{ mapped_field('source.payload', row) }}{% endfor %}
+        {%- if not execute %} '[]'::jsonb{% endif %}
+    ) with ordinality as line (item, line_number)
+),
+
+mapped as (
+    select
+        platform,
+        shop_id,
+        order_id,
+        line_number,
+        {%- for row in rows %}
+        {{ mapped_field('item', row) }} as {{ row.field }},
+        {%- endfor %}
+        payload_sha256,
+        extracted_at
+    from lines
+),
+
+final as (
+    select
+        platform,
+        shop_id,
+        order_id,
+        line_number,
+        {%- for column in standard_columns(rows, derived) %}
+        {{ column }},
+        {%- endfor %}
+        payload_sha256,
+        extracted_at
+    from mapped
+)
+
+select * from final
+{% endmacro %}

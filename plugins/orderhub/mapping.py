@@ -1,0 +1,262 @@
+"""``orderhub mapping check``: how well the mapping seeds cover what landed.
+
+Reads the seeds (``dbt_project/seeds``: the one source of truth, as files,
+so the report is right even before ``dbt seed``) and the latest version of
+every order in ``raw``, and reports:
+
+* every raw status pair ``platform_status_map`` does not map, with the number
+  of orders carrying it and a seed row to paste;
+* every required field (``platform_field_map.required``) that payloads lack;
+* every payload field the field map does not read, with the number of orders
+  carrying it and a suggested ``platform_field_map`` row.
+
+Exit status 1 when a status is unmapped or a required field is missing (the
+same conditions that fail ``dbt build``); uncovered fields are information.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from orderhub.config import PLATFORMS, dbt_project_dir
+from orderhub.landing import raw_table
+from orderhub.platforms import CLIENTS
+
+SEEDS = dbt_project_dir() / "seeds"
+
+
+def read_seed(name: str, seeds: Path = SEEDS) -> list[dict[str, str]]:
+    with (seeds / f"{name}.csv").open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def strip_filters(path: str) -> str:
+    """``$.a[*] ? (@.t like_regex "^(1|2)") .b`` -> ``$.a[*].b`` (filters removed)."""
+    out, i = [], 0
+    while i < len(path):
+        if path[i] == "?" and path[i + 1:].lstrip().startswith("("):
+            i = path.index("(", i)
+            depth, quote = 0, False
+            while i < len(path):
+                ch = path[i]
+                if ch == '"' and path[i - 1] != "\\":
+                    quote = not quote
+                elif not quote and ch == "(":
+                    depth += 1
+                elif not quote and ch == ")":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                i += 1
+            i += 1
+            continue
+        out.append(path[i])
+        i += 1
+    return re.sub(r"\s+", "", "".join(out))
+
+
+def covered_paths(platform: str, field_map: list[dict[str, str]]) -> set[str]:
+    """Paths (filters removed) that the field map or the loader reads."""
+    rows = [r for r in field_map if r["platform"] == platform]
+    lines = next((r["source_path"] for r in rows if r["standard_field"] == "line_items"), "")
+    covered = set(CLIENTS[platform].identity_paths)
+    for row in rows:
+        if row["standard_field"] == "line_items":
+            continue  # the line array: its fields are mapped one by one
+        for alternative in filter(None, (p.strip() for p in row["source_path"].split("|"))):
+            path = strip_filters(alternative)
+            if row["entity"] == "order_item":
+                path = strip_filters(lines) + "[*]" + path[1:]
+            covered.add(path)
+    return covered
+
+
+def _is_covered(path: str, covered: set[str]) -> bool:
+    """The map reads the leaf itself or a whole object above it."""
+    return any(path == c or path.startswith((c + ".", c + "[")) for c in covered)
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def suggest_unit(platform: str, name: str, json_type: str) -> str:
+    lowered = name.lower()
+    if any(word in lowered for word in ("time", "created", "modified", "date")):
+        return "unix_seconds" if json_type == "number" else "local_time"
+    if any(word in lowered for word in ("fee", "amount", "price", "payment", "discount")):
+        return "fen" if platform == "douyin" and json_type == "number" else "yuan"
+    return ""
+
+
+@dataclass
+class Report:
+    unmapped_statuses: list[dict] = field(default_factory=list)
+    missing_required: list[dict] = field(default_factory=list)
+    uncovered_fields: list[dict] = field(default_factory=list)
+    orders: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.unmapped_statuses and not self.missing_required
+
+    def render(self) -> str:
+        out = ["orders checked (latest versions): "
+               + ", ".join(f"{p} {n}" for p, n in self.orders.items())]
+        out.append(f"\nunmapped statuses: {len(self.unmapped_statuses)}")
+        if self.unmapped_statuses:
+            out.append("  add to dbt_project/seeds/platform_status_map.csv:")
+            out += [f"  {s['seed_row']}    # {s['orders']} orders" for s in self.unmapped_statuses]
+        out.append(f"\nrequired fields missing from payloads: {len(self.missing_required)}")
+        out += [f"  {m['platform']} {m['entity']}.{m['standard_field']} ({m['source_path']}):"
+                f" missing in {m['orders']} orders" for m in self.missing_required]
+        out.append(f"\npayload fields the field map does not read: {len(self.uncovered_fields)}")
+        if self.uncovered_fields:
+            out.append("  to map one, add its row to dbt_project/seeds/platform_field_map.csv"
+                       " (and a standard_fields.csv row if the standard field is new):")
+            out += [f"  {u['seed_row']}" for u in self.uncovered_fields]
+        return "\n".join(out)
+
+
+LATEST = """
+    select distinct on (shop_id, order_id) order_id, payload
+    from {table}
+    order by shop_id, order_id, modified_at desc, extracted_at desc, payload_sha256 desc
+"""
+
+LEAVES = """
+with recursive latest as ({latest}),
+walk (order_id, path, value) as (
+    select order_id, '$'::text, payload from latest
+    union all
+    select walk.order_id,
+           walk.path || case when child.key is null then '[*]'
+                             when child.key ~ '^[A-Za-z_][A-Za-z0-9_]*$' then '.' || child.key
+                             else '."' || child.key || '"' end,
+           child.value
+    from walk
+    cross join lateral (
+        select key, value from jsonb_each(case when jsonb_typeof(walk.value) = 'object'
+                                               then walk.value end)
+        union all
+        select null, value from jsonb_array_elements(case when jsonb_typeof(walk.value) = 'array'
+                                                          then walk.value end)
+    ) as child
+)
+select path, min(jsonb_typeof(value)), count(distinct order_id)
+from walk
+where jsonb_typeof(value) not in ('object', 'array')
+group by path
+order by path
+"""
+
+
+def _text(path: str, default: str | None) -> tuple[str, list[str]]:
+    """SQL for the text at a field-map path (alternatives "a | b", then the
+    default), with the paths and default as query parameters."""
+    alternatives = [p.strip() for p in path.split("|") if p.strip()]
+    parts = ["nullif(jsonb_path_query_first(payload, %s::jsonpath) #>> '{}', '')"] * len(alternatives)
+    params = list(alternatives)
+    if default:
+        parts.append("%s::text")
+        params.append(default)
+    return (f"coalesce({', '.join(parts)})" if parts else "null::text"), params
+
+
+def check(conn: psycopg.Connection, seeds: Path = SEEDS) -> Report:
+    field_map = read_seed("platform_field_map", seeds)
+    status_map = read_seed("platform_status_map", seeds)
+    report = Report()
+    for platform in PLATFORMS:
+        table = f"raw.{raw_table(platform)}"
+        if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is None:
+            continue
+        rows = {r["standard_field"]: r for r in field_map
+                if r["platform"] == platform and r["entity"] == "order"}
+        latest = LATEST.format(table=table)
+        report.orders[platform] = conn.execute(
+            f"select count(*) from ({latest}) l").fetchone()[0]  # noqa: S608 - table from PLATFORMS
+        report.unmapped_statuses += _unmapped_statuses(conn, platform, latest, rows, status_map)
+        report.missing_required += _missing_required(conn, platform, latest, field_map)
+        covered = covered_paths(platform, field_map)
+        lines = strip_filters(rows.get("line_items", {}).get("source_path", "") or "$.-")
+        for path, json_type, orders in conn.execute(LEAVES.format(latest=latest)).fetchall():
+            if _is_covered(path, covered):
+                continue
+            entity = "order_item" if path.startswith(lines + "[*]") else "order"
+            source = "$" + path[len(lines) + 3:] if entity == "order_item" else path
+            name = snake("_".join(part.strip('"') for part in
+                                  re.sub(r"\[\*\]", "", source)[2:].split(".")))
+            unit = suggest_unit(platform, name, json_type)
+            report.uncovered_fields.append({
+                "platform": platform, "entity": entity, "path": path, "json_type": json_type,
+                "orders": orders,
+                "seed_row": f"{platform},{entity},{name},{_csv(source)},{unit},,,false,"
+                            f"{json_type} in {orders} of {report.orders[platform]} orders",
+            })
+    return report
+
+
+def _csv(text: str) -> str:
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',"') else text
+
+
+def _unmapped_statuses(conn, platform, latest, rows, status_map) -> list[dict]:
+    status = rows.get("raw_order_status")
+    refund = rows.get("raw_refund_status")
+    if status is None:
+        return []
+    order_expr, order_params = _text(status["source_path"], status.get("default_value"))
+    refund_expr, refund_params = (_text(refund["source_path"], refund.get("default_value"))
+                                  if refund else ("'-'", []))
+    found = conn.execute(
+        f"select {order_expr}, {refund_expr}, count(*) from ({latest}) l"  # noqa: S608 - paths are parameters
+        " group by 1, 2 order by 1, 2", order_params + refund_params).fetchall()
+    known = {(r["raw_order_status"], r["raw_refund_status"]): r
+             for r in status_map if r["platform"] == platform}
+    out = []
+    for raw_status, raw_refund, orders in found:
+        if (raw_status, raw_refund) in known:
+            continue
+        # Suggest codes from rows that already map the same order / refund status.
+        same_status = next((r for (s, _), r in known.items() if s == raw_status), None)
+        same_refund = next((r for (_, f), r in known.items() if f == raw_refund), None)
+        order_code = same_status["order_status_code"] if same_status else "TODO"
+        refund_code = same_refund["refund_status_code"] if same_refund else "TODO"
+        out.append({
+            "platform": platform, "raw_order_status": raw_status, "raw_refund_status": raw_refund,
+            "orders": orders,
+            "seed_row": f"{platform},{_csv(str(raw_status))},{_csv(str(raw_refund))},"
+                        f"{order_code},{refund_code},TODO describe",
+        })
+    return out
+
+
+def _missing_required(conn, platform, latest, field_map) -> list[dict]:
+    rows = [r for r in field_map if r["platform"] == platform]
+    lines = next((r["source_path"] for r in rows if r["standard_field"] == "line_items"), "")
+    out = []
+    for row in rows:
+        if row["required"].strip().lower() != "true" or not row["source_path"].strip():
+            continue
+        conditions, params = [], []
+        for alternative in (p.strip() for p in row["source_path"].split("|")):
+            if row["entity"] == "order_item":
+                conditions.append("jsonb_path_exists(payload, %s::jsonpath)")
+                params.append(lines + "[*] ? (!exists(@" + alternative[1:] + "))")
+            else:
+                conditions.append("not jsonb_path_exists(payload, %s::jsonpath)")
+                params.append(alternative)
+        orders = conn.execute(
+            f"select count(*) from ({latest}) l where {' and '.join(conditions)}",  # noqa: S608 - paths are parameters
+            params).fetchone()[0]
+        if orders:
+            out.append({"platform": platform, "entity": row["entity"],
+                        "standard_field": row["standard_field"],
+                        "source_path": row["source_path"], "orders": orders})
+    return out

@@ -1,0 +1,186 @@
+"""The standardized model beyond fct_orders: mapping as data, required fields,
+`orderhub mapping check`, incremental == full refresh after late updates,
+and `dbt docs generate`. Built on the documentation-shaped replay fixtures,
+so no Airflow run is needed here (tests/test_end_to_end.py runs the DAGs)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from orderhub.config import dbt_project_dir
+from orderhub.runner import dbt, ensure_manifest
+from tests.truth import mart_digest, reset
+
+pytestmark = pytest.mark.integration
+FIXTURES = Path(__file__).parent / "fixtures" / "replay"
+SHOPS = {"tmall": "tmall-docs", "jd": "jd-docs", "pdd": "pdd-docs", "douyin": "douyin-docs"}
+
+
+def replay(platform: str, path: Path, shop: str | None = None) -> None:
+    subprocess.run([sys.executable, "-m", "orderhub.cli", "replay", "--platform", platform,
+                    "--shop", shop or SHOPS[platform], str(path)],
+                   check=True, capture_output=True, text=True)
+
+
+def mapping_check() -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orderhub.cli", "mapping", "check"],
+                          capture_output=True, text=True)
+
+
+def build(*args: str, project: Path | None = None) -> subprocess.CompletedProcess:
+    return dbt("build", *args, check=False, project=project)
+
+
+def fixture(platform: str) -> dict:
+    return json.loads((FIXTURES / f"{platform}_orders.json").read_text(encoding="utf-8"))
+
+
+def write(tmp_path: Path, name: str, body: dict) -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def replayed(warehouse_url):
+    """Every platform's documentation-shaped responses landed and built."""
+    reset(warehouse_url)
+    ensure_manifest()
+    for platform in SHOPS:
+        replay(platform, FIXTURES / f"{platform}_orders.json")
+    result = build()
+    assert result.returncode == 0, result.stdout[-3000:]
+    return warehouse_url
+
+
+def test_a_required_field_missing_from_payloads_fails_build_and_check(replayed, tmp_path):
+    body = fixture("tmall")
+    trade = body["trades_sold_increment_get_response"]["trades"]["trade"][0]
+    broken = copy.deepcopy(trade)
+    broken.update(tid=2231958399, tid_str="2231958399")
+    del broken["payment"]  # paid_amount's path
+    body["trades_sold_increment_get_response"]["trades"]["trade"] = [broken]
+    replay("tmall", write(tmp_path, "tmall_broken.json", body))
+
+    result = build()
+    assert result.returncode != 0
+    assert "Required fields missing from payloads: tmall order.paid_amount ($.payment)" \
+        " missing in 1 payloads" in result.stdout
+
+    check = mapping_check()
+    assert check.returncode == 1
+    assert "tmall order.paid_amount ($.payment): missing in 1 orders" in check.stdout
+
+
+def test_mapping_check_suggests_seed_rows_for_unread_fields(replayed):
+    check = mapping_check()
+    assert check.returncode == 0, check.stdout  # nothing unmapped, nothing missing
+    assert "unmapped statuses: 0" in check.stdout
+    # Fields the map does not read, with the row to paste (unit guessed).
+    assert "pdd,order,pay_type,$.pay_type,,,,false,string in 1 of 1 orders" in check.stdout
+    assert "tmall,order_item,divide_order_fee,$.divide_order_fee,yuan,,,false," in check.stdout
+    assert "douyin,order_item,sum_amount,$.sum_amount,fen,,,false," in check.stdout
+    # Fields it does read, the loader's identity fields and filtered paths, are not listed.
+    rows = [line.strip().split(",") for line in check.stdout.splitlines()
+            if line.strip().split(",")[0] in SHOPS]
+    suggested = {(row[0], row[1], row[3]) for row in rows}
+    assert ("tmall", "order_item", "$.payment") in suggested  # a line's payment: not mapped
+    for covered in [("tmall", "order", "$.payment"), ("tmall", "order", "$.tid"),
+                    ("tmall", "order_item", "$.refund_status"), ("jd", "order", "$.orderId"),
+                    ("jd", "order", "$.couponDetailList[*].couponPrice"),
+                    ("douyin", "order", "$.post_addr.city.name"), ("pdd", "order", "$.order_sn")]:
+        assert covered not in suggested
+
+
+def test_mapping_a_field_is_a_seed_edit(replayed, tmp_path, warehouse_url):
+    """README "Mapping a new field": a standard_fields row and one
+    platform_field_map row per platform; no SQL changes, no full refresh."""
+    project = tmp_path / "dbt_project"
+    shutil.copytree(dbt_project_dir(), project, ignore=shutil.ignore_patterns("target", "logs"))
+    seeds = project / "seeds"
+    with (seeds / "standard_fields.csv").open("a", encoding="utf-8") as f:
+        f.write("29,order,payment_method,text,,how the buyer paid\n")
+    with (seeds / "platform_field_map.csv").open("a", encoding="utf-8") as f:
+        f.write("pdd,order,payment_method,$.pay_type,,,,false,\n")
+    with psycopg.connect(warehouse_url) as conn:
+        before = conn.execute("select distinct mapping_hash from marts.fct_orders").fetchall()
+
+    result = build(project=project)
+    assert result.returncode == 0, result.stdout[-3000:]
+    with psycopg.connect(warehouse_url) as conn:
+        methods = dict(conn.execute(
+            "select platform, max(payment_method) from intermediate.int_orders_unioned"
+            " group by 1").fetchall())
+        after = conn.execute("select distinct mapping_hash from marts.fct_orders").fetchall()
+    assert methods == {"pdd": "WEIXIN", "tmall": None, "jd": None, "douyin": None}
+    # Every mart row was rebuilt with the new mapping, incrementally.
+    assert len(after) == 1 and after != before
+
+
+def test_incremental_equals_full_refresh_after_late_updates(replayed, tmp_path, warehouse_url):
+    # 0. What has landed so far landed a day ago, except Tmall's order two
+    #    hours ago: the marts' watermark; the rest is outside the 3 h lookback.
+    with psycopg.connect(warehouse_url) as conn:
+        for platform in SHOPS:
+            shift = "2 hours" if platform == "tmall" else "1 day"
+            conn.execute(f"update raw.{platform}_orders set extracted_at = extracted_at - interval '{shift}'")
+    assert build("--full-refresh").returncode == 0
+    # 1. A newer version of the Tmall order: completed.
+    body = fixture("tmall")
+    trade = body["trades_sold_increment_get_response"]["trades"]["trade"][0]
+    trade.update(status="TRADE_FINISHED", modified="2026-11-14 12:00:09", end_time="2026-11-14 12:00:09")
+    for line in trade["orders"]["order"]:
+        line["status"] = "TRADE_FINISHED"
+    replay("tmall", write(tmp_path, "tmall_later.json", body))
+    # 2. An older version of the Douyin order, landing late: must not win.
+    body = fixture("douyin")
+    order = body["data"]["shop_order_list"][0]
+    order.update(order_status=2, update_time=order["pay_time"], finish_time=0, ship_time=0)
+    replay("douyin", write(tmp_path, "douyin_older.json", body))
+    # 3. A newer JD version whose landing committed late: extracted_at one hour
+    #    before the marts' watermark (inside the lookback).
+    jd = fixture("jd")["jingdong_pop_order_search_responce"]["searchorderinfo_result"]
+    shipped = dict(jd["orderInfoList"][1], orderState="WAIT_GOODS_RECEIVE_CONFIRM",
+                   modified="2026-11-11 20:00:09")
+    with psycopg.connect(warehouse_url) as conn:
+        conn.execute(
+            "insert into raw.jd_orders (platform, shop_id, order_id, modified_at, payload,"
+            " payload_sha256, extracted_at, run_id)"
+            " select 'jd', %s, %s, '2026-11-11 20:00:09+08', %s::jsonb, md5(%s),"
+            " (select max(landed_at) from marts.fct_orders) - interval '1 hour', 'late-commit'",
+            (SHOPS["jd"], shipped["orderId"], json.dumps(shipped), json.dumps(shipped)))
+
+    result = build()  # incremental
+    assert result.returncode == 0, result.stdout[-3000:]
+    run_results = json.loads((dbt_project_dir() / "target" / "run_results.json").read_text())
+    rebuilt = {r["unique_id"].split(".")[-1]: r["adapter_response"].get("rows_affected")
+               for r in run_results["results"] if r["unique_id"].startswith("model.")}
+    assert rebuilt["fct_orders"] == 3  # tmall, douyin, jd: not all five
+    with psycopg.connect(warehouse_url) as conn:
+        status = dict(conn.execute("select platform || ':' || order_id, order_status_code"
+                                   " from marts.fct_orders").fetchall())
+    assert status["tmall:2231958349"] == 40
+    assert status["douyin:6919254891236917498"] == 40
+    assert status[f"jd:{shipped['orderId']}"] == 30
+    incremental = {t: mart_digest(warehouse_url, t) for t in ("fct_orders", "fct_order_items")}
+
+    result = build("--full-refresh")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert {t: mart_digest(warehouse_url, t) for t in incremental} == incremental
+
+
+def test_dbt_docs_generate(replayed):
+    result = dbt("docs", "generate", check=False)
+    assert result.returncode == 0, result.stdout[-3000:]
+    catalog = json.loads((dbt_project_dir() / "target" / "catalog.json").read_text())
+    columns = catalog["nodes"]["model.orderhub.fct_orders"]["columns"]
+    assert {"order_status_code", "paid_amount", "buyer_key"} <= set(columns)
+    assert (dbt_project_dir() / "target" / "index.html").exists()
