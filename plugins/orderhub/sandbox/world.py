@@ -181,6 +181,10 @@ def standard_state(order: Order, version: int) -> dict:
         "updated_at": order.events[version][0],
         "goods_amount": order.goods_amount,
         "discount_amount": order.discount_amount,
+        # who funds the discounts (fct_order_discounts)
+        "merchant_discount_amount": order.merchant_discount,
+        "platform_discount_amount": order.platform_discount,
+        "influencer_discount_amount": order.influencer_discount,
         "shipping_fee": order.shipping_fee,
         "paid_amount": order.paid_amount,
         "currency": "CNY",
