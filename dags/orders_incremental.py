@@ -1,6 +1,9 @@
 """orders_incremental: every hour, every shop's orders modified in that hour.
 
-    list_shops -> extract_shop (mapped, one per shop) -> dbt (Cosmos) -> check_fct_orders
+    list_shops -> extract_shop (mapped, one per shop) -> dbt (Cosmos) -> check_marts
+                                                      +-> check_landing
+    check_landing, check_marts -> alert   (both checks and the alerts run even when
+                                           something upstream failed: all_done)
 
 The DAG file only wires: the work lives in ``orderhub`` (extraction, landing)
 and ``expectations`` (GX). Nothing runs at parse time but reading dbt's
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from orderhub.orchestration import dbt_task_group, hourly_dag, run_checkpoint
+from orderhub.orchestration import dbt_task_group, hourly_dag, run_checkpoints, send_alerts
 
 
 @dag(**hourly_dag(dag_id="orders_incremental", tags=["orderhub", "orders", "hourly"], doc_md=__doc__))
@@ -38,12 +41,33 @@ def orders_incremental():
             raise RuntimeError(f"{result.windows_failed} window(s) failed: {result.errors}")
         return result.as_dict()
 
-    @task
-    def check_fct_orders() -> dict:
-        """GX checkpoint on marts.fct_orders."""
-        return run_checkpoint("fct_orders")
+    @task(trigger_rule="all_done")
+    def check_landing(data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
+        """GX: raw completeness (required fields in every payload) and the
+        ledger against the platforms' own counts, for this interval."""
+        from expectations.suites import AFTER_LANDING
 
-    extract_shop.expand(shop=list_shops()) >> dbt_task_group() >> check_fct_orders()
+        return run_checkpoints(AFTER_LANDING, data_interval_start, data_interval_end, run_id)
+
+    @task(trigger_rule="all_done")
+    def check_marts(data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
+        """GX: mapping consistency and validity of the marts."""
+        from expectations.suites import AFTER_DBT
+
+        return run_checkpoints(AFTER_DBT, data_interval_start, data_interval_end, run_id)
+
+    @task(trigger_rule="all_done")
+    def alert(data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
+        """Latency, incomplete windows, unknown statuses, failed critical
+        expectations: to the webhook / e-mail channels (orderhub.alerts)."""
+        return send_alerts(data_interval_start, data_interval_end, run_id)
+
+    extracted = extract_shop.expand(shop=list_shops())
+    landing_checked = check_landing()
+    marts_checked = check_marts()
+    extracted >> landing_checked
+    extracted >> dbt_task_group() >> marts_checked
+    [landing_checked, marts_checked] >> alert()
 
 
 orders_incremental()

@@ -1,6 +1,6 @@
 """orders_repair: every hour, re-pull what the ledger says is not complete.
 
-    plan_repairs -> repair_shop (mapped, one per shop) -> dbt (Cosmos) -> check_fct_orders
+    plan_repairs -> repair_shop (mapped, one per shop) -> dbt (Cosmos) -> check_marts -> alert
 
 Per shop: every ledger window that is failed, partial or short, plus a rolling
 re-pull of the last ORDERHUB_REPAIR_HOURS (3) hours before the interval end.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from orderhub.orchestration import dbt_task_group, hourly_dag, run_checkpoint
+from orderhub.orchestration import dbt_task_group, hourly_dag, run_checkpoints, send_alerts
 
 
 @dag(**hourly_dag(dag_id="orders_repair", tags=["orderhub", "orders", "repair", "hourly"], doc_md=__doc__))
@@ -33,11 +33,17 @@ def orders_repair():
             raise RuntimeError(f"{result.windows_failed} window(s) still failing: {result.errors}")
         return {**result.as_dict(), "open_windows_before": job["open_windows"]}
 
-    @task
-    def check_fct_orders() -> dict:
-        return run_checkpoint("fct_orders")
+    @task(trigger_rule="all_done")
+    def check_marts(data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
+        from expectations.suites import AFTER_DBT
 
-    repair_shop.expand(job=plan_repairs()) >> dbt_task_group() >> check_fct_orders()
+        return run_checkpoints(AFTER_DBT, data_interval_start, data_interval_end, run_id)
+
+    @task(trigger_rule="all_done")
+    def alert(data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
+        return send_alerts(data_interval_start, data_interval_end, run_id)
+
+    repair_shop.expand(job=plan_repairs()) >> dbt_task_group() >> check_marts() >> alert()
 
 
 orders_repair()

@@ -1,14 +1,19 @@
-"""Run a suite as a GX checkpoint against the warehouse, and judge it."""
+"""Run a checkpoint against the warehouse, keep its results, and judge it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
 import great_expectations as gx
+import psycopg
+from great_expectations.checkpoint import UpdateDataDocsAction
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from psycopg.types.json import Jsonb
 
-from expectations.suites import CHECKS
-from orderhub.config import database_url
+from expectations.suites import CHECKS, Interval
+from orderhub.config import database_url, home
 
 
 @dataclass
@@ -26,7 +31,8 @@ class CheckOutcome:
         lines = [f"checkpoint {self.name}: {self.evaluated} expectations, "
                  f"{len(self.failures)} failed ({len(self.critical_failures)} critical)"]
         for f in self.failures:
-            lines.append(f"  [{f['severity']}] {f['expectation']} {f['kwargs']}: {f['observed']}"
+            what = f.get("description") or f"{f['expectation']} {f['kwargs']}"
+            lines.append(f"  [{f['severity']}] {f.get('suite', '')}: {what}: {f['observed']}"
                          + (f" e.g. {f['examples']}" if f.get("examples") else ""))
         return "\n".join(lines)
 
@@ -43,36 +49,98 @@ def _examples(result: dict, limit: int = 5) -> list:
             for row in list(rows or [])[:limit]]
 
 
-def run_check(name: str, url: str | None = None) -> CheckOutcome:
-    schema, table, suite_factory = CHECKS[name]
-    context = gx.get_context(mode="ephemeral")
+RESULTS_SQL = """
+create schema if not exists ops;
+create table if not exists ops.validation_results (
+    result_id       bigint generated always as identity primary key,
+    run_id          text        not null,
+    checkpoint      text        not null,
+    suite           text        not null,
+    table_name      text        not null,
+    expectation     text        not null,
+    description     text,
+    severity        text        not null,
+    success         boolean     not null,
+    observed        text,
+    unexpected      jsonb,       -- a few offending rows or values
+    interval_start  timestamptz,
+    interval_end    timestamptz,
+    validated_at    timestamptz not null default now()
+);
+create index if not exists validation_results_run_idx on ops.validation_results (run_id);
+"""
+
+
+def gx_home() -> Path:
+    """The file-backed GX project: suites, results and Data Docs
+    (``.orderhub/gx/gx/uncommitted/data_docs/local_site/index.html``)."""
+    return home() / "gx"
+
+
+def data_docs_index() -> Path:
+    return gx_home() / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
+def run_check(name: str, url: str | None = None, interval: Interval | None = None,
+              run_id: str | None = None) -> CheckOutcome:
+    """Run one checkpoint, keep every expectation's result in
+    ops.validation_results and refresh the GX Data Docs."""
+    url = url or database_url()
+    interval = interval or Interval()
+    run_id = run_id or f"manual__{datetime.now(UTC).isoformat()}"
+    context = gx.get_context(mode="file", project_root_dir=str(gx_home()))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # quiet task logs
-    source = context.data_sources.add_postgres("warehouse",
-                                               connection_string=_sqlalchemy_url(url or database_url()))
-    asset = source.add_table_asset(name=table, table_name=table, schema_name=schema)
-    batch = asset.add_batch_definition_whole_table("whole_table")
-    suite = context.suites.add(suite_factory())
-    validation = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{name}_validation", data=batch, suite=suite))
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(name=f"{name}_checkpoint", validation_definitions=[validation],
-                      # COMPLETE: failures carry the offending rows (we keep a few).
-                      result_format={"result_format": "COMPLETE"}))
+    source = context.data_sources.add_or_update_postgres(
+        "warehouse", connection_string=_sqlalchemy_url(url))
+    validations = []
+    for schema, table, suite_factory in CHECKS[name]:
+        asset_name = f"{schema}.{table}"
+        try:
+            asset = source.get_asset(asset_name)
+        except LookupError:
+            asset = source.add_table_asset(name=asset_name, table_name=table, schema_name=schema)
+        try:
+            batch = asset.get_batch_definition("whole_table")
+        except (KeyError, LookupError, ValueError):
+            batch = asset.add_batch_definition_whole_table("whole_table")
+        suite = context.suites.add_or_update(suite_factory(interval))
+        validations.append(context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=f"{name}:{asset_name}", data=batch, suite=suite)))
+    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+        name=name, validation_definitions=validations,
+        actions=[UpdateDataDocsAction(name="update_data_docs")],
+        # COMPLETE: failures carry the offending rows (we keep a few).
+        result_format={"result_format": "COMPLETE"}))
     result = checkpoint.run()
-    failures, evaluated = [], 0
+    failures, rows = [], []
     for run_result in result.run_results.values():
+        suite_name = run_result.suite_name
+        table = run_result.asset_name if hasattr(run_result, "asset_name") else ""
         for r in run_result.results:
-            evaluated += 1
+            config = r.expectation_config
+            severity = getattr(config, "severity", None)
+            severity = str(getattr(severity, "value", severity) or "critical")
+            record = {
+                "expectation": config.type,
+                "description": getattr(config, "description", None),
+                "kwargs": {k: v for k, v in config.kwargs.items() if k != "batch_id"},
+                "severity": severity,
+                "observed": r.result.get("observed_value", r.result.get("unexpected_count")),
+                "examples": _examples(r.result),
+                "suite": suite_name,
+            }
+            rows.append((run_id, name, suite_name, table or "", config.type, record["description"],
+                         severity, bool(r.success), None if record["observed"] is None
+                         else str(record["observed"]), Jsonb(record["examples"]),
+                         interval.start, interval.end))
             if not r.success:
-                config = r.expectation_config
-                failures.append({
-                    "expectation": config.type,
-                    "kwargs": {k: v for k, v in config.kwargs.items() if k != "batch_id"},
-                    "severity": str(getattr(config, "severity", "critical").value
-                                    if hasattr(getattr(config, "severity", None), "value")
-                                    else getattr(config, "severity", "critical")),
-                    "observed": r.result.get("observed_value", r.result.get("unexpected_count")),
-                    "examples": _examples(r.result),
-                })
+                failures.append(record)
+    with psycopg.connect(url) as conn:
+        conn.execute(RESULTS_SQL)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into ops.validation_results (run_id, checkpoint, suite, table_name,"
+                " expectation, description, severity, success, observed, unexpected,"
+                " interval_start, interval_end) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", rows)
     success = not any(f["severity"] == "critical" for f in failures)
-    return CheckOutcome(name, success, evaluated, failures)
+    return CheckOutcome(name, success, len(rows), failures)

@@ -1,56 +1,146 @@
-"""Expectation suites. Every expectation carries a severity: ``critical``
-fails the Airflow task, ``warning`` is reported but does not."""
+"""Expectation suites, in code. Every expectation carries a severity:
+``critical`` fails the Airflow task, ``warning`` is reported but does not.
+
+A checkpoint (``CHECKS``) is a list of (schema, table, suite) validations.
+Suites may take the run's interval (``Interval``): the raw and ledger checks
+look at what the run landed, the mart checks at the whole mart.
+
+| checkpoint | after | what |
+|---|---|---|
+| ``raw_completeness`` | landing | every field the field map marks required is in every payload landed, per platform |
+| ``ledger_completeness`` | landing | every extraction window of the interval is ok, landed what the platform reported, and the windows leave no gap |
+| ``mapping_consistency`` | dbt | every raw status is mapped; every required standard field is populated |
+| ``marts_validity`` | dbt | keys, codes in set, money identity, non-negative amounts, created <= paid <= shipped <= completed |
+
+Reconciliation coverage joins with the settlement marts (issue 5).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 import great_expectations as gx
 import great_expectations.expectations as gxe
 from great_expectations.expectations.metadata_types import FailureSeverity
 
+from orderhub.config import PLATFORMS
+from orderhub.mapping import read_seed
+
 ORDER_STATUS_CODES = [10, 20, 30, 40, 50]
 REFUND_STATUS_CODES = [0, 1, 2]
-PLATFORMS = ["tmall", "jd", "pdd", "douyin"]
+CRITICAL, WARNING = FailureSeverity.CRITICAL, FailureSeverity.WARNING
+# Standard fields every order must have once mapped (mapping consistency).
+REQUIRED_STANDARD = ["created_at", "updated_at", "raw_order_status", "goods_amount",
+                     "discount_amount", "shipping_fee", "paid_amount"]
 
 
-def fct_orders_suite() -> gx.ExpectationSuite:
-    critical = FailureSeverity.CRITICAL
-    return gx.ExpectationSuite(
-        name="fct_orders",
-        expectations=[
-            *[gxe.ExpectColumnValuesToNotBeNull(column=c, severity=critical)
-              for c in ("platform", "shop_id", "order_id", "order_status_code",
-                        "refund_status_code", "updated_at")],
-            gxe.ExpectCompoundColumnsToBeUnique(
-                column_list=["platform", "shop_id", "order_id"], severity=critical),
-            gxe.ExpectColumnValuesToBeInSet(
-                column="order_status_code", value_set=ORDER_STATUS_CODES, severity=critical),
-            gxe.ExpectColumnValuesToBeInSet(
-                column="refund_status_code", value_set=REFUND_STATUS_CODES, severity=critical),
-            gxe.ExpectColumnValuesToBeInSet(column="platform", value_set=PLATFORMS, severity=critical),
-            gxe.UnexpectedRowsExpectation(
-                description="every raw status pair is in seeds/platform_status_map.csv",
-                unexpected_rows_query=(
-                    "select platform, raw_order_status, raw_refund_status, count(*) as orders"
-                    " from {batch} where order_status_code is null or refund_status_code is null"
-                    " group by 1, 2, 3"
-                ),
-                severity=critical,
-            ),
-            gxe.UnexpectedRowsExpectation(
-                description="paid = goods - discounts + shipping, within 0.01",
-                unexpected_rows_query=(
-                    "select platform, shop_id, order_id from {batch} "
-                    "where abs(paid_amount - (goods_amount - discount_amount + shipping_fee)) > 0.01"
-                ),
-                severity=critical,
-            ),
-            gxe.ExpectColumnValuesToBeBetween(
-                column="paid_amount", min_value=0, severity=FailureSeverity.WARNING),
-        ],
-    )
+@dataclass(frozen=True)
+class Interval:
+    """The run's data interval; None = everything."""
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def sql(self, column: str) -> str:
+        if self.start is None or self.end is None:
+            return "true"
+        return (f"{column} >= '{self.start.isoformat()}'::timestamptz"
+                f" and {column} < '{self.end.isoformat()}'::timestamptz")
 
 
-# (schema, table) -> suite factory: what each checkpoint validates.
-CHECKS = {
-    "fct_orders": ("marts", "fct_orders", fct_orders_suite),
+def _rows(description: str, query: str, severity=CRITICAL) -> gxe.UnexpectedRowsExpectation:
+    return gxe.UnexpectedRowsExpectation(description=description, unexpected_rows_query=query,
+                                         severity=severity)
+
+
+def raw_completeness_suite(platform: str, interval: Interval) -> gx.ExpectationSuite:
+    """Every payload landed in the interval carries every required field of
+    seeds/platform_field_map.csv (alternatives "a | b": one of them)."""
+    field_map = [r for r in read_seed("platform_field_map") if r["platform"] == platform]
+    lines = next((r["source_path"] for r in field_map if r["standard_field"] == "line_items"), "")
+    expectations = []
+    for row in field_map:
+        if row["required"].strip().lower() != "true" or not row["source_path"].strip():
+            continue
+        missing = []
+        for path in (p.strip().replace("'", "''") for p in row["source_path"].split("|")):
+            if row["entity"] == "order_item":
+                missing.append(f"jsonb_path_exists(payload, '{lines}[*] ? (!exists(@{path[1:]}))')")
+            else:
+                missing.append(f"not jsonb_path_exists(payload, '{path}')")
+        expectations.append(_rows(
+            f"{platform} {row['entity']}.{row['standard_field']} ({row['source_path']}) is in every payload",
+            f"select order_id, modified_at from {{batch}} where {interval.sql('modified_at')}"
+            f" and {' and '.join(missing)}"))
+    return gx.ExpectationSuite(name=f"raw_completeness_{platform}", expectations=expectations)
+
+
+def ledger_completeness_suite(interval: Interval) -> gx.ExpectationSuite:
+    """The extraction ledger for the interval: against the platforms' own counts."""
+    where = interval.sql("window_start")
+    return gx.ExpectationSuite(name="ledger_completeness", expectations=[
+        _rows("every extraction window is ok (not failed or partial)",
+              "select platform, shop_id, window_start, window_end, outcome, last_error"
+              f" from {{batch}} where {where} and outcome <> 'ok'"),
+        _rows("every window landed as many orders as the platform reported",
+              "select platform, shop_id, window_start, window_end, api_reported_count, orders_landed"
+              f" from {{batch}} where {where} and orders_landed < api_reported_count"),
+        _rows("a shop's windows leave no gap",
+              "select platform, shop_id, previous_end as gap_start, window_start as gap_end from ("
+              " select platform, shop_id, window_start, lag(window_end) over ("
+              "  partition by platform, shop_id, entity order by window_start) as previous_end"
+              f" from {{batch}} where {where}) w where window_start > previous_end"),
+    ])
+
+
+def mapping_consistency_suite(interval: Interval) -> gx.ExpectationSuite:
+    return gx.ExpectationSuite(name="mapping_consistency", expectations=[
+        _rows("every raw status pair is in seeds/platform_status_map.csv",
+              "select platform, raw_order_status, raw_refund_status, count(*) as orders"
+              " from {batch} where order_status_code is null or refund_status_code is null"
+              " group by 1, 2, 3"),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c, severity=CRITICAL)
+          for c in REQUIRED_STANDARD],
+    ])
+
+
+def marts_validity_suite(interval: Interval) -> gx.ExpectationSuite:
+    return gx.ExpectationSuite(name="marts_validity", expectations=[
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c, severity=CRITICAL)
+          for c in ("platform", "shop_id", "order_id", "order_status_code",
+                    "refund_status_code", "updated_at")],
+        gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=["platform", "shop_id", "order_id"], severity=CRITICAL),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="order_status_code", value_set=ORDER_STATUS_CODES, severity=CRITICAL),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="refund_status_code", value_set=REFUND_STATUS_CODES, severity=CRITICAL),
+        gxe.ExpectColumnValuesToBeInSet(column="platform", value_set=list(PLATFORMS),
+                                        severity=CRITICAL),
+        _rows("paid = goods - discounts + shipping, within 0.01",
+              "select platform, shop_id, order_id from {batch} "
+              "where abs(paid_amount - (goods_amount - discount_amount + shipping_fee)) > 0.01"),
+        _rows("amounts are not negative",
+              "select platform, shop_id, order_id from {batch} where goods_amount < 0"
+              " or discount_amount < 0 or shipping_fee < 0 or paid_amount < 0"),
+        _rows("created <= paid <= shipped <= completed",
+              "select platform, shop_id, order_id from {batch} where paid_at < created_at"
+              " or shipped_at < paid_at or completed_at < coalesce(shipped_at, paid_at)"),
+        gxe.ExpectColumnValuesToBeBetween(column="paid_amount", min_value=0.01, severity=WARNING,
+                                          description="orders paid nothing (warning only)"),
+    ])
+
+
+# name -> [(schema, table, suite factory(interval))]: what each checkpoint validates.
+Validation = tuple[str, str, Callable[[Interval], gx.ExpectationSuite]]
+CHECKS: dict[str, list[Validation]] = {
+    "raw_completeness": [("raw", f"{p}_orders",
+                          lambda i, p=p: raw_completeness_suite(p, i)) for p in PLATFORMS],
+    "ledger_completeness": [("ops", "extraction_windows", ledger_completeness_suite)],
+    "mapping_consistency": [("marts", "fct_orders", mapping_consistency_suite)],
+    "marts_validity": [("marts", "fct_orders", marts_validity_suite)],
 }
+# Checkpoints run after landing and after dbt, in this order.
+AFTER_LANDING = ["raw_completeness", "ledger_completeness"]
+AFTER_DBT = ["mapping_consistency", "marts_validity"]

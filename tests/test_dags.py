@@ -49,14 +49,20 @@ def test_hourly_interval_is_one_real_hour(dagbag):
 
 @pytest.mark.parametrize("dag_id, extract_id", [("orders_incremental", "extract_shop"),
                                                 ("orders_repair", "repair_shop")])
-def test_the_pipeline_order_is_extract_then_dbt_then_gx(dagbag, dag_id, extract_id):
+def test_the_pipeline_order_is_extract_then_dbt_then_gx_then_alerts(dagbag, dag_id, extract_id):
     dag = dagbag.dags[dag_id]
     extract = dag.get_task(extract_id)
-    check = dag.get_task("check_fct_orders")
+    check = dag.get_task("check_marts")
     dbt_tasks = {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")}
     assert {"dbt.fct_orders_model_build", "dbt.fct_order_items_model_build"} <= dbt_tasks
     assert check.upstream_task_ids and all(u.startswith("dbt.") for u in check.upstream_task_ids)
     assert any(d.startswith("dbt.") for d in extract.downstream_task_ids)
+    alert = dag.get_task("alert")
+    assert "check_marts" in alert.upstream_task_ids
+    # Checks and alerts run even when something upstream failed.
+    assert check.trigger_rule == alert.trigger_rule == "all_done"
+    if dag_id == "orders_incremental":  # raw and ledger checked right after landing
+        assert dag.get_task("check_landing").upstream_task_ids == {extract_id}
 
 
 def test_both_dags_run_hourly_over_real_intervals(dagbag):

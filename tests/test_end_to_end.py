@@ -139,13 +139,13 @@ def test_no_secret_or_token_reaches_logs_or_tables(first_run, warehouse_url, sho
 def test_gx_checkpoint_fails_on_a_broken_mart(first_run, warehouse_url):
     from expectations.checkpoints import run_check
 
-    assert run_check("fct_orders", warehouse_url).success
+    assert run_check("marts_validity", warehouse_url).success
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         conn.execute("create table marts.fct_orders_backup as table marts.fct_orders")
         conn.execute("update marts.fct_orders set order_status_code = 99, paid_amount = paid_amount + 1"
                      " where order_key = (select min(order_key) from marts.fct_orders)")
         try:
-            outcome = run_check("fct_orders", warehouse_url)
+            outcome = run_check("marts_validity", warehouse_url)
         finally:
             conn.execute("truncate marts.fct_orders")
             conn.execute("insert into marts.fct_orders select * from marts.fct_orders_backup")

@@ -46,7 +46,7 @@ def test_an_unmapped_status_fails_the_run_and_is_named(warehouse_url, shops):
     assert landed > 0 and uncoded == landed and coded > 0
 
     # The GX checkpoint fails too, and its observed rows name platform and value.
-    outcome = run_check("fct_orders", warehouse_url)
+    outcome = run_check("mapping_consistency", warehouse_url)
     assert not outcome.success
     unmapped = [f for f in outcome.critical_failures
                 if "order_status_code is null" in str(f["kwargs"])]

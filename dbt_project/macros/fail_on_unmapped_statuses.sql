@@ -1,13 +1,12 @@
-{#- Nothing silently dropped: after fct_orders is built, any raw
-    status pair missing from the platform_status_map seed stops the run with
-    an error that names platform, values and order counts, and says which
-    seed rows to add. (tests/assert_all_statuses_mapped.sql checks the same
-    for `dbt test`.) -#}
-{% macro fail_on_unmapped_statuses() %}
-    {% if execute %}
+{#- Nothing silently dropped: any raw status pair in `relation` that the
+    platform_status_map seed lacks stops `dbt build` / `dbt test` with an
+    error naming platform, values and order counts, and saying which seed
+    to edit. Called by tests/assert_all_statuses_mapped.sql. -#}
+{% macro fail_on_unmapped_statuses(relation) %}
+    {% if execute and flags.WHICH in ('build', 'test') %}
         {% set rows = run_query(
             "select platform, raw_order_status, raw_refund_status, count(*) as orders"
-            ~ " from " ~ this
+            ~ " from " ~ relation
             ~ " where order_status_code is null or refund_status_code is null"
             ~ " group by 1, 2, 3 order by 1, 2, 3") %}
         {% if rows and rows.rows | length > 0 %}

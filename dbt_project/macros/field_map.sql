@@ -144,6 +144,7 @@ mapped as (
         {{ mapped_field('payload', row) }} as {{ row.field }},
         {%- endfor %}
         modified_at as source_modified_at,
+        platform_fetched_at,
         payload_sha256,
         extracted_at
     from source
@@ -159,6 +160,7 @@ final as (
         {%- endfor %}
         'CNY'::text as currency,
         source_modified_at,
+        platform_fetched_at,
         payload_sha256,
         extracted_at
     from mapped

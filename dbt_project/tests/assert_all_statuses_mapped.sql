@@ -1,6 +1,11 @@
 {#- Nothing silently dropped: every raw status pair must be in the
-    platform_status_map seed. A failure lists platform, the raw values and
-    how many orders carry them; fix by adding seed rows. -#}
+    platform_status_map seed. Fails with an error naming platform, the raw
+    values and how many orders carry them; fix by adding seed rows.
+    fct_orders keeps such orders with null codes, and the marts downstream
+    still build: this test (its own task in Airflow, having two parents)
+    is what fails the run. -#}
+-- depends_on: {{ ref('platform_status_map') }}
+{{ fail_on_unmapped_statuses(ref('fct_orders')) }}
 select
     platform,
     raw_order_status,

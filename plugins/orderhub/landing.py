@@ -57,6 +57,22 @@ create table if not exists ops.circuit_breakers (
     last_error            text
 );
 
+-- One row per API call: the platform SLA figures (marts.rpt_platform_sla).
+create table if not exists ops.api_calls (
+    platform         text          not null,
+    shop_id          text          not null,
+    endpoint         text          not null,
+    called_at        timestamptz   not null,  -- on the platform's clock
+    seconds          numeric(10,3) not null,
+    outcome          text          not null,  -- ok, or the error kind
+    error_code       text,
+    backoff_seconds  numeric(10,3) not null default 0,
+    run_id           text          not null,
+    window_start     timestamptz,
+    window_end       timestamptz
+);
+create index if not exists api_calls_called_idx on ops.api_calls (called_at);
+
 -- The shops OrderHub extracts (from config/shops.yml), kept current by every
 -- extraction: the source of marts.dim_shops.
 create table if not exists ops.shops (
@@ -100,6 +116,9 @@ create table if not exists raw.{table} (
     window_end      timestamptz,
     unique (shop_id, order_id, payload_sha256)
 );
+-- When the version was fetched, on the platform's clock (its Date header):
+-- sync latency = platform_fetched_at - modified_at, both on one clock.
+alter table raw.{table} add column if not exists platform_fetched_at timestamptz;
 create index if not exists {table}_modified_idx on raw.{table} (modified_at);
 -- Incremental marts read what landed since their watermark.
 create index if not exists {table}_extracted_idx on raw.{table} (extracted_at);
@@ -157,6 +176,8 @@ class WindowLoad:
     attempts: int = 0
     outcome: str = "ok"
     last_error: str | None = None
+    fetched_at: datetime | None = None  # on the platform's clock
+    calls: list = field(default_factory=list)  # platforms.base.ApiCall, for ops.api_calls
 
 
 def register_shop(conn: psycopg.Connection, platform: str, shop_id: str, *, name: str = "",
@@ -205,12 +226,13 @@ def land(conn: psycopg.Connection, load: WindowLoad, *, ledger: bool = True) -> 
                                         row.payload_sha256))
                 cur.execute(
                     f"insert into raw.{table} (platform, shop_id, order_id, modified_at, payload,"  # noqa: S608 - table name from a fixed list
-                    " payload_sha256, run_id, window_start, window_end)"
+                    " payload_sha256, run_id, window_start, window_end, platform_fetched_at)"
                     " select distinct on (order_id, payload_sha256) %s, %s, order_id, modified_at,"
-                    " payload::jsonb, payload_sha256, %s, %s, %s from landing_batch"
+                    " payload::jsonb, payload_sha256, %s, %s, %s, %s from landing_batch"
                     " order by order_id, payload_sha256"
                     " on conflict (shop_id, order_id, payload_sha256) do nothing",
-                    (load.platform, load.shop_id, load.run_id, load.window_start, load.window_end),
+                    (load.platform, load.shop_id, load.run_id, load.window_start, load.window_end,
+                     load.fetched_at),
                 )
                 inserted = cur.rowcount
         for bad in load.rejected:
@@ -221,6 +243,15 @@ def land(conn: psycopg.Connection, load: WindowLoad, *, ledger: bool = True) -> 
                 (load.platform, load.shop_id, load.entity, load.window_start, load.window_end,
                  bad.raw_text, sha256(bad.raw_text), bad.reason, load.run_id),
             )
+        if load.calls:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "insert into ops.api_calls (platform, shop_id, endpoint, called_at, seconds,"
+                    " outcome, error_code, backoff_seconds, run_id, window_start, window_end)"
+                    " values (%s, %s, %s, to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s)",
+                    [(load.platform, load.shop_id, c.endpoint, c.called_at, round(c.seconds, 3),
+                      c.outcome, c.error_code, round(c.backoff_seconds, 3), load.run_id,
+                      load.window_start, load.window_end) for c in load.calls])
         distinct_orders = len({row.order_id for row in load.rows})
         _fault_pause()
         if not ledger:

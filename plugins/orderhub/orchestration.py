@@ -79,12 +79,31 @@ def dbt_task_group(group_id: str = "dbt"):
     )
 
 
-def run_checkpoint(name: str) -> dict:
-    """A GX checkpoint; a failed critical expectation fails the task."""
+def run_checkpoints(names: list[str], start: datetime | None = None, end: datetime | None = None,
+                    run_id: str | None = None) -> dict:
+    """GX checkpoints for the run's interval. Every one runs and keeps its
+    results (ops.validation_results, Data Docs); then a failed critical
+    expectation in any of them fails the task. Warnings do not."""
     from expectations.checkpoints import run_check
+    from expectations.suites import Interval
 
-    outcome = run_check(name)
-    print(outcome.summary())
-    if not outcome.success:
-        raise RuntimeError(outcome.summary())
-    return {"evaluated": outcome.evaluated, "failed": len(outcome.failures)}
+    outcomes = [run_check(name, interval=Interval(start, end), run_id=run_id) for name in names]
+    for outcome in outcomes:
+        print(outcome.summary())
+    failed = [o for o in outcomes if not o.success]
+    if failed:
+        raise RuntimeError("critical expectations failed:\n" + "\n".join(o.summary() for o in failed))
+    return {o.name: {"evaluated": o.evaluated, "failed": len(o.failures)} for o in outcomes}
+
+
+def send_alerts(start: datetime, end: datetime, run_id: str | None) -> dict:
+    """Evaluate the alert rules for the run and send the new alerts to the
+    configured channels (orderhub.alerts)."""
+    from orderhub.alerts import channels_from_airflow, notify
+    from orderhub.config import database_url
+
+    channels = channels_from_airflow()
+    new = notify(database_url(), start, end, run_id, channels)
+    for alert in new:
+        print(alert.message)
+    return {"new_alerts": len(new), "channels": [type(c).__name__ for c in channels]}

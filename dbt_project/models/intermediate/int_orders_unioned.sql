@@ -4,4 +4,4 @@
 {{ union_platforms('orders',
     ['platform', 'shop_id', 'order_id']
     + standard_column_names('order')
-    + ['currency', 'source_modified_at', 'payload_sha256', 'extracted_at']) }}
+    + ['currency', 'source_modified_at', 'platform_fetched_at', 'payload_sha256', 'extracted_at']) }}

@@ -69,6 +69,17 @@ class PlatformError(Exception):
 
 
 @dataclass
+class ApiCall:
+    """One API call, for the platform SLA figures (ops.api_calls)."""
+    endpoint: str
+    called_at: float  # Unix seconds on the platform's clock (its Date header)
+    seconds: float
+    outcome: str  # "ok" or the PlatformError kind
+    error_code: str | None = None
+    backoff_seconds: float = 0.0  # how long we then waited before retrying
+
+
+@dataclass
 class Page:
     orders: list[dict[str, Any]]
     total: int | None
@@ -108,6 +119,7 @@ class PlatformClient:
     first_page: ClassVar[int] = 1  # page numbering base
     max_results: ClassVar[int | None] = None  # most results one search can page through
     identity_paths: ClassVar[tuple[str, ...]] = ()  # payload fields order_identity reads
+    order_endpoint: ClassVar[str] = ""  # the order search API's method name
 
     def __init__(self, credentials: Credentials, *, session: requests.Session | None = None,
                  timeout: float = 30.0, clock=time.time):
@@ -117,10 +129,15 @@ class PlatformClient:
         self.clock = clock  # for request timestamps; the platform's clock is its own
         self.clock_offset = 0.0  # learned from the gateway's Date header when it refuses ours
         self.server_clock_offset: float | None = None  # last seen Date header minus our clock
+        self.calls: list[ApiCall] = []  # drained by the extractor after each window
 
     def now(self) -> float:
         """Our clock, corrected by what the gateway told us of its own."""
         return self.clock() + self.clock_offset
+
+    def platform_now(self) -> float:
+        """The platform's clock as its last Date header showed it (ours before any)."""
+        return self.clock() + (self.server_clock_offset or 0.0)
 
     # -- the dialect ---------------------------------------------------------
     def order_search_request(self, start: datetime, end: datetime, page: int,
@@ -138,14 +155,21 @@ class PlatformClient:
     # -- one call --------------------------------------------------------------
     def search_orders(self, start: datetime, end: datetime, page: int, page_size: int) -> Page:
         request = self.order_search_request(start, end, page, page_size)
+        began = time.monotonic()
+        call = ApiCall(self.order_endpoint or self.platform, self.platform_now(), 0.0, "ok")
         try:
             return self.parse_order_search(self.send(request))
         except PlatformError as error:
+            call.outcome, call.error_code = error.kind, error.code
             if error.kind == "clock" and self.server_clock_offset is not None:
                 # The gateway's clock differs from ours: stamp the next requests
                 # with its time (the retry loop sends the request again).
                 self.clock_offset = self.server_clock_offset
             raise
+        finally:
+            call.seconds = time.monotonic() - began
+            call.called_at = self.platform_now()  # the Date header of this very answer
+            self.calls.append(call)
 
     def send(self, request: HttpRequest) -> str:
         """One HTTP exchange. Transport failures and 5xx become retryable

@@ -92,6 +92,7 @@ class DouyinClient(PlatformClient):
         data = body.get("data") or {}
         return Page(orders=data.get("shop_order_list") or [], total=int(data.get("total", 0)))
 
+    order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).
     identity_paths = ("$.order_id", "$.update_time")
 

@@ -104,6 +104,7 @@ class JdClient(PlatformClient):
         return Page(orders=result.get("orderInfoList") or [],
                     total=int(result.get("orderTotal", 0)))
 
+    order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).
     identity_paths = ("$.orderId", "$.modified")
 

@@ -82,6 +82,7 @@ class PddClient(PlatformClient):
         return Page(orders=result.get("order_sn_list") or [],
                     total=int(result.get("total_count", 0)), has_next=result.get("has_next"))
 
+    order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).
     identity_paths = ("$.order_sn", "$.updated_at")
 

@@ -102,6 +102,7 @@ class TmallClient(PlatformClient):
         return Page(orders=trades, total=int(result.get("total_results", 0)),
                     has_next=result.get("has_next"))
 
+    order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).
     identity_paths = ("$.tid", "$.tid_str", "$.modified")
 

@@ -83,7 +83,7 @@ def parse_local(value: str | None) -> int | None:
 class Reply:
     status: int
     body: bytes
-    clock_offset: int = 0  # the gateway's clock minus the real clock (Date header)
+    clock_offset: int = 0  # the gateway's clock (Date header) minus the sandbox clock
 
 
 class Gateway:
@@ -93,8 +93,13 @@ class Gateway:
     platform: str
     prefix: str
     first_page: int = 1
-    # Test switch: render some orders with a status the mapping seed lacks.
+    # Test switches: render some orders with a status the mapping seed lacks;
+    # leave top-level fields out of every order (a platform "dropping" a field).
     unmapped_status: bool = False
+    dropped_fields: tuple[str, ...] = ()
+    # ... and for these shops, lose one order from every page while reporting
+    # the full total: a window that stays short however often it is read.
+    short_shops: frozenset[str] = frozenset()
 
     def __init__(self, world: World, credentials: AppCredentials, clock, index_delay: int,
                  faults: dict[str, ShopFaults] | None = None):
@@ -149,7 +154,7 @@ class Gateway:
         if failure == "throttle":
             return Reply(200, jsonutil.dumps(self.throttled(1)).encode(), offset)
         sent = self.request_time(query, form)
-        if offset and sent is not None and abs(sent - (time.time() + offset)) > CLOCK_TOLERANCE:
+        if offset and sent is not None and abs(sent - (self.clock() + offset)) > CLOCK_TOLERANCE:
             faults.note("skew")
             return Reply(200, jsonutil.dumps(self.clock_refused()).encode(), offset)
         self._request.faults = faults  # for search() and page() during this request
@@ -197,4 +202,10 @@ class Gateway:
         if faults is not None and "dup" in faults and offset > 0 and chosen:
             chosen = [hits[offset - 1], *chosen]  # the previous page's last order again
             faults.note("dup")
-        return [self.render(o, v) for o, v in chosen], len(hits)
+        if shop_id in self.short_shops and chosen:
+            chosen = chosen[:-1]
+        rendered = [self.render(o, v) for o, v in chosen]
+        for order in rendered:
+            for name in self.dropped_fields:
+                order.pop(name, None)
+        return rendered, len(hits)

@@ -49,6 +49,8 @@ class SandboxSpec:
     faults: str = "none"  # one profile for every shop ...
     shop_faults: dict[str, str] = field(default_factory=dict)  # ... or per shop id
     unmapped_status: bool = False  # some Tmall orders in a status the seed does not map
+    dropped_fields: dict[str, list[str]] = field(default_factory=dict)  # platform -> fields left out
+    short_shops: list[str] = field(default_factory=list)  # shops whose pages each lose an order
     incident_seconds: float = 20.0  # wall seconds: stands in for "minutes" so demos stay short
 
     def shop_fault_state(self) -> dict[str, ShopFaults]:
@@ -93,6 +95,8 @@ class Sandbox:
                             self.faults) for gw in GATEWAYS]
         for gateway in self.gateways:
             gateway.unmapped_status = spec.unmapped_status
+            gateway.dropped_fields = tuple(spec.dropped_fields.get(gateway.platform, ()))
+            gateway.short_shops = frozenset(spec.short_shops)
 
     def route(self, path: str) -> Gateway | None:
         for gateway in self.gateways:
@@ -110,8 +114,10 @@ def make_handler(sandbox: Sandbox):
 
         date_offset = 0
 
-        def date_time_string(self, timestamp=None):  # the gateway's own clock
-            return super().date_time_string(time.time() + self.date_offset)
+        def date_time_string(self, timestamp=None):
+            # The platform's clock: the sandbox clock (the simulated present),
+            # off by the shop's skew fault if it has one.
+            return super().date_time_string(sandbox.clock() + self.date_offset)
 
         def _send(self, status: int, payload: dict | bytes, date_offset: int = 0) -> None:
             body = payload if isinstance(payload, bytes) else jsonutil.dumps(payload).encode("utf-8")

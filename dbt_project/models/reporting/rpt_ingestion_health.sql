@@ -1,0 +1,88 @@
+{{ config(materialized='view') }}
+
+-- Order health per platform × shop × hour (the hour an order version was
+-- modified): sync latency, completeness against the platforms' own counts,
+-- field completeness and open ledger windows. A view: always current, no
+-- cost per run; alerts and the report read it with an hour filter.
+with versions as (
+    select
+        platform,
+        shop_id,
+        order_id,
+        date_trunc('hour', source_modified_at) as hour_start,
+        -- both on the platform's clock: when we had the version minus when it changed
+        extract(epoch from platform_fetched_at - source_modified_at) as latency_seconds
+    from {{ ref('int_orders_unioned') }}
+),
+
+latency as (
+    select
+        platform,
+        shop_id,
+        hour_start,
+        count(distinct order_id) as orders_landed,
+        count(*) as versions_landed,
+        percentile_cont(0.5) within group (order by latency_seconds) as latency_p50_seconds,
+        percentile_cont(0.95) within group (order by latency_seconds) as latency_p95_seconds,
+        max(latency_seconds) as latency_max_seconds
+    from versions
+    group by 1, 2, 3
+),
+
+ledger as (
+    select
+        platform,
+        shop_id,
+        date_trunc('hour', window_start) as hour_start,
+        sum(api_reported_count) as api_reported_count,
+        sum(orders_landed) as ledger_orders_landed,
+        count(*) filter (where is_open) as open_windows
+    from {{ ref('stg_ops__extraction_windows') }}
+    where entity = 'orders'
+    group by 1, 2, 3
+),
+
+fields as (
+    select
+        platform,
+        shop_id,
+        date_trunc('hour', updated_at) as hour_start,
+        avg((
+            (created_at is not null)::int + (updated_at is not null)::int
+            + (raw_order_status is not null)::int + (goods_amount is not null)::int
+            + (discount_amount is not null)::int + (shipping_fee is not null)::int
+            + (paid_amount is not null)::int + (order_status_code is not null)::int
+        ) / 8.0) as field_completeness_rate
+    from {{ ref('fct_orders') }}
+    group by 1, 2, 3
+),
+
+final as (
+    select
+        coalesce(latency.platform, ledger.platform) as platform,
+        coalesce(latency.shop_id, ledger.shop_id) as shop_id,
+        coalesce(latency.hour_start, ledger.hour_start) as hour_start,
+        coalesce(latency.orders_landed, 0) as orders_landed,
+        coalesce(latency.versions_landed, 0) as versions_landed,
+        round(latency.latency_p50_seconds::numeric, 1) as latency_p50_seconds,
+        round(latency.latency_p95_seconds::numeric, 1) as latency_p95_seconds,
+        round(latency.latency_max_seconds::numeric, 1) as latency_max_seconds,
+        ledger.api_reported_count,
+        ledger.ledger_orders_landed,
+        round(ledger.ledger_orders_landed::numeric / nullif(ledger.api_reported_count, 0), 4)
+            as completeness_rate,
+        round(fields.field_completeness_rate, 4) as field_completeness_rate,
+        null::numeric as reconciliation_consistency_rate,  -- with the settlement marts (issue 5)
+        coalesce(ledger.open_windows, 0) as open_windows
+    from latency
+    full outer join ledger
+        on ledger.platform = latency.platform
+        and ledger.shop_id = latency.shop_id
+        and ledger.hour_start = latency.hour_start
+    left join fields
+        on fields.platform = coalesce(latency.platform, ledger.platform)
+        and fields.shop_id = coalesce(latency.shop_id, ledger.shop_id)
+        and fields.hour_start = coalesce(latency.hour_start, ledger.hour_start)
+)
+
+select * from final

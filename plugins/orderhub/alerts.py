@@ -1,0 +1,271 @@
+"""Alerts: what a data engineer must be told, sent to a chat webhook
+(DingTalk, WeCom, Feishu or Slack message shapes) and/or by e-mail.
+
+Rules (each alert names platform, shop, window and a number):
+
+* ``sync_latency``: p95 sync latency of a shop-hour above ``ORDERHUB_ALERT_LATENCY_SECONDS``
+  (marts.rpt_ingestion_health);
+* ``incomplete_window``: an extraction window still failed, partial or short an hour
+  (``ORDERHUB_ALERT_INCOMPLETE_AFTER_SECONDS``) after it closed (ops.extraction_windows);
+* ``unknown_status``: orders whose raw status the mapping seed lacks (marts.fct_orders);
+* ``failed_expectation``: a critical GX expectation failed in this run (ops.validation_results).
+
+Reconciliation differences above their rule's threshold join with issue 5.
+
+Channels are Airflow connections, because webhook URLs carry tokens:
+
+* ``orderhub_alerts_webhook``: host = the webhook URL (or extra ``url``), extra
+  ``{"shape": "dingtalk" | "wecom" | "feishu" | "slack"}``; for DingTalk's signed
+  robots the password is the signing secret.
+* ``orderhub_alerts_email``: an SMTP server (host, port, login, password), extra
+  ``{"from": "...", "to": ["..."], "starttls": false}``.
+
+Every alert sent is recorded in ops.alerts; the same alert (kind, platform,
+shop, window, subject) is sent once, so re-running an interval does not spam.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import smtplib
+import time
+import urllib.parse
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+
+import psycopg
+import requests
+
+from orderhub.config import PLATFORM_TZ
+
+log = logging.getLogger(__name__)
+
+ALERTS_SQL = """
+create schema if not exists ops;
+create table if not exists ops.alerts (
+    alert_id      bigint generated always as identity primary key,
+    kind          text        not null,
+    platform      text        not null default '',
+    shop_id       text        not null default '',
+    window_start  timestamptz,
+    window_end    timestamptz,
+    subject       text        not null,
+    value         text        not null,
+    message       text        not null,
+    run_id        text,
+    channels      text        not null default '',
+    sent_at       timestamptz not null default now()
+);
+create unique index if not exists alerts_once on ops.alerts
+    (kind, platform, shop_id, coalesce(window_start, '-infinity'), coalesce(window_end, '-infinity'), subject);
+"""
+
+
+@dataclass
+class Alert:
+    kind: str
+    platform: str
+    shop_id: str
+    window_start: datetime | None
+    window_end: datetime | None
+    subject: str  # what, in a few words (also part of the dedupe key)
+    value: str  # the number
+
+    @property
+    def message(self) -> str:
+        where = " / ".join(x for x in (self.platform, self.shop_id) if x) or "all platforms"
+        window = ""
+        if self.window_start and self.window_end:
+            a, b = (t.astimezone(PLATFORM_TZ) for t in (self.window_start, self.window_end))
+            window = f" [{a:%Y-%m-%d %H:%M}, {b:%Y-%m-%d %H:%M}) (UTC+8)"
+        return f"OrderHub {self.kind}: {where}{window}: {self.subject}: {self.value}"
+
+
+def _seconds(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: str | None) -> list[Alert]:
+    """Every alert rule for the interval [start, end) and the run ``run_id``."""
+    alerts: list[Alert] = []
+    latency = _seconds("ORDERHUB_ALERT_LATENCY_SECONDS", 2 * 3600)
+    if _exists(conn, "marts.rpt_ingestion_health"):
+        for platform, shop, hour, p95 in conn.execute(
+                "select platform, shop_id, hour_start, latency_p95_seconds"
+                " from marts.rpt_ingestion_health where hour_start >= %s and hour_start < %s"
+                " and latency_p95_seconds > %s order by 1, 2, 3", (start, end, latency)):
+            alerts.append(Alert("sync_latency", platform, shop, hour, hour + timedelta(hours=1),
+                                f"p95 sync latency above {latency:.0f} s", f"{p95:.0f} s"))
+    after = timedelta(seconds=_seconds("ORDERHUB_ALERT_INCOMPLETE_AFTER_SECONDS", 3600))
+    if _exists(conn, "ops.extraction_windows"):
+        for platform, shop, w_start, w_end, outcome, reported, landed in conn.execute(
+                "select platform, shop_id, window_start, window_end, outcome, api_reported_count,"
+                " orders_landed from ops.extraction_windows"
+                " where (outcome <> 'ok' or orders_landed < api_reported_count)"
+                " and window_end <= %s order by 1, 2, 3", (end - after,)):
+            value = (f"{landed} of {reported} orders landed" if reported is not None
+                     else f"outcome {outcome}")
+            alerts.append(Alert("incomplete_window", platform, shop, w_start, w_end,
+                                f"window still {outcome if outcome != 'ok' else 'short'}"
+                                f" {after.total_seconds() / 60:.0f} min after it closed", value))
+    if _exists(conn, "marts.fct_orders"):
+        for platform, shop, status, refund, orders in conn.execute(
+                "select platform, shop_id, raw_order_status, raw_refund_status, count(*)"
+                " from marts.fct_orders where order_status_code is null or refund_status_code is null"
+                " group by 1, 2, 3, 4 order by 1, 2, 3, 4"):
+            alerts.append(Alert("unknown_status", platform, shop, None, None,
+                                f"status '{status}' / refund '{refund}' not in platform_status_map",
+                                f"{orders} orders"))
+    if run_id and _exists(conn, "ops.validation_results"):
+        for checkpoint, suite, description, expectation, observed in conn.execute(
+                "select checkpoint, suite, description, expectation, observed"
+                " from ops.validation_results where run_id = %s and not success"
+                " and severity = 'critical' order by 1, 2, 3", (run_id,)):
+            platform = suite.rsplit("_", 1)[-1] if suite.startswith("raw_completeness_") else ""
+            alerts.append(Alert("failed_expectation", platform, "", start, end,
+                                f"{checkpoint}: {description or expectation}",
+                                f"{observed} unexpected"))
+    return alerts
+
+
+def _exists(conn: psycopg.Connection, relation: str) -> bool:
+    return conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()[0]
+
+
+# -- message shapes --------------------------------------------------------------
+
+def webhook_body(shape: str, alerts: list[Alert]) -> dict:
+    title = f"OrderHub: {len(alerts)} alert{'s' if len(alerts) != 1 else ''}"
+    lines = [a.message for a in alerts]
+    if shape == "dingtalk":
+        return {"msgtype": "markdown", "markdown": {
+            "title": title, "text": f"### {title}\n" + "\n".join(f"- {line}" for line in lines)}}
+    if shape == "wecom":
+        return {"msgtype": "markdown", "markdown": {
+            "content": f"**{title}**\n" + "\n".join(f"> {line}" for line in lines)}}
+    if shape == "feishu":
+        return {"msg_type": "text", "content": {"text": title + "\n" + "\n".join(lines)}}
+    if shape == "slack":
+        return {"text": title, "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": title}},
+            {"type": "section", "text": {"type": "mrkdwn",
+                                         "text": "\n".join(f"• {line}" for line in lines)}}]}
+    raise ValueError(f"unknown webhook shape {shape!r}: dingtalk, wecom, feishu or slack")
+
+
+def dingtalk_signed(url: str, secret: str, now_ms: int | None = None) -> str:
+    """DingTalk robots with "加签": timestamp and HMAC-SHA256 sign as query parameters."""
+    timestamp = str(now_ms if now_ms is not None else int(time.time() * 1000))
+    digest = hmac.new(secret.encode(), f"{timestamp}\n{secret}".encode(), hashlib.sha256).digest()
+    sign = urllib.parse.quote_plus(base64.b64encode(digest))
+    return f"{url}{'&' if '?' in url else '?'}timestamp={timestamp}&sign={sign}"
+
+
+# -- channels ----------------------------------------------------------------------
+
+@dataclass
+class Webhook:
+    url: str
+    shape: str
+    secret: str = ""
+
+    def send(self, alerts: list[Alert]) -> None:
+        url = dingtalk_signed(self.url, self.secret) if self.shape == "dingtalk" and self.secret else self.url
+        response = requests.post(url, json=webhook_body(self.shape, alerts), timeout=10)
+        if response.status_code >= 300:
+            host = urllib.parse.urlsplit(self.url).netloc  # never the URL: it carries the token
+            raise RuntimeError(f"{self.shape} webhook at {host} answered {response.status_code}")
+
+
+@dataclass
+class Email:
+    host: str
+    port: int
+    sender: str
+    recipients: list[str]
+    login: str = ""
+    password: str = ""
+    starttls: bool = False
+
+    def send(self, alerts: list[Alert]) -> None:
+        message = EmailMessage()
+        message["Subject"] = f"OrderHub: {len(alerts)} alert(s)"
+        message["From"], message["To"] = self.sender, ", ".join(self.recipients)
+        message.set_content("\n".join(a.message for a in alerts))
+        with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
+            if self.starttls:
+                smtp.starttls()
+            if self.login:
+                smtp.login(self.login, self.password)
+            smtp.send_message(message)
+
+
+def channels_from_airflow() -> list[Webhook | Email]:
+    """The configured channels (none configured: alerts are only recorded and logged)."""
+    from airflow.sdk import BaseHook
+
+    found: list[Webhook | Email] = []
+    for conn_id, build in (("orderhub_alerts_webhook", _webhook), ("orderhub_alerts_email", _email)):
+        try:
+            conn = BaseHook.get_connection(conn_id)
+        except Exception:  # noqa: BLE001 - not configured is a normal state
+            continue
+        found.append(build(conn))
+    return found
+
+
+def _webhook(conn) -> Webhook:
+    extra = conn.extra_dejson
+    url = extra.get("url") or conn.host
+    if url and not url.startswith("http"):
+        url = f"{conn.schema or 'https'}://{url}"
+    return Webhook(url, extra.get("shape", "dingtalk"), conn.password or "")
+
+
+def _email(conn) -> Email:
+    extra = conn.extra_dejson
+    recipients = extra.get("to") or []
+    return Email(conn.host, int(conn.port or 25), extra.get("from", "orderhub@localhost"),
+                 [recipients] if isinstance(recipients, str) else list(recipients),
+                 conn.login or "", conn.password or "", bool(extra.get("starttls", False)))
+
+
+def notify(url: str, start: datetime, end: datetime, run_id: str | None,
+           channels: list[Webhook | Email]) -> list[Alert]:
+    """Evaluate the rules, send what was not sent before, record it; returns the new alerts."""
+    with psycopg.connect(url) as conn:
+        conn.execute(ALERTS_SQL)
+        new = []
+        for alert in evaluate(conn, start, end, run_id):
+            inserted = conn.execute(
+                "insert into ops.alerts (kind, platform, shop_id, window_start, window_end,"
+                " subject, value, message, run_id, channels) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                " on conflict do nothing returning alert_id",
+                (alert.kind, alert.platform, alert.shop_id, alert.window_start, alert.window_end,
+                 alert.subject, alert.value, alert.message, run_id,
+                 ",".join(type(c).__name__.lower() for c in channels))).fetchone()
+            if inserted:
+                new.append(alert)
+        for alert in new:
+            log.warning("%s", alert.message)
+        errors = []
+        for channel in channels if new else []:
+            try:
+                channel.send(new)
+            except Exception as exc:  # noqa: BLE001 - one channel down must not hide the others
+                errors.append(f"{type(channel).__name__}: {exc}")
+        if errors:
+            conn.rollback()  # not recorded: the next run tries again
+            raise RuntimeError("alert delivery failed: " + "; ".join(errors))
+        conn.commit()
+    return new
+
+
+def describe(alerts: list[Alert]) -> str:
+    return json.dumps([a.message for a in alerts], ensure_ascii=False, indent=1)
