@@ -165,8 +165,8 @@ class WindowFetch:
                 if not error.retryable or attempt == self.policy.max_attempts or out_of_time:
                     raise
                 delay = self.policy.delay(attempt, error)
-                if self.client.calls:
-                    self.client.calls[-1].backoff_seconds = delay
+                if self.client.api_calls:
+                    self.client.api_calls[-1].backoff_seconds = delay
                 log.warning("%s page %s of [%s, %s): %s; retry %s in %.1fs", self.client.platform,
                             page, start, end, error, attempt, delay)
                 self.sleep(delay)
@@ -302,7 +302,7 @@ class ShopExtraction:
                       w_start, w_end, error)
         load.pages, load.attempts = fetch.pages, fetch.attempts
         load.fetched_at = datetime.fromtimestamp(self.client.platform_now(), UTC)
-        load.calls, self.client.calls = self.client.calls, []
+        load.calls, self.client.api_calls = self.client.api_calls, []
         inserted = land(conn, load)
         self.result.windows += 1
         self.result.windows_failed += load.outcome == "failed"

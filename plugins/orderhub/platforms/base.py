@@ -129,7 +129,7 @@ class PlatformClient:
         self.clock = clock  # for request timestamps; the platform's clock is its own
         self.clock_offset = 0.0  # learned from the gateway's Date header when it refuses ours
         self.server_clock_offset: float | None = None  # last seen Date header minus our clock
-        self.calls: list[ApiCall] = []  # drained by the extractor after each window
+        self.api_calls: list[ApiCall] = []  # drained by the extractor after each window
 
     def now(self) -> float:
         """Our clock, corrected by what the gateway told us of its own."""
@@ -169,7 +169,7 @@ class PlatformClient:
         finally:
             call.seconds = time.monotonic() - began
             call.called_at = self.platform_now()  # the Date header of this very answer
-            self.calls.append(call)
+            self.api_calls.append(call)
 
     def send(self, request: HttpRequest) -> str:
         """One HTTP exchange. Transport failures and 5xx become retryable
