@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup run test test-fast lint docs clean
+.PHONY: help setup run test test-fast lint docs clean chromium
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,7 +24,15 @@ setup: $(STAMP) ## create .venv and install pinned dependencies
 run: setup ## run the demo: warehouse + sandbox + DAG runs for 2026-11-11 00:00-03:00
 	$(BIN)/orderhub demo --fresh
 
-test: setup ## lint, then the whole test suite (unit, integration, DAG runs)
+# Headless Chromium renders the run report in the tests (Debian's package).
+chromium: ## install Debian's chromium if it is missing (the report test renders with it)
+	@command -v chromium >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@chromium --version
+
+test: setup chromium ## lint, then the whole test suite (unit, integration, DAG runs)
 	$(BIN)/ruff check plugins dags expectations tests
 	$(BIN)/pytest
 

@@ -196,3 +196,30 @@ def test_message_shapes_of_every_channel():
     digest = hmac.new(b"SECabc", b"1700000000000\nSECabc", hashlib.sha256).digest()
     assert signed == ("https://oapi.dingtalk.com/robot/send?access_token=x&timestamp=1700000000000"
                       f"&sign={urllib.parse.quote_plus(base64.b64encode(digest))}")
+
+
+def test_the_report_draws_its_charts_in_headless_chromium(broken_run, tmp_path):
+    """`orderhub report` writes one self-contained page; Chromium lays it out
+    and the page's own check counts the charts whose marks have a size."""
+    import shutil
+    import subprocess
+    import sys
+
+    out = tmp_path / "report.html"
+    result = subprocess.run([sys.executable, "-m", "orderhub.cli", "report", "--out", str(out),
+                             "--start", START.isoformat(), "--end", END.isoformat()],
+                            capture_output=True, text=True, check=True)
+    assert str(out) in result.stdout
+    page = out.read_text(encoding="utf-8")
+    assert "http://" not in page and "https://" not in page  # nothing fetched from anywhere
+    chromium = shutil.which("chromium")
+    assert chromium, "make test installs Debian's chromium (make chromium)"
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", out.as_uri()],
+        capture_output=True, text=True, timeout=120).stdout
+    assert 'data-charts-drawn="3"' in dom  # orders per hour, latency, completeness
+    assert dom.count('class="mark"') > 20
+    assert "#d62728" in dom  # pdd-tea's short windows are drawn red
+    assert "incomplete_window" in dom and "raw_completeness_jd" in dom

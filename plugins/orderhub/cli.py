@@ -144,6 +144,16 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from orderhub.report import write_report
+
+    out = write_report(Path(args.out), parse_time(args.start), parse_time(args.end))
+    print(f"report: {out.resolve()}")
+    return 0
+
+
 def cmd_mapping_check(args) -> int:
     from dataclasses import asdict
 
@@ -217,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--shop", help="shop id (needed when the platform has several)")
     replay.add_argument("files", nargs="+")
     replay.set_defaults(func=cmd_replay)
+
+    report = sub.add_parser("report", help="a self-contained HTML run report with charts")
+    report.add_argument("--out", default="report.html")
+    report.add_argument("--start", default=DEFAULT_START)
+    report.add_argument("--end", default=DEFAULT_END)
+    report.set_defaults(func=cmd_report)
 
     mapping = sub.add_parser("mapping", help="the field and status mapping seeds")
     mapping_sub = mapping.add_subparsers(dest="mapping_command", required=True)

@@ -3,7 +3,8 @@
 Starts the warehouse and the sandbox, points every configured shop's
 connection at the sandbox, runs ``orders_incremental`` through Airflow for
 each hour of the window, and prints per platform: orders landed in raw, orders
-in ``fct_orders``, orders in the sandbox's truth, and status counts.
+in ``fct_orders``, orders in the sandbox's truth, and status counts; then
+the health figures, and writes the run report (``orderhub report``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta
 
-from orderhub.config import PLATFORMS, database_url, load_shops
+from expectations.checkpoints import data_docs_index
+from orderhub.config import PLATFORMS, database_url, home, load_shops
 from orderhub.landing import connect
+from orderhub.report import write_report
 from orderhub.runner import SandboxTarget, run
 from orderhub.sandbox.server import SandboxSpec, serve
 
@@ -45,6 +48,24 @@ def summary(start: datetime, end: datetime, truth: list[dict]) -> tuple[list[dic
                      "fct_orders": fct.get(platform, 0), "truth": truth_counts.get(platform, 0),
                      "equal": equal, "status_counts": status})
     return rows, all_equal
+
+
+def print_health(start: datetime, end: datetime) -> None:
+    """The health mart's figures for the window, per platform."""
+    with connect() as conn:
+        rows = conn.execute(
+            "select platform, percentile_disc(0.5) within group (order by latency_p50_seconds),"
+            " max(latency_p95_seconds), max(latency_max_seconds),"
+            " sum(ledger_orders_landed), sum(api_reported_count), min(field_completeness_rate),"
+            " sum(open_windows) from marts.rpt_ingestion_health"
+            " where hour_start >= %s and hour_start < %s group by 1 order by 1", (start, end)).fetchall()
+    print("\nhealth (marts.rpt_ingestion_health; latency = platform fetch time - modified time)")
+    print(f"{'platform':<8} {'p50 (s)':>8} {'p95 (s)':>8} {'max (s)':>8} {'landed/reported':>16}"
+          f" {'fields':>7} {'open':>5}")
+    for platform, p50, p95, top, landed, reported, fields, open_windows in rows:
+        rate = f"{landed}/{reported}" if reported else "-"
+        print(f"{platform:<8} {p50 or 0:>8.0f} {p95 or 0:>8.0f} {top or 0:>8.0f} {rate:>16}"
+              f" {fields or 0:>7.2%} {open_windows:>5}")
 
 
 def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 1.0,
@@ -82,6 +103,10 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
           f" still open: {report.windows_open}")
     total = sum(r["fct_orders"] for r in rows)
     print(f"{'total':<8} {sum(r['landed'] for r in rows):>8} {total:>11}  {len(truth):>7}")
+    print_health(start, end)
+    out = write_report(home() / "report.html", start, end)
+    print(f"\nreport: {out}")
+    print(f"GX Data Docs: {data_docs_index()}")
     if not all_equal:
         print("fct_orders differs from the sandbox truth" + ("" if fresh else
               " (the warehouse held earlier data: try --fresh)"))

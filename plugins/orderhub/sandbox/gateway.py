@@ -5,7 +5,6 @@ window does not search the world once per page."""
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal

@@ -1,0 +1,192 @@
+"""``orderhub report --out report.html``: one self-contained HTML page (inline
+SVG and CSS, no scripts or fonts from anywhere) for a time range:
+
+* orders per platform per hour (marts.rpt_ingestion_health),
+* the sync-latency distribution (every landed version),
+* completeness per extraction window (the ledger),
+* reconciliation differences by category and amount, and the review queue
+  (arrive with the settlement marts, issue 5; the page says so),
+* the latest GX results and the alerts sent.
+
+A few lines of inline JavaScript only *check* the drawing: after layout they
+count the charts whose marks have a size and write it to
+``body[data-charts-drawn]`` (the report test reads it from headless Chromium).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+
+from orderhub.config import PLATFORM_TZ, PLATFORMS
+
+COLORS = {"tmall": "#ff5000", "jd": "#e1251b", "pdd": "#f4b400", "douyin": "#161823"}
+WIDTH, HEIGHT, PAD = 720, 220, 40
+
+
+@dataclass
+class Bar:
+    label: str
+    value: float
+    color: str = "#4c78a8"
+    title: str = ""
+
+
+def bar_chart(chart_id: str, bars: list[Bar], *, unit: str = "", max_value: float | None = None,
+              every: int = 1) -> str:
+    """A vertical bar chart as inline SVG (labels under every ``every``-th bar)."""
+    if not bars:
+        return f'<p class="empty" id="{chart_id}">no data in this range</p>'
+    top = max_value or max(b.value for b in bars) or 1
+    inner_w, inner_h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
+    step = inner_w / len(bars)
+    marks = []
+    for i, bar in enumerate(bars):
+        h = inner_h * bar.value / top
+        x = PAD + i * step
+        tip = html.escape(bar.title or f"{bar.label}: {bar.value:g}{unit}")
+        marks.append(f'<rect class="mark" x="{x + step * 0.1:.1f}" y="{PAD + inner_h - h:.1f}" '
+                     f'width="{max(step * 0.8, 1):.1f}" height="{max(h, 0.5):.1f}" fill="{bar.color}">'
+                     f'<title>{tip}</title></rect>')
+        if i % every == 0:
+            marks.append(f'<text x="{x + step / 2:.1f}" y="{HEIGHT - PAD + 14}" '
+                         f'text-anchor="middle">{html.escape(bar.label)}</text>')
+    axis = (f'<line x1="{PAD}" y1="{PAD + inner_h}" x2="{WIDTH - PAD}" y2="{PAD + inner_h}" stroke="#999"/>'
+            f'<text x="{PAD - 4}" y="{PAD + 4}" text-anchor="end">{top:g}{html.escape(unit)}</text>'
+            f'<text x="{PAD - 4}" y="{PAD + inner_h}" text-anchor="end">0</text>')
+    return (f'<svg class="chart" id="{chart_id}" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
+            f'height="{HEIGHT}" role="img">{axis}{"".join(marks)}</svg>')
+
+
+def _local(ts: datetime) -> datetime:
+    return ts.astimezone(PLATFORM_TZ)
+
+
+def _table(headers: list[str], rows: list[tuple]) -> str:
+    if not rows:
+        return '<p class="empty">none</p>'
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape('' if c is None else str(c))}</td>" for c in row)
+                   + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _exists(conn, relation: str) -> bool:
+    return conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()[0]
+
+
+def gather(conn: psycopg.Connection, start: datetime, end: datetime) -> dict:
+    data: dict = {"orders": [], "latency": [], "windows": [], "checks": [], "alerts": [],
+                  "health": []}
+    if _exists(conn, "marts.rpt_ingestion_health"):
+        data["orders"] = conn.execute(
+            "select hour_start, platform, sum(orders_landed) from marts.rpt_ingestion_health"
+            " where hour_start >= %s and hour_start < %s group by 1, 2 order by 1, 2",
+            (start, end)).fetchall()
+        data["health"] = conn.execute(
+            "select platform, sum(orders_landed), max(latency_p50_seconds), max(latency_p95_seconds),"
+            " round(sum(ledger_orders_landed)::numeric / nullif(sum(api_reported_count), 0), 4),"
+            " round(avg(field_completeness_rate), 4), sum(open_windows)"
+            " from marts.rpt_ingestion_health where hour_start >= %s and hour_start < %s"
+            " group by 1 order by 1", (start, end)).fetchall()
+    if _exists(conn, "intermediate.int_orders_unioned"):
+        data["latency"] = [r[0] for r in conn.execute(
+            "select extract(epoch from platform_fetched_at - source_modified_at)"
+            " from intermediate.int_orders_unioned where source_modified_at >= %s"
+            " and source_modified_at < %s and platform_fetched_at is not null", (start, end))]
+    if _exists(conn, "ops.extraction_windows"):
+        data["windows"] = conn.execute(
+            "select platform, shop_id, window_start, window_end, api_reported_count, orders_landed,"
+            " outcome from ops.extraction_windows where window_start >= %s and window_start < %s"
+            " and entity = 'orders' order by window_start, platform, shop_id", (start, end)).fetchall()
+    if _exists(conn, "ops.validation_results"):
+        data["checks"] = conn.execute(
+            "select distinct on (checkpoint, suite, expectation, description) checkpoint, suite,"
+            " coalesce(description, expectation), severity, success, observed, validated_at"
+            " from ops.validation_results order by checkpoint, suite, expectation, description,"
+            " validated_at desc").fetchall()
+    if _exists(conn, "ops.alerts"):
+        data["alerts"] = conn.execute(
+            "select sent_at, kind, message from ops.alerts order by sent_at desc limit 50").fetchall()
+    return data
+
+
+def render(data: dict, start: datetime, end: datetime, title: str = "OrderHub run report") -> str:
+    # 1. orders per platform per hour: one bar per (hour, platform), grouped by hour
+    hours = sorted({h for h, _, _ in data["orders"]})
+    counts = {(h, p): n for h, p, n in data["orders"]}
+    order_bars = [Bar(f"{_local(h):%H:%M}" if p == PLATFORMS[0] else "", float(counts.get((h, p), 0)),
+                      COLORS[p], f"{_local(h):%m-%d %H:%M} {p}: {counts.get((h, p), 0)} orders")
+                  for h in hours for p in PLATFORMS]
+    # 2. latency histogram in 5-minute buckets
+    latency = [float(x) for x in data["latency"]]
+    buckets: dict[int, int] = {}
+    for seconds in latency:
+        buckets[int(seconds // 300)] = buckets.get(int(seconds // 300), 0) + 1
+    latency_bars = [Bar(f"{b * 5}′", float(buckets.get(b, 0)), "#4c78a8",
+                        f"{b * 5}-{b * 5 + 5} min: {buckets.get(b, 0)} versions")
+                    for b in range(0, (max(buckets) + 1) if buckets else 0)]
+    # 3. completeness per window (landed / reported), red when short
+    window_bars = []
+    for platform, shop, w_start, w_end, reported, landed, outcome in data["windows"]:
+        rate = landed / reported if reported else (1.0 if outcome == "ok" else 0.0)
+        short = outcome != "ok" or (reported is not None and landed < reported)
+        window_bars.append(Bar("", rate * 100, "#d62728" if short else "#2ca02c",
+                               f"{platform}/{shop} [{_local(w_start):%H:%M}, {_local(w_end):%H:%M}):"
+                               f" {landed} of {reported} ({outcome})"))
+    health = _table(["platform", "orders", "latency p50 (s)", "latency p95 (s)", "completeness",
+                     "field completeness", "open windows"], data["health"])
+    failed_checks = [(c, s, d, sev, obs) for c, s, d, sev, ok, obs, _ in data["checks"] if not ok]
+    legend = " ".join(f'<span class="key" style="background:{c}"></span>{p}' for p, c in COLORS.items())
+    charts = [
+        ("Orders per platform per hour", legend + bar_chart("orders-per-hour", order_bars,
+                                                           every=len(PLATFORMS))),
+        (f"Sync latency ({len(latency)} versions; platform fetch time minus modified time)",
+         bar_chart("latency", latency_bars, every=max(1, len(latency_bars) // 12))),
+        (f"Completeness per extraction window ({len(window_bars)} windows; red = short or failed)",
+         bar_chart("completeness", window_bars, unit="%", max_value=100)),
+    ]
+    sections = "".join(f"<section><h2>{html.escape(t)}</h2>{body}</section>" for t, body in charts)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }}
+h1 {{ font-size: 20px; }} h2 {{ font-size: 16px; margin-top: 28px; }}
+svg.chart text {{ font-size: 10px; fill: #555; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left; }}
+.key {{ display: inline-block; width: 10px; height: 10px; margin: 0 4px 0 12px; }}
+.empty {{ color: #888; }}
+</style></head>
+<body data-charts-drawn="0">
+<h1>{html.escape(title)}</h1>
+<p>{_local(start):%Y-%m-%d %H:%M} to {_local(end):%Y-%m-%d %H:%M} (UTC+8), written {datetime.now(PLATFORM_TZ):%Y-%m-%d %H:%M:%S}</p>
+<section><h2>Health per platform</h2>{health}</section>
+{sections}
+<section><h2>Reconciliation differences by category and amount</h2>
+<p class="empty">No settlement data: settlements and reconciliation arrive with issue 5.</p></section>
+<section><h2>Review queue</h2><p class="empty">Empty: nothing to review until reconciliation runs.</p></section>
+<section><h2>Failed expectations (latest result of each)</h2>
+{_table(["checkpoint", "suite", "expectation", "severity", "observed"], failed_checks)}</section>
+<section><h2>Alerts sent</h2>{_table(["sent at", "kind", "message"], data["alerts"])}</section>
+<script>
+addEventListener("load", () => {{
+  const drawn = [...document.querySelectorAll("svg.chart")].filter(svg =>
+    [...svg.querySelectorAll(".mark")].some(m => {{ const b = m.getBBox(); return b.width > 0 && b.height > 0; }}));
+  document.body.dataset.chartsDrawn = String(drawn.length);
+}});
+</script>
+</body></html>
+"""
+
+
+def write_report(out: Path, start: datetime, end: datetime, url: str | None = None) -> Path:
+    from orderhub.config import database_url
+
+    with psycopg.connect(url or database_url()) as conn:
+        data = gather(conn, start, end)
+    out.write_text(render(data, start, end), encoding="utf-8")
+    return out
