@@ -122,7 +122,10 @@ def run_check(name: str, url: str | None = None, interval: Interval | None = Non
             severity = str(getattr(severity, "value", severity) or "critical")
             record = {
                 "expectation": config.type,
-                "description": getattr(config, "description", None),
+                # What the expectation checks, in words (column expectations: type and column).
+                "description": getattr(config, "description", None) or " ".join(
+                    [config.type] + [f"{k}={v}" for k, v in config.kwargs.items()
+                                     if k in ("column", "column_list", "value_set")]),
                 "kwargs": {k: v for k, v in config.kwargs.items() if k != "batch_id"},
                 "severity": severity,
                 "observed": r.result.get("observed_value", r.result.get("unexpected_count")),

@@ -140,7 +140,8 @@ def test_an_unmapped_status_fails_mapping_consistency(broken_run):
     status = [r for r in rows if "platform_status_map" in (r[1] or "")]
     assert status and UNMAPPED in status[0][3]
     # JD's missing shipping fee is an unpopulated required standard field too.
-    assert any("shipping_fee" in (r[3] or "") or r[1] is None for r in rows)
+    assert ("mapping_consistency", "expect_column_values_to_not_be_null column=shipping_fee") in {
+        (suite, desc) for suite, desc, _, _ in rows}
 
 
 def test_the_right_alerts_reach_the_webhook_and_the_mailbox(broken_run):

@@ -62,9 +62,11 @@ def differences(actual_rows: list[dict], expected_rows: list[dict]) -> dict:
     }
 
 
-def mart_digest(url: str, table: str) -> str:
+def mart_digest(url: str, table: str, exclude: tuple[str, ...] = ()) -> str:
+    """SHA-256 of a mart's rows (sorted), leaving out ``exclude`` columns."""
     with psycopg.connect(url) as conn:
-        rows = conn.execute(f"select t::text from marts.{table} t order by 1").fetchall()
+        row = "t::text" if not exclude else f"(to_jsonb(t) - array{list(exclude)}::text[])::text"
+        rows = conn.execute(f"select {row} from marts.{table} t order by 1").fetchall()
     return hashlib.sha256("\n".join(r[0] for r in rows).encode()).hexdigest()
 
 

@@ -4,7 +4,6 @@
     fct_orders keeps such orders with null codes, and the marts downstream
     still build: this test (its own task in Airflow, having two parents)
     is what fails the run. -#}
--- depends_on: {{ ref('platform_status_map') }}
 {{ fail_on_unmapped_statuses(ref('fct_orders')) }}
 select
     platform,
@@ -14,3 +13,5 @@ select
 from {{ ref('fct_orders') }}
 where order_status_code is null or refund_status_code is null
 group by platform, raw_order_status, raw_refund_status
+
+-- depends_on: {{ ref('platform_status_map') }}

@@ -2,9 +2,6 @@
     marks required. Fails naming platform, field, path and how many orders
     lack it (the error message lists them; so do the failing rows). -#}
 {{ config(store_failures=false) }}
--- A second parent makes Cosmos run this test as its own task after staging,
--- so a missing field fails the run without holding back the marts:
--- depends_on: {{ ref('int_orders_unioned') }}
 {#- Raise only when testing, so `dbt compile` / `dbt docs generate` still work. -#}
 {%- if execute and flags.WHICH in ('build', 'test') -%}
     {%- set missing = run_query(missing_required_fields_sql()) -%}
@@ -19,3 +16,7 @@
     {%- endif -%}
 {%- endif -%}
 {{ missing_required_fields_sql() }}
+
+-- A second parent makes Cosmos run this test as its own task after staging,
+-- so a missing field fails the run without holding back the marts:
+-- depends_on: {{ ref('int_orders_unioned') }}

@@ -111,7 +111,8 @@ def gather(conn: psycopg.Connection, start: datetime, end: datetime) -> dict:
             " validated_at desc").fetchall()
     if _exists(conn, "ops.alerts"):
         data["alerts"] = conn.execute(
-            "select sent_at, kind, message from ops.alerts order by sent_at desc limit 50").fetchall()
+            "select to_char(sent_at at time zone 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI'), kind, message"
+            " from ops.alerts order by sent_at desc, alert_id limit 50").fetchall()
     return data
 
 
@@ -171,7 +172,7 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding
 <section><h2>Review queue</h2><p class="empty">Empty: nothing to review until reconciliation runs.</p></section>
 <section><h2>Failed expectations (latest result of each)</h2>
 {_table(["checkpoint", "suite", "expectation", "severity", "observed"], failed_checks)}</section>
-<section><h2>Alerts sent</h2>{_table(["sent at", "kind", "message"], data["alerts"])}</section>
+<section><h2>Alerts sent</h2>{_table(["sent at (UTC+8)", "kind", "message"], data["alerts"])}</section>
 <script>
 addEventListener("load", () => {{
   const drawn = [...document.querySelectorAll("svg.chart")].filter(svg =>
