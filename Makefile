@@ -42,8 +42,8 @@ test-fast: setup ## the tests that need no Airflow DAG run
 lint: setup ## ruff
 	$(BIN)/ruff check plugins dags expectations tests
 
-docs: setup ## dbt docs (target/index.html)
-	$(BIN)/python -c "from orderhub.runner import dbt; print(dbt('docs', 'generate').stdout[-400:])"
+docs: setup ## dbt docs and the GX Data Docs (prints where they are)
+	$(BIN)/orderhub docs
 
 clean: ## stop the embedded warehouse and remove local state
 	-$(BIN)/orderhub db stop

@@ -144,6 +144,23 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_docs(args) -> int:
+    import great_expectations as gx
+
+    from expectations.checkpoints import data_docs_index, gx_home
+    from orderhub.config import dbt_project_dir
+    from orderhub.runner import dbt
+
+    result = dbt("docs", "generate", check=False)
+    if result.returncode != 0:
+        print(result.stdout[-3000:], file=sys.stderr)
+        return result.returncode
+    print(f"dbt docs: {dbt_project_dir() / 'target' / 'index.html'}")
+    gx.get_context(mode="file", project_root_dir=str(gx_home())).build_data_docs()
+    print(f"GX Data Docs: {data_docs_index()}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from pathlib import Path
 
@@ -227,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--shop", help="shop id (needed when the platform has several)")
     replay.add_argument("files", nargs="+")
     replay.set_defaults(func=cmd_replay)
+
+    docs = sub.add_parser("docs", help="build dbt docs and the GX Data Docs; print their paths")
+    docs.set_defaults(func=cmd_docs)
 
     report = sub.add_parser("report", help="a self-contained HTML run report with charts")
     report.add_argument("--out", default="report.html")
