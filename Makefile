@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup run test test-fast lint docs clean chromium
+.PHONY: help setup run test test-fast lint docs clean chromium bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,13 @@ test-fast: setup ## the tests that need no Airflow DAG run
 
 lint: setup ## ruff
 	$(BIN)/ruff check plugins dags expectations tests
+
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	touch $@
+
+bench: setup $(VENV)/.bench-installed ## benchmarks -> docs/benchmarks.md and .json (SCALE=1)
+	$(BIN)/orderhub bench --scale $(or $(SCALE),1)
 
 docs: setup ## dbt docs and the GX Data Docs (prints where they are)
 	$(BIN)/orderhub docs

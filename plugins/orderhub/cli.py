@@ -144,6 +144,23 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    import os
+
+    from orderhub import bench, warehouse
+
+    if not os.environ.get("ORDERHUB_DATABASE_URL"):
+        warehouse.start()
+    os.environ["ORDERHUB_DATABASE_URL"] = bench.bench_database()
+    print(f"benchmark database: {os.environ['ORDERHUB_DATABASE_URL']}")
+    info, results = bench.run_bench(scale=args.scale, runs=args.runs)
+    print(bench.render(info, results, args.scale))
+    if not args.no_write:
+        bench.write(info, results, args.scale)
+        print("written: docs/benchmarks.md, docs/benchmarks.json")
+    return 0
+
+
 def cmd_docs(args) -> int:
     import great_expectations as gx
 
@@ -244,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--shop", help="shop id (needed when the platform has several)")
     replay.add_argument("files", nargs="+")
     replay.set_defaults(func=cmd_replay)
+
+    bench = sub.add_parser("bench", help="benchmarks: OrderHub vs the limit and the alternatives")
+    bench.add_argument("--scale", type=float, default=1.0, help="data volume multiplier")
+    bench.add_argument("--runs", type=int, default=3, help="runs per scenario (median)")
+    bench.add_argument("--no-write", action="store_true", help="print only (no docs/benchmarks.*)")
+    bench.set_defaults(func=cmd_bench)
 
     docs = sub.add_parser("docs", help="build dbt docs and the GX Data Docs; print their paths")
     docs.set_defaults(func=cmd_docs)

@@ -1,0 +1,29 @@
+"""`orderhub bench` at a tiny scale: a smoke test that every scenario runs
+and reports (the figures themselves come from `make bench`, docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_smoke_reports_every_scenario(warehouse_url):
+    result = subprocess.run([sys.executable, "-m", "orderhub.cli", "bench", "--scale", "0.0005",
+                             "--runs", "1", "--no-write"], capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "/orderhub_bench" in result.stdout  # never the warehouse itself
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    scenarios = [row.split("|")[1].strip() for row in rows[1:]]
+    for prefix in ("1 landing vs the limit", "2a landing vs row-by-row", "2b landing vs dlt",
+                   "3 extraction tmall", "3 extraction jd", "3 extraction pdd", "3 extraction douyin",
+                   "4 incremental scaling", "5 reconciliation", "6 peak hour end to end"):
+        assert any(s.startswith(prefix) for s in scenarios), (prefix, scenarios)
+    measured = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in rows[1:]}
+    for name, value in measured.items():
+        if name.startswith(("1 ", "2a", "3 ", "4 ", "6 ")):
+            assert value != "-" and float(value.split()[0].replace(",", "")) > 0, (name, value)
