@@ -1,13 +1,12 @@
 """orders_incremental: every hour, every shop's orders modified in that hour.
 
-    list_shops -> extract_shop (mapped, one per shop) -> dbt (Cosmos) -> check_marts
+    list_shops -> extract_shop (mapped, one per shop) -> dbt.build -> check_marts
                                                       +-> check_landing
     check_landing, check_marts -> alert   (both checks and the alerts run even when
                                            something upstream failed: all_done)
 
-The DAG file only wires: the work lives in ``orderhub`` (extraction, landing)
-and ``expectations`` (GX). Nothing runs at parse time but reading dbt's
-manifest.json, which is how Cosmos renders the dbt task group.
+The DAG file only wires: the work lives in ``orderhub`` (extraction, landing,
+dbt) and ``expectations`` (GX). Nothing touches a database at parse time.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """orders_repair: every hour, re-pull what the ledger says is not complete.
 
-    plan_repairs -> repair_shop (mapped, one per shop) -> dbt (Cosmos) -> check_marts -> alert
+    plan_repairs -> repair_shop (mapped, one per shop) -> dbt.build -> check_marts -> alert
 
 Per shop: every ledger window that is failed, partial or short, plus a rolling
 re-pull of the last ORDERHUB_REPAIR_HOURS (3) hours before the interval end.

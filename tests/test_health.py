@@ -107,7 +107,9 @@ def broken_run(warehouse_url, shops, receivers):
     try:
         target = SandboxTarget(f"http://127.0.0.1:{server.server_address[1]}", spec.seed)
         with pytest.raises(RuntimeError, match="last DAG run failed"):
-            run(START, END, sandbox=target, repair=False)
+            # dbt and the checks of the first hour are left to the second run
+            # (which builds the marts for both); the alert task runs in both.
+            run(START, END, sandbox=target, repair=False, defer_marts=True)
     finally:
         server.shutdown()
         mp.undo()
@@ -150,7 +152,7 @@ def test_the_right_alerts_reach_the_webhook_and_the_mailbox(broken_run):
     # Signed as DingTalk's 加签 robots expect; the token stays in the URL only.
     assert all("timestamp=" in p and "sign=" in p for p in Receiver.paths)
     assert f"unknown_status: tmall / tmall-flagship: status '{UNMAPPED}'" in texts
-    assert "failed_expectation: jd [2026-11-11 00:00, 2026-11-11 01:00) (UTC+8):" \
+    assert "failed_expectation: jd [2026-11-11 01:00, 2026-11-11 02:00) (UTC+8):" \
         " raw_completeness: jd order.shipping_fee ($.freightPrice) is in every payload" in texts
     # The short windows of 00:00-01:00 are still short an hour after they closed.
     assert "incomplete_window: pdd / pdd-tea [2026-11-11 00:00, 2026-11-11 00:30) (UTC+8)" in texts

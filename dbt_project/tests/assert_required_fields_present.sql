@@ -1,7 +1,7 @@
 {#- Mapping consistency: every payload carries every field the field map
     marks required. Fails naming platform, field, path and how many orders
     lack it (the error message lists them; so do the failing rows). -#}
-{{ config(store_failures=false) }}
+{{ config(store_failures=false, tags=["gate"]) }}
 {#- Raise only when testing, so `dbt compile` / `dbt docs generate` still work. -#}
 {%- if execute and flags.WHICH in ('build', 'test') -%}
     {%- set missing = run_query(missing_required_fields_sql()) -%}
@@ -17,6 +17,7 @@
 {%- endif -%}
 {{ missing_required_fields_sql() }}
 
--- A second parent makes Cosmos run this test as its own task after staging,
--- so a missing field fails the run without holding back the marts:
+-- A gate (tag:gate): run after `dbt build`, so a missing field fails the run
+-- without holding back the marts. The second parent makes the Cosmos task
+-- group (ORDERHUB_DBT_PER_MODEL_TASKS=1) run it as its own task after staging:
 -- depends_on: {{ ref('int_orders_unioned') }}

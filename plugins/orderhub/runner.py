@@ -100,13 +100,14 @@ def dbt_env(url: str | None = None) -> dict[str, str]:
     }
 
 
-def dbt(*args: str, check: bool = True, capture: bool = True,
-        project: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the dbt CLI on the project (or a copy of it) against the configured warehouse."""
+def dbt(*args: str, check: bool = True, capture: bool = True, project: Path | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the dbt CLI on the project (or a copy of it) against the configured
+    warehouse (or the profile variables in ``env``, see ``dbt_env``)."""
     project = project or dbt_project_dir()
     cmd = [str(Path(sys.executable).with_name("dbt")), *args,
            "--project-dir", str(project), "--profiles-dir", str(project)]
-    return subprocess.run(cmd, env={**os.environ, **dbt_env()}, check=check, text=True,
+    return subprocess.run(cmd, env={**os.environ, **(env or dbt_env())}, check=check, text=True,
                           capture_output=capture, cwd=project)
 
 
