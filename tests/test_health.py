@@ -226,3 +226,14 @@ def test_the_report_draws_its_charts_in_headless_chromium(broken_run, tmp_path):
     assert dom.count('class="mark"') > 20
     assert "#d62728" in dom  # pdd-tea's short windows are drawn red
     assert "incomplete_window" in dom and "raw_completeness_jd" in dom
+
+
+def test_a_webhook_failure_never_shows_its_token():
+    from orderhub.alerts import Webhook
+
+    hook = Webhook("http://127.0.0.1:9/robot/send?access_token=SECRET-TOKEN", "slack")
+    alert = Alert("unknown_status", "tmall", "s", None, None, "status 'X'", "1 orders")
+    with pytest.raises(RuntimeError) as failure:
+        hook.send([alert])
+    assert "SECRET-TOKEN" not in str(failure.value) and "127.0.0.1:9" in str(failure.value)
+    assert failure.value.__cause__ is None and failure.value.__suppress_context__

@@ -177,9 +177,13 @@ class Webhook:
 
     def send(self, alerts: list[Alert]) -> None:
         url = dingtalk_signed(self.url, self.secret) if self.shape == "dingtalk" and self.secret else self.url
-        response = requests.post(url, json=webhook_body(self.shape, alerts), timeout=10)
+        host = urllib.parse.urlsplit(self.url).netloc  # never the URL: it carries the token
+        try:
+            response = requests.post(url, json=webhook_body(self.shape, alerts), timeout=10)
+        except requests.RequestException as exc:
+            # requests puts the URL, token included, in its messages: name the host only.
+            raise RuntimeError(f"{self.shape} webhook at {host}: {type(exc).__name__}") from None
         if response.status_code >= 300:
-            host = urllib.parse.urlsplit(self.url).netloc  # never the URL: it carries the token
             raise RuntimeError(f"{self.shape} webhook at {host} answered {response.status_code}")
 
 
