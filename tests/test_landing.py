@@ -69,3 +69,18 @@ def test_a_failed_transaction_leaves_neither_rows_nor_ledger(clean_warehouse):
             land(conn, load)
         assert conn.execute("select count(*) from raw.pdd_orders").fetchone()[0] == 0
         assert conn.execute("select count(*) from ops.extraction_windows").fetchone()[0] == 0
+
+
+def test_ensure_schema_takes_no_lock_when_current(clean_warehouse):
+    """Every task calls ensure_schema; while another task lands, it must not
+    wait for (or deadlock with) that landing's locks."""
+    import psycopg
+
+    with connect(clean_warehouse) as conn:
+        ensure_schema(conn)
+    with psycopg.connect(clean_warehouse) as lander:
+        lander.execute("lock table raw.pdd_orders in row exclusive mode")  # a landing, in flight
+        with connect(clean_warehouse) as conn:
+            conn.execute("set lock_timeout = '2s'")
+            ensure_schema(conn)  # would time out if it ran ALTER TABLE
+            assert conn.info.transaction_status.name == "IDLE"

@@ -135,14 +135,38 @@ def connect(url: str | None = None) -> psycopg.Connection:
     return psycopg.connect(url or database_url())
 
 
+# The DDL's fingerprint: ensure_schema runs DDL only when it changed.
+SCHEMA_VERSION = hashlib.sha256((SCHEMA_SQL + RAW_TABLE_SQL).encode()).hexdigest()[:16]
+
+
+def _schema_current(conn: psycopg.Connection) -> bool:
+    if conn.execute("select to_regclass('ops.schema_version')").fetchone()[0] is None:
+        return False
+    row = conn.execute("select version from ops.schema_version").fetchone()
+    return row is not None and row[0] == SCHEMA_VERSION
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the raw and ops schemas and tables (idempotent, safe to race)."""
+    """Create the raw and ops schemas and tables (idempotent, safe to race).
+
+    Every task calls it, so when the schema is current it only reads
+    ops.schema_version: DDL such as ALTER TABLE takes exclusive locks, and run
+    while another task is landing it would deadlock against that landing."""
+    current = _schema_current(conn)
+    conn.commit()  # end the read, so the DDL below runs in a transaction of its own
+    if current:
+        return
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext('orderhub.ensure_schema'))")
+        if _schema_current(conn):  # another task upgraded it meanwhile
+            return
         conn.execute(SCHEMA_SQL)
         for platform in PLATFORMS:
             for entity in ENTITIES:
                 conn.execute(RAW_TABLE_SQL.format(table=raw_table(platform, entity)))
+        conn.execute("create table if not exists ops.schema_version (version text not null)")
+        conn.execute("delete from ops.schema_version")
+        conn.execute("insert into ops.schema_version values (%s)", (SCHEMA_VERSION,))
 
 
 @dataclass
