@@ -60,12 +60,13 @@ def print_health(start: datetime, end: datetime) -> None:
             " sum(open_windows) from marts.rpt_ingestion_health"
             " where hour_start >= %s and hour_start < %s group by 1 order by 1", (start, end)).fetchall()
     print("\nhealth (marts.rpt_ingestion_health; latency = platform fetch time - modified time)")
-    print(f"{'platform':<8} {'p50 (s)':>8} {'p95 (s)':>8} {'max (s)':>8} {'landed/reported':>16}"
-          f" {'fields':>7} {'open':>5}")
+    # complete: orders landed / orders the platform reported, over the ledger's windows
+    print(f"{'platform':<8} {'p50 (s)':>8} {'p95 (s)':>8} {'max (s)':>8} {'complete':>9}"
+          f" {'fields':>8} {'open':>5}")
     for platform, p50, p95, top, landed, reported, fields, open_windows in rows:
-        rate = f"{landed}/{reported}" if reported else "-"
-        print(f"{platform:<8} {p50 or 0:>8.0f} {p95 or 0:>8.0f} {top or 0:>8.0f} {rate:>16}"
-              f" {fields or 0:>7.2%} {open_windows:>5}")
+        rate = f"{landed / reported:.2%}" if reported else "-"
+        print(f"{platform:<8} {p50 or 0:>8.0f} {p95 or 0:>8.0f} {top or 0:>8.0f} {rate:>9}"
+              f" {fields or 0:>8.2%} {open_windows:>5}")
 
 
 def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 1.0,
