@@ -26,7 +26,7 @@ import great_expectations.expectations as gxe
 from great_expectations.expectations.metadata_types import FailureSeverity
 
 from orderhub.config import PLATFORMS
-from orderhub.mapping import read_seed
+from orderhub.mapping import read_seed, required_checks
 
 ORDER_STATUS_CODES = [10, 20, 30, 40, 50]
 REFUND_STATUS_CODES = [0, 1, 2]
@@ -57,18 +57,10 @@ def _rows(description: str, query: str, severity=CRITICAL) -> gxe.UnexpectedRows
 def raw_completeness_suite(platform: str, interval: Interval) -> gx.ExpectationSuite:
     """Every payload landed in the interval carries every required field of
     seeds/platform_field_map.csv (alternatives "a | b": one of them)."""
-    field_map = [r for r in read_seed("platform_field_map") if r["platform"] == platform]
-    lines = next((r["source_path"] for r in field_map if r["standard_field"] == "line_items"), "")
     expectations = []
-    for row in field_map:
-        if row["required"].strip().lower() != "true" or not row["source_path"].strip():
-            continue
-        missing = []
-        for path in (p.strip().replace("'", "''") for p in row["source_path"].split("|")):
-            if row["entity"] == "order_item":
-                missing.append(f"jsonb_path_exists(payload, '{lines}[*] ? (!exists(@{path[1:]}))')")
-            else:
-                missing.append(f"not jsonb_path_exists(payload, '{path}')")
+    for row, paths in required_checks(platform, read_seed("platform_field_map")):
+        missing = [("not " if negate else "") + f"jsonb_path_exists(payload, '{path.replace(chr(39), chr(39) * 2)}')"
+                   for path, negate in paths]
         expectations.append(_rows(
             f"{platform} {row['entity']}.{row['standard_field']} ({row['source_path']}) is in every payload",
             f"select order_id, modified_at from {{batch}} where {interval.sql('modified_at')}"

@@ -43,6 +43,7 @@ import psycopg
 import requests
 
 from orderhub.config import PLATFORM_TZ
+from orderhub.landing import relation_exists
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: s
     """Every alert rule for the interval [start, end) and the run ``run_id``."""
     alerts: list[Alert] = []
     latency = _seconds("ORDERHUB_ALERT_LATENCY_SECONDS", 2 * 3600)
-    if _exists(conn, "marts.rpt_ingestion_health"):
+    if relation_exists(conn, "marts.rpt_ingestion_health"):
         for platform, shop, hour, p95 in conn.execute(
                 "select platform, shop_id, hour_start, latency_p95_seconds"
                 " from marts.rpt_ingestion_health where hour_start >= %s and hour_start < %s"
@@ -103,7 +104,7 @@ def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: s
             alerts.append(Alert("sync_latency", platform, shop, hour, hour + timedelta(hours=1),
                                 f"p95 sync latency above {latency:.0f} s", f"{p95:.0f} s"))
     after = timedelta(seconds=_seconds("ORDERHUB_ALERT_INCOMPLETE_AFTER_SECONDS", 3600))
-    if _exists(conn, "ops.extraction_windows"):
+    if relation_exists(conn, "ops.extraction_windows"):
         for platform, shop, w_start, w_end, outcome, reported, landed in conn.execute(
                 "select platform, shop_id, window_start, window_end, outcome, api_reported_count,"
                 " orders_landed from ops.extraction_windows"
@@ -114,7 +115,7 @@ def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: s
             alerts.append(Alert("incomplete_window", platform, shop, w_start, w_end,
                                 f"window still {outcome if outcome != 'ok' else 'short'}"
                                 f" {after.total_seconds() / 60:.0f} min after it closed", value))
-    if _exists(conn, "marts.fct_orders"):
+    if relation_exists(conn, "marts.fct_orders"):
         for platform, shop, status, refund, orders in conn.execute(
                 "select platform, shop_id, raw_order_status, raw_refund_status, count(*)"
                 " from marts.fct_orders where order_status_code is null or refund_status_code is null"
@@ -122,7 +123,7 @@ def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: s
             alerts.append(Alert("unknown_status", platform, shop, None, None,
                                 f"status '{status}' / refund '{refund}' not in platform_status_map",
                                 f"{orders} orders"))
-    if run_id and _exists(conn, "ops.validation_results"):
+    if run_id and relation_exists(conn, "ops.validation_results"):
         for checkpoint, suite, description, expectation, observed in conn.execute(
                 "select checkpoint, suite, description, expectation, observed"
                 " from ops.validation_results where run_id = %s and not success"
@@ -132,10 +133,6 @@ def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: s
                                 f"{checkpoint}: {description or expectation}",
                                 f"{observed} unexpected"))
     return alerts
-
-
-def _exists(conn: psycopg.Connection, relation: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()[0]
 
 
 # -- message shapes --------------------------------------------------------------

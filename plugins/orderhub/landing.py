@@ -131,6 +131,11 @@ def raw_table(platform: str, entity: str = "orders") -> str:
     return f"{platform}_{entity}"
 
 
+def relation_exists(conn: psycopg.Connection, relation: str) -> bool:
+    """Whether a schema-qualified table or view exists (a mart may not be built yet)."""
+    return conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()[0]
+
+
 def connect(url: str | None = None) -> psycopg.Connection:
     return psycopg.connect(url or database_url())
 

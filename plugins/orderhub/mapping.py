@@ -237,24 +237,36 @@ def _unmapped_statuses(conn, platform, latest, rows, status_map) -> list[dict]:
     return out
 
 
-def _missing_required(conn, platform, latest, field_map) -> list[dict]:
+def required_checks(platform: str, field_map: list[dict[str, str]]) -> list[tuple[dict, list[tuple[str, bool]]]]:
+    """For each field-map row marked required: the SQL/JSON paths whose result
+    means "missing", as (path, negate) - a payload lacks the field when, for
+    every alternative, ``negate`` is True and the path does not exist, or
+    ``negate`` is False and the path (some line without the field) does.
+    Shared by `orderhub mapping check` and the GX raw_completeness suite."""
     rows = [r for r in field_map if r["platform"] == platform]
     lines = next((r["source_path"] for r in rows if r["standard_field"] == "line_items"), "")
-    out = []
+    checks = []
     for row in rows:
         if row["required"].strip().lower() != "true" or not row["source_path"].strip():
             continue
-        conditions, params = [], []
+        paths = []
         for alternative in (p.strip() for p in row["source_path"].split("|")):
             if row["entity"] == "order_item":
-                conditions.append("jsonb_path_exists(payload, %s::jsonpath)")
-                params.append(lines + "[*] ? (!exists(@" + alternative[1:] + "))")
+                paths.append((f"{lines}[*] ? (!exists(@{alternative[1:]}))", False))
             else:
-                conditions.append("not jsonb_path_exists(payload, %s::jsonpath)")
-                params.append(alternative)
+                paths.append((alternative, True))
+        checks.append((row, paths))
+    return checks
+
+
+def _missing_required(conn, platform, latest, field_map) -> list[dict]:
+    out = []
+    for row, paths in required_checks(platform, field_map):
+        conditions = [("not " if negate else "") + "jsonb_path_exists(payload, %s::jsonpath)"
+                      for _, negate in paths]
         orders = conn.execute(
             f"select count(*) from ({latest}) l where {' and '.join(conditions)}",  # noqa: S608 - paths are parameters
-            params).fetchone()[0]
+            [path for path, _ in paths]).fetchone()[0]
         if orders:
             out.append({"platform": platform, "entity": row["entity"],
                         "standard_field": row["standard_field"],

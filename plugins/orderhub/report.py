@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 
 from orderhub.config import PLATFORM_TZ, PLATFORMS
+from orderhub.landing import relation_exists
 
 COLORS = {"tmall": "#ff5000", "jd": "#e1251b", "pdd": "#f4b400", "douyin": "#161823"}
 WIDTH, HEIGHT, PAD = 720, 220, 40
@@ -75,14 +76,10 @@ def _table(headers: list[str], rows: list[tuple]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _exists(conn, relation: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()[0]
-
-
 def gather(conn: psycopg.Connection, start: datetime, end: datetime) -> dict:
     data: dict = {"orders": [], "latency": [], "windows": [], "checks": [], "alerts": [],
                   "health": []}
-    if _exists(conn, "marts.rpt_ingestion_health"):
+    if relation_exists(conn, "marts.rpt_ingestion_health"):
         data["orders"] = conn.execute(
             "select hour_start, platform, sum(orders_landed) from marts.rpt_ingestion_health"
             " where hour_start >= %s and hour_start < %s group by 1, 2 order by 1, 2",
@@ -93,23 +90,23 @@ def gather(conn: psycopg.Connection, start: datetime, end: datetime) -> dict:
             " round(avg(field_completeness_rate), 4), sum(open_windows)"
             " from marts.rpt_ingestion_health where hour_start >= %s and hour_start < %s"
             " group by 1 order by 1", (start, end)).fetchall()
-    if _exists(conn, "intermediate.int_orders_unioned"):
+    if relation_exists(conn, "intermediate.int_orders_unioned"):
         data["latency"] = [r[0] for r in conn.execute(
             "select extract(epoch from platform_fetched_at - source_modified_at)"
             " from intermediate.int_orders_unioned where source_modified_at >= %s"
             " and source_modified_at < %s and platform_fetched_at is not null", (start, end))]
-    if _exists(conn, "ops.extraction_windows"):
+    if relation_exists(conn, "ops.extraction_windows"):
         data["windows"] = conn.execute(
             "select platform, shop_id, window_start, window_end, api_reported_count, orders_landed,"
             " outcome from ops.extraction_windows where window_start >= %s and window_start < %s"
             " and entity = 'orders' order by window_start, platform, shop_id", (start, end)).fetchall()
-    if _exists(conn, "ops.validation_results"):
+    if relation_exists(conn, "ops.validation_results"):
         data["checks"] = conn.execute(
             "select distinct on (checkpoint, suite, expectation, description) checkpoint, suite,"
             " coalesce(description, expectation), severity, success, observed, validated_at"
             " from ops.validation_results order by checkpoint, suite, expectation, description,"
             " validated_at desc").fetchall()
-    if _exists(conn, "ops.alerts"):
+    if relation_exists(conn, "ops.alerts"):
         data["alerts"] = conn.execute(
             "select to_char(sent_at at time zone 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI'), kind, message"
             " from ops.alerts order by sent_at desc, alert_id limit 50").fetchall()
