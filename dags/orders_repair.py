@@ -4,22 +4,32 @@
 
 Per shop: every ledger window that is failed, partial or short, plus a rolling
 re-pull of the last ORDERHUB_REPAIR_HOURS (3) hours before the interval end.
+A manual run with params ``start``/``end`` re-pulls that span instead of the
+rolling one: a historical sync (`orderhub run --history-days`, the demo).
 The standing version of the article's "re-pull the last three hours" script.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 
 from orderhub.orchestration import dbt_task_group, hourly_dag, run_checkpoints, send_alerts
 
 
-@dag(**hourly_dag(dag_id="orders_repair", tags=["orderhub", "orders", "repair", "hourly"], doc_md=__doc__))
+@dag(**hourly_dag(dag_id="orders_repair", tags=["orderhub", "orders", "repair", "hourly"], doc_md=__doc__,
+                  params={"start": Param(None, type=["null", "string"]),
+                          "end": Param(None, type=["null", "string"])}))
 def orders_repair():
     @task
-    def plan_repairs(data_interval_end=None) -> list[dict]:
+    def plan_repairs(params=None, data_interval_end=None) -> list[dict]:
+        """Open windows plus the rolling span - or, when a manual run passes
+        params start/end, that whole span (a historical re-sync)."""
+        from orderhub.config import parse_time
         from orderhub.repair import plan
 
+        if params and params.get("start") and params.get("end"):
+            end = parse_time(params["end"])
+            return plan(end, span=end - parse_time(params["start"]))
         return plan(data_interval_end)
 
     @task(map_index_template="{{ task.op_kwargs['job']['shop']['platform'] }}/{{ task.op_kwargs['job']['shop']['shop_id'] }}")

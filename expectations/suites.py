@@ -11,8 +11,7 @@ look at what the run landed, the mart checks at the whole mart.
 | ``ledger_completeness`` | landing | every extraction window of the interval is ok, landed what the platform reported, and the windows leave no gap |
 | ``mapping_consistency`` | dbt | every raw status is mapped; every required standard field is populated |
 | ``marts_validity`` | dbt | keys, codes in set, money identity, non-negative amounts, created <= paid <= shipped <= completed |
-
-Reconciliation coverage joins with the settlement marts (issue 5).
+| ``reconciliation_coverage`` | dbt | every settlement line matched or categorized; each day ties out to the cent |
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from great_expectations.expectations.metadata_types import FailureSeverity
 
 from orderhub.config import PLATFORMS
 from orderhub.mapping import read_seed, required_checks
+from orderhub.reconciliation import recon_categories
 
 ORDER_STATUS_CODES = [10, 20, 30, 40, 50]
 REFUND_STATUS_CODES = [0, 1, 2]
@@ -124,6 +124,32 @@ def marts_validity_suite(interval: Interval) -> gx.ExpectationSuite:
     ])
 
 
+def reconciliation_coverage_suite(interval: Interval) -> gx.ExpectationSuite:
+    """Settlement lines booked in the run's days, against the reconciliation."""
+    where = interval.sql("lines.settled_at")
+    return gx.ExpectationSuite(name="reconciliation_coverage", expectations=[
+        _rows("every settlement line is matched to an order or categorized",
+              "select lines.platform, lines.shop_id, lines.settlement_line_id, lines.order_id"
+              " from {batch} as lines join intermediate.int_settlement_coverage c"
+              "   on c.platform = lines.platform and c.shop_id = lines.shop_id"
+              "   and lines.settle_date >= c.first_day and lines.settle_date < c.end_day"
+              " left join marts.fct_order_reconciliation r on r.order_key = lines.order_key"
+              f" where {where} and (r.order_key is null or r.reconciliation_status"
+              "   not in ('matched', 'difference', 'pending', 'awaiting_order'))"),
+        _rows("per platform, shop and day: settled = matched + differences + pending, to the cent",
+              "select d.platform, d.shop_id, d.day, d.settled_amount from marts.rpt_reconciliation_daily d"
+              " join intermediate.int_settlement_coverage c on c.platform = d.platform"
+              "   and c.shop_id = d.shop_id and d.day >= c.first_day and d.day < c.end_day"
+              f" where {interval.sql('d.day')} and d.settled_amount <> d.matched_settled_amount"
+              + "".join(f" + d.{c}_settled_amount" for c in recon_categories())
+              + " + d.pending_settled_amount"),
+        gxe.ExpectColumnValuesToNotBeNull(column="order_id", severity=CRITICAL),
+        gxe.ExpectColumnValuesToNotBeNull(column="settle_amount", severity=CRITICAL),
+        gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=["platform", "shop_id", "settlement_line_id"], severity=CRITICAL),
+    ])
+
+
 # name -> [(schema, table, suite factory(interval))]: what each checkpoint validates.
 Validation = tuple[str, str, Callable[[Interval], gx.ExpectationSuite]]
 CHECKS: dict[str, list[Validation]] = {
@@ -132,7 +158,9 @@ CHECKS: dict[str, list[Validation]] = {
     "ledger_completeness": [("ops", "extraction_windows", ledger_completeness_suite)],
     "mapping_consistency": [("marts", "fct_orders", mapping_consistency_suite)],
     "marts_validity": [("marts", "fct_orders", marts_validity_suite)],
+    "reconciliation_coverage": [("marts", "fct_settlement_lines", reconciliation_coverage_suite)],
 }
 # Checkpoints run after landing and after dbt, in this order.
 AFTER_LANDING = ["raw_completeness", "ledger_completeness"]
 AFTER_DBT = ["mapping_consistency", "marts_validity"]
+AFTER_RECONCILIATION = ["reconciliation_coverage"]

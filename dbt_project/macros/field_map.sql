@@ -223,3 +223,47 @@ final as (
 
 select * from final
 {% endmacro %}
+
+{#- One row per settlement record (a bill row, a settle line, a bill-file
+    row), mapped like orders from seeds/platform_field_map.csv (entity
+    settlement_line). Components are magnitudes; settle_amount is signed and,
+    when the platform gives no total, derived from the components. -#}
+{% macro stg_settlement_lines(platform) %}
+{%- set rows = field_map_rows(platform, 'settlement_line') -%}
+{%- set derived = {'settle_amount': "coalesce(settle_amount, (coalesce(gross_amount, 0)
+        + coalesce(platform_subsidy_amount, 0) + coalesce(influencer_subsidy_amount, 0)
+        - coalesce(commission_amount, 0) - coalesce(service_fee_amount, 0)
+        - coalesce(other_fee_amount, 0) - coalesce(refund_amount, 0))::numeric(18, 2))"} -%}
+with source as (
+    select * from {{ source('raw', platform ~ '_settlements') }}
+),
+
+mapped as (
+    select
+        platform,
+        shop_id,
+        order_id,
+        {%- for row in rows %}
+        {{ mapped_field('payload', row) }} as {{ row.field }},
+        {%- endfor %}
+        payload_sha256,
+        extracted_at
+    from source
+),
+
+final as (
+    select
+        platform,
+        shop_id,
+        order_id,
+        {%- for column in standard_columns(rows, derived) %}
+        {{ column }},
+        {%- endfor %}
+        'CNY'::text as currency,
+        payload_sha256,
+        extracted_at
+    from mapped
+)
+
+select * from final
+{% endmacro %}

@@ -150,14 +150,15 @@ class WindowFetch:
         self.pages = 0
         self.attempts = 0
 
-    def _call(self, start: datetime, end: datetime, page: int, size: int):
+    def _call(self, request: Callable, what: str):
+        """One API call (``request()``) with retries, backoff and the breaker."""
         began = time.monotonic()
         for attempt in range(1, self.policy.max_attempts + 1):
             if self.breaker:
                 self.breaker.check()
             self.attempts += 1
             try:
-                result = self.client.search_orders(start, end, page, size)
+                result = request()
             except PlatformError as error:
                 if self.breaker and error.kind != "api":
                     self.breaker.record(error)
@@ -167,8 +168,8 @@ class WindowFetch:
                 delay = self.policy.delay(attempt, error)
                 if self.client.api_calls:
                     self.client.api_calls[-1].backoff_seconds = delay
-                log.warning("%s page %s of [%s, %s): %s; retry %s in %.1fs", self.client.platform,
-                            page, start, end, error, attempt, delay)
+                log.warning("%s %s: %s; retry %s in %.1fs", self.client.platform, what, error,
+                            attempt, delay)
                 self.sleep(delay)
                 continue
             if self.breaker:
@@ -177,12 +178,16 @@ class WindowFetch:
             return result
         raise AssertionError("unreachable")
 
+    def _page(self, start: datetime, end: datetime, page: int, size: int):
+        return self._call(lambda: self.client.search_orders(start, end, page, size),
+                          f"page {page} of [{start}, {end})")
+
     def orders(self, start: datetime, end: datetime) -> tuple[list[dict], int]:
         """Every order in the window: passes from the last page backwards, each
         ending with the first page again, until the total holds still."""
         size = min(self.client.max_page_size, self.policy.page_size)
         first = self.client.first_page
-        head = self._call(start, end, first, size)
+        head = self._page(start, end, first, size)
         collected: list[dict] = []
         for _ in range(self.policy.max_passes):
             total = head.total if head.total is not None else len(head.orders)
@@ -190,9 +195,9 @@ class WindowFetch:
                 raise TooManyResults(total)
             last = first + max(math.ceil(total / size), 1) - 1
             for page in range(last, first, -1):
-                collected.extend(self._call(start, end, page, size).orders)
+                collected.extend(self._page(start, end, page, size).orders)
             collected.extend(head.orders)
-            head = self._call(start, end, first, size)  # the first page again, last
+            head = self._page(start, end, first, size)  # the first page again, last
             collected.extend(head.orders)
             if head.total == total:
                 return collected, total
@@ -201,23 +206,41 @@ class WindowFetch:
                             retryable=True, kind="server")
 
 
+    def settlements(self, start: datetime, end: datetime) -> tuple[list[dict], int]:
+        """Every settlement line booked in the window. A booked line never
+        changes, so one forward pass (pages, a cursor or a file) is enough;
+        the count is the platform's total where it gives one."""
+        lines: list[dict] = []
+        cursor, total = None, None
+        while True:
+            page = self._call(lambda c=cursor: self.client.search_settlements(start, end, c),
+                              f"settlements [{start}, {end}) at {cursor or 'start'}")
+            lines.extend(page.lines)
+            total = page.total if page.total is not None else total
+            if page.next_cursor is None:
+                return lines, total if total is not None else len(lines)
+            cursor = page.next_cursor
+
+
 class TooManyResults(Exception):
     def __init__(self, total: int):
         super().__init__(f"{total} results: more than one search can page through")
         self.total = total
 
 
-def to_rows(client: PlatformClient, orders: list[dict]) -> tuple[list[RawRow], list[Rejected]]:
+def to_rows(client: PlatformClient, payloads: list[dict],
+            entity: str = "orders") -> tuple[list[RawRow], list[Rejected]]:
     rows, rejected = [], []
-    for order in orders:
-        text = jsonutil.canonical(order)
+    for payload in payloads:
+        text = jsonutil.canonical(payload)
         try:
-            order_id, modified_at = client.order_identity(order)
+            order_id, modified_at = client.identity(entity, payload)
             if not order_id:
                 raise ValueError("empty order id")
         except (KeyError, ValueError, TypeError) as exc:
-            rejected.append(Rejected(text, f"{client.platform}: payload lacks a usable order id "
-                                           f"or modified time ({type(exc).__name__}: {exc})"))
+            what = "settle time" if entity == "settlements" else "modified time"
+            rejected.append(Rejected(text, f"{client.platform} {entity}: payload lacks a usable"
+                                           f" order id or {what} ({type(exc).__name__}: {exc})"))
             continue
         rows.append(RawRow(order_id, modified_at, text, sha256(text)))
     return rows, rejected
@@ -240,11 +263,14 @@ class ShopResult:
 
 
 class ShopExtraction:
-    """One shop's extraction run: a client, a breaker, a warehouse connection."""
+    """One shop's extraction run of one entity (orders or settlements): a
+    client, a breaker, a warehouse connection."""
 
     def __init__(self, shop: Shop, run_id: str, credentials: Credentials | None,
-                 url: str | None, policy: RetryPolicy | None, progress: Callable | None):
+                 url: str | None, policy: RetryPolicy | None, progress: Callable | None,
+                 entity: str = "orders"):
         self.shop = shop
+        self.entity = entity
         self.run_id = run_id
         self.client = client_for(shop.platform, credentials or Credentials.from_airflow(shop.conn_id))
         self.policy = policy or RetryPolicy.from_env()
@@ -262,7 +288,9 @@ class ShopExtraction:
             breaker = Breaker(self.url, self.shop.platform, self.policy)
             try:
                 for span_start, span_end in spans:
-                    for w_start, w_end in windows(span_start, span_end, self.client.max_window):
+                    size = (self.client.settlement_max_window if self.entity == "settlements"
+                            else self.client.max_window)
+                    for w_start, w_end in windows(span_start, span_end, size):
                         if (w_start, w_end) in self.done:
                             continue  # a repair's open window inside its rolling span
                         self.done.add((w_start, w_end))
@@ -274,19 +302,22 @@ class ShopExtraction:
         return self.result
 
     def _window(self, conn, breaker: Breaker, w_start: datetime, w_end: datetime) -> None:
-        load = WindowLoad(self.shop.platform, self.shop.shop_id, self.client.entity, w_start,
+        load = WindowLoad(self.shop.platform, self.shop.shop_id, self.entity, w_start,
                           w_end, self.run_id)
         fetch = WindowFetch(self.client, self.policy, breaker)
         try:
             if time.monotonic() - self.began > self.policy.task_deadline:
                 raise PlatformError(self.shop.platform, "deadline",
                                     "task deadline reached before this window", kind="deadline")
-            orders, load.api_reported_count = fetch.orders(w_start, w_end)
-            load.rows, load.rejected = to_rows(self.client, orders)
-            if len({r.order_id for r in load.rows}) + len(load.rejected) < load.api_reported_count:
+            fetched = fetch.settlements if self.entity == "settlements" else fetch.orders
+            payloads, load.api_reported_count = fetched(w_start, w_end)
+            load.rows, load.rejected = to_rows(self.client, payloads, self.entity)
+            if load.items_landed() + len(load.rejected) < load.api_reported_count:
                 load.outcome = "partial"
         except (PlatformError, TooManyResults) as error:
-            splittable = isinstance(error, TooManyResults) or error.kind in SPLITTABLE
+            # Settlement windows are the platform's own bill periods: never split.
+            splittable = self.entity == "orders" and (
+                isinstance(error, TooManyResults) or error.kind in SPLITTABLE)
             if splittable and w_end - w_start >= 2 * self.policy.min_window:
                 middle = w_start + (w_end - w_start) / 2
                 middle = middle.replace(second=0, microsecond=0)
@@ -306,16 +337,19 @@ class ShopExtraction:
         inserted = land(conn, load)
         self.result.windows += 1
         self.result.windows_failed += load.outcome == "failed"
-        self.result.orders_landed += len({r.order_id for r in load.rows})
+        self.result.orders_landed += load.items_landed()
         self.result.rows_inserted += inserted
         self.result.rows_quarantined += len(load.rejected)
 
 
 def extract_windows(shop: Shop, spans: Iterable[tuple[datetime, datetime]], *, run_id: str,
                     credentials: Credentials | None = None, database_url: str | None = None,
-                    policy: RetryPolicy | None = None, progress: Callable | None = None) -> ShopResult:
-    """Pull and land every order of one shop modified in each span."""
-    return ShopExtraction(shop, run_id, credentials, database_url, policy, progress).run(spans)
+                    policy: RetryPolicy | None = None, progress: Callable | None = None,
+                    entity: str = "orders") -> ShopResult:
+    """Pull and land every order of one shop modified in each span (or, with
+    ``entity="settlements"``, every settlement line booked in it)."""
+    return ShopExtraction(shop, run_id, credentials, database_url, policy, progress,
+                          entity).run(spans)
 
 
 def extract_shop(shop: Shop, start: datetime, end: datetime, *, run_id: str, **kwargs) -> ShopResult:

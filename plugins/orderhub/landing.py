@@ -21,7 +21,9 @@ import psycopg
 
 from orderhub.config import PLATFORMS, database_url
 
-ENTITIES = ("orders",)
+# Raw tables per platform: order versions, and settlement lines (issue 5). A
+# settlement row's order_id is the order it pays out, modified_at its settle time.
+ENTITIES = ("orders", "settlements")
 
 SCHEMA_SQL = """
 create schema if not exists raw;
@@ -84,6 +86,43 @@ create table if not exists ops.shops (
     last_seen_at    timestamptz not null default now(),
     primary key (platform, shop_id)
 );
+
+-- Reconciliation (issue 5). A person's resolution of a review item: appended,
+-- never updated; the latest per order and category applies (fct_order_reconciliation).
+create table if not exists ops.recon_overrides (
+    override_id  bigint generated always as identity primary key,
+    platform     text        not null,
+    shop_id      text        not null,
+    order_id     text        not null,
+    category     text        not null,
+    resolution   text        not null,
+    reason       text        not null,
+    resolved_by  text        not null,
+    resolved_at  timestamptz not null default now()
+);
+
+-- One immutable record per reconciliation run: the rules in force, the
+-- inputs and the result, each as counts and hashes (orderhub.reconciliation).
+create table if not exists ops.recon_audit (
+    audit_id      bigint generated always as identity primary key,
+    run_id        text        not null,
+    range_start   date        not null,
+    range_end     date        not null,
+    recorded_at   timestamptz not null default now(),
+    rules_hash    text        not null,
+    inputs        jsonb       not null,
+    inputs_hash   text        not null,
+    result        jsonb       not null,
+    result_hash   text        not null
+);
+create or replace function ops.recon_audit_immutable() returns trigger
+    language plpgsql as $$
+begin
+    raise exception 'ops.recon_audit is append-only: audit records are never changed or deleted';
+end $$;
+drop trigger if exists recon_audit_immutable on ops.recon_audit;
+create trigger recon_audit_immutable before update or delete on ops.recon_audit
+    for each row execute function ops.recon_audit_immutable();
 
 create table if not exists ops.quarantine (
     quarantine_id   bigint generated always as identity primary key,
@@ -208,6 +247,13 @@ class WindowLoad:
     fetched_at: datetime | None = None  # on the platform's clock
     calls: list = field(default_factory=list)  # platforms.base.ApiCall, for ops.api_calls
 
+    def items_landed(self) -> int:
+        """Distinct orders in the window's rows - or, for settlements,
+        distinct lines (an order can have several): what the platform's total counts."""
+        if self.entity == "settlements":
+            return len({(row.order_id, row.payload_sha256) for row in self.rows})
+        return len({row.order_id for row in self.rows})
+
 
 def register_shop(conn: psycopg.Connection, platform: str, shop_id: str, *, name: str = "",
                   conn_id: str = "") -> None:
@@ -281,7 +327,7 @@ def land(conn: psycopg.Connection, load: WindowLoad, *, ledger: bool = True) -> 
                     [(load.platform, load.shop_id, c.endpoint, c.called_at, round(c.seconds, 3),
                       c.outcome, c.error_code, round(c.backoff_seconds, 3), load.run_id,
                       load.window_start, load.window_end) for c in load.calls])
-        distinct_orders = len({row.order_id for row in load.rows})
+        distinct_orders = load.items_landed()
         _fault_pause()
         if not ledger:
             return inserted

@@ -58,6 +58,28 @@ def hourly_dag(**kwargs) -> dict:
     }
 
 
+def daily():
+    """Daily data intervals, midnight to midnight Beijing time (a day's bills)."""
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    return CronDataIntervalTimetable("0 0 * * *", timezone="Asia/Shanghai")
+
+
+def daily_dag(**kwargs) -> dict:
+    return {**hourly_dag(**kwargs), "schedule": daily(), "dagrun_timeout": timedelta(hours=6)}
+
+
+def span_from(params: dict | None, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The run's span: its data interval, or a manual run's ``start``/``end``
+    params (ISO times; a backfill of a range in one run)."""
+    from orderhub.config import parse_time
+
+    params = params or {}
+    if params.get("start") and params.get("end"):
+        return parse_time(params["start"]), parse_time(params["end"])
+    return start, end
+
+
 def dbt_task_group(group_id: str = "dbt"):
     """The dbt project in the DAG.
 

@@ -24,7 +24,7 @@ OPEN_WINDOWS_SQL = """
 select platform, shop_id, entity, window_start, window_end, outcome, api_reported_count,
        orders_landed, attempts, last_error
 from ops.extraction_windows
-where outcome <> 'ok' or orders_landed < coalesce(api_reported_count, 0)
+where entity = %s and (outcome <> 'ok' or orders_landed < coalesce(api_reported_count, 0))
 order by platform, shop_id, window_start
 """
 
@@ -33,22 +33,24 @@ def rolling_span() -> timedelta:
     return timedelta(hours=float(os.environ.get("ORDERHUB_REPAIR_HOURS", 3)))
 
 
-def open_windows(url: str | None = None, until: datetime | None = None) -> list[dict]:
+def open_windows(url: str | None = None, until: datetime | None = None,
+                 entity: str = "orders") -> list[dict]:
     with connect(url) as conn:
         ensure_schema(conn)
-        cur = conn.execute(OPEN_WINDOWS_SQL)
+        cur = conn.execute(OPEN_WINDOWS_SQL, (entity,))
         names = [d.name for d in cur.description]
         rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     return [r for r in rows if until is None or r["window_end"] <= until]
 
 
 def plan(end: datetime, *, url: str | None = None, shops: list[Shop] | None = None,
-         span: timedelta | None = None) -> list[dict]:
+         span: timedelta | None = None, entity: str = "orders") -> list[dict]:
     """What to re-pull for a repair run whose interval ends at ``end``: one
-    entry per shop, ``spans`` as ISO pairs (XCom-friendly)."""
+    entry per shop, ``spans`` as ISO pairs (XCom-friendly): the ledger's open
+    windows of ``entity``, and the span before ``end``."""
     shops = shops or load_shops()
     span = span if span is not None else rolling_span()
-    pending = open_windows(url, until=end)
+    pending = open_windows(url, until=end, entity=entity)
     out = []
     for shop in shops:
         spans = [(w["window_start"], w["window_end"]) for w in pending

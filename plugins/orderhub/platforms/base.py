@@ -86,6 +86,14 @@ class Page:
     has_next: bool | None = None
 
 
+@dataclass
+class SettlementPage:
+    """One answer of a settlement API: lines, and where to continue (None: done)."""
+    lines: list[dict[str, Any]]
+    next_cursor: Any = None
+    total: int | None = None
+
+
 @dataclass(frozen=True)
 class HttpRequest:
     method: str
@@ -120,6 +128,11 @@ class PlatformClient:
     max_results: ClassVar[int | None] = None  # most results one search can page through
     identity_paths: ClassVar[tuple[str, ...]] = ()  # payload fields order_identity reads
     order_endpoint: ClassVar[str] = ""  # the order search API's method name
+    # Settlements (issue 5): the settlement API's method name, its longest
+    # window, and the payload fields line_identity reads.
+    settlement_endpoint: ClassVar[str] = ""
+    settlement_max_window: ClassVar[timedelta] = timedelta(days=1)
+    settlement_identity_paths: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, credentials: Credentials, *, session: requests.Session | None = None,
                  timeout: float = 30.0, clock=time.time):
@@ -152,13 +165,37 @@ class PlatformClient:
         when the payload lacks them (the loader quarantines such rows)."""
         raise NotImplementedError
 
+    def settlement_request(self, start: datetime, end: datetime, cursor: Any) -> HttpRequest:
+        """One call of the settlement API for lines booked in [start, end);
+        ``cursor`` is None first, then the previous page's ``next_cursor``."""
+        raise NotImplementedError(f"{self.platform}: no settlement API")
+
+    def parse_settlements(self, text: str, cursor: Any) -> SettlementPage:
+        raise NotImplementedError
+
+    def line_identity(self, line: dict[str, Any]) -> tuple[str, datetime]:
+        """(order id, settle time) of one settlement line payload."""
+        raise NotImplementedError
+
+    def identity(self, entity: str, payload: dict[str, Any]) -> tuple[str, datetime]:
+        """The raw table's key columns of one payload of ``entity``."""
+        return self.line_identity(payload) if entity == "settlements" else self.order_identity(payload)
+
     # -- one call --------------------------------------------------------------
     def search_orders(self, start: datetime, end: datetime, page: int, page_size: int) -> Page:
         request = self.order_search_request(start, end, page, page_size)
+        return self.call(self.order_endpoint, request, self.parse_order_search)
+
+    def search_settlements(self, start: datetime, end: datetime, cursor: Any = None) -> SettlementPage:
+        request = self.settlement_request(start, end, cursor)
+        return self.call(self.settlement_endpoint, request, lambda text: self.parse_settlements(text, cursor))
+
+    def call(self, endpoint: str, request: HttpRequest, parse):
+        """Send one request and parse the answer, recording the call (ops.api_calls)."""
         began = time.monotonic()
-        call = ApiCall(self.order_endpoint or self.platform, self.platform_now(), 0.0, "ok")
+        call = ApiCall(endpoint or self.platform, self.platform_now(), 0.0, "ok")
         try:
-            return self.parse_order_search(self.send(request))
+            return parse(self.send(request))
         except PlatformError as error:
             call.outcome, call.error_code = error.kind, error.code
             if error.kind == "clock" and self.server_clock_offset is not None:

@@ -17,12 +17,20 @@ from orderhub.platforms.base import (
     Page,
     PlatformClient,
     PlatformError,
+    SettlementPage,
     local_time,
     parse_local_time,
 )
 
 METHOD = "jingdong.pop.order.search"
 RESPONSE_KEY = "jingdong_pop_order_search_responce"  # sic: the official spelling
+# Settlement: JOS's settlement APIs are UNCONFIRMED. This one is modelled on the
+# others (docs/platforms.md): settle lines per order with order id, buyer
+# payment, platform subsidy, commission, service and other fees, refund, net
+# settle amount (yuan strings) and settle time, paged by page number.
+SETTLE_METHOD = "jingdong.finance.settle.detail.query"
+SETTLE_RESPONSE_KEY = "jingdong_finance_settle_detail_query_responce"
+SETTLE_PAGE_SIZE = 100
 ORDER_STATES = ",".join([
     "WAIT_SELLER_STOCK_OUT", "WAIT_GOODS_RECEIVE_CONFIRM", "WAIT_SELLER_DELIVERY", "PAUSE",
     "FINISHED_L", "TRADE_CANCELED", "LOCKED", "WAIT_SEND_CODE",
@@ -64,8 +72,7 @@ class JdClient(PlatformClient):
 
     def order_search_request(self, start: datetime, end: datetime, page: int,
                              page_size: int) -> HttpRequest:
-        c = self.credentials
-        business = {
+        return self._request(METHOD, {
             "start_date": local_time(start),
             "end_date": local_time(end),
             "order_state": ORDER_STATES,
@@ -74,9 +81,13 @@ class JdClient(PlatformClient):
             "page_size": str(page_size),
             "sortType": "1",
             # no dateType: the default filters by modification time (incremental)
-        }
+        })
+
+    def _request(self, method: str, business: dict[str, str]) -> HttpRequest:
+        """A signed JOS call: the business parameters as one JSON string."""
+        c = self.credentials
         params = {
-            "method": METHOD,
+            "method": method,
             "app_key": c.app_key,
             "access_token": c.access_token,
             "timestamp": local_time(datetime.fromtimestamp(self.now()).astimezone()),
@@ -88,15 +99,18 @@ class JdClient(PlatformClient):
         params["sign"] = sign(params, c.app_secret)
         return HttpRequest("POST", c.gateway_url, data=params)
 
-    def parse_order_search(self, text: str) -> Page:
+    def _result(self, text: str, key: str, inner: str) -> dict[str, Any]:
         body = self.parse_json(text)
         if "error_response" in body:
             raise error_from(body["error_response"])
         try:
-            result = body[RESPONSE_KEY]["searchorderinfo_result"]
+            return body[key][inner]
         except (KeyError, TypeError):
-            raise PlatformError("jd", "malformed", f"no {RESPONSE_KEY} in response",
+            raise PlatformError("jd", "malformed", f"no {key}.{inner} in response",
                                 retryable=True, kind="malformed") from None
+
+    def parse_order_search(self, text: str) -> Page:
+        result = self._result(text, RESPONSE_KEY, "searchorderinfo_result")
         api = result.get("apiResult") or {}
         if api.get("success") is False:
             raise PlatformError("jd", str(api.get("englishErrCode", "api")),
@@ -110,3 +124,25 @@ class JdClient(PlatformClient):
 
     def order_identity(self, order: dict[str, Any]) -> tuple[str, datetime]:
         return str(order["orderId"]), parse_local_time(order["modified"])
+
+    # -- settlements (modelled, see SETTLE_METHOD) -------------------------------
+    settlement_endpoint = SETTLE_METHOD
+    settlement_max_window = timedelta(days=1)
+    settlement_identity_paths = ("$.orderId", "$.settleTime")
+
+    def settlement_request(self, start: datetime, end: datetime, cursor: Any) -> HttpRequest:
+        return self._request(SETTLE_METHOD, {
+            "settle_time_start": local_time(start),
+            "settle_time_end": local_time(end),
+            "page": str(cursor or 1),
+            "page_size": str(SETTLE_PAGE_SIZE),
+        })
+
+    def parse_settlements(self, text: str, cursor: Any) -> SettlementPage:
+        result = self._result(text, SETTLE_RESPONSE_KEY, "result")
+        total, page = int(result.get("totalCount", 0)), cursor or 1
+        return SettlementPage(lines=result.get("settleDetailList") or [], total=total,
+                              next_cursor=page + 1 if page * SETTLE_PAGE_SIZE < total else None)
+
+    def line_identity(self, line: dict[str, Any]) -> tuple[str, datetime]:
+        return str(line["orderId"]), parse_local_time(line["settleTime"])

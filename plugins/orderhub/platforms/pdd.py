@@ -7,20 +7,30 @@ increment API answers at most 30 minutes per call.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urljoin
 
+from orderhub.config import PLATFORM_TZ
 from orderhub.platforms.base import (
     HttpRequest,
     Page,
     PlatformClient,
     PlatformError,
+    SettlementPage,
     parse_local_time,
 )
 
 METHOD = "pdd.order.number.list.increment.get"
 RESPONSE_KEY = "order_sn_increment_get_response"
+# Settlement: a daily bill. The API answers a download URL for one Beijing
+# day's bill; the file is a CSV (UTF-8 with BOM, "#" comment lines) with one
+# row per money movement. Its columns are UNCONFIRMED; the sandbox and this
+# client agree on 订单号, 流水号, 账务时间, 账务类型, 收入金额(元), 支出金额(元), 备注.
+BILL_METHOD = "pdd.finance.balance.daily.bill.url.get"
+BILL_RESPONSE_KEY = "balance_daily_bill_url_get_response"
 
 
 def sign(params: dict[str, str], secret: str) -> str:
@@ -49,16 +59,34 @@ class PddClient(PlatformClient):
     max_window = timedelta(minutes=30)
     first_page = 1
 
-    def order_search_request(self, start: datetime, end: datetime, page: int,
-                             page_size: int) -> HttpRequest:
+    def _request(self, method: str, business: dict[str, str]) -> HttpRequest:
+        """A signed PDD call: system and business parameters in one form."""
         c = self.credentials
         params = {
-            "type": METHOD,
+            "type": method,
             "client_id": c.app_key,
             "access_token": c.access_token,
             "timestamp": str(int(self.now())),
             "data_type": "JSON",
             "version": "V1",
+            **business,
+        }
+        params["sign"] = sign(params, c.app_secret)
+        return HttpRequest("POST", c.gateway_url, data=params)
+
+    def _result(self, text: str, key: str) -> dict[str, Any]:
+        body = self.parse_json(text)
+        if "error_response" in body:
+            raise error_from(body["error_response"])
+        try:
+            return body[key]
+        except (KeyError, TypeError):
+            raise PlatformError("pdd", "malformed", f"no {key} in response",
+                                retryable=True, kind="malformed") from None
+
+    def order_search_request(self, start: datetime, end: datetime, page: int,
+                             page_size: int) -> HttpRequest:
+        return self._request(METHOD, {
             "start_updated_at": str(int(start.timestamp())),
             "end_updated_at": str(int(end.timestamp())),
             "order_status": "5",  # all
@@ -66,19 +94,10 @@ class PddClient(PlatformClient):
             "page": str(page),
             "page_size": str(page_size),
             "use_has_next": "false",
-        }
-        params["sign"] = sign(params, c.app_secret)
-        return HttpRequest("POST", c.gateway_url, data=params)
+        })
 
     def parse_order_search(self, text: str) -> Page:
-        body = self.parse_json(text)
-        if "error_response" in body:
-            raise error_from(body["error_response"])
-        try:
-            result = body[RESPONSE_KEY]
-        except (KeyError, TypeError):
-            raise PlatformError("pdd", "malformed", f"no {RESPONSE_KEY} in response",
-                                retryable=True, kind="malformed") from None
+        result = self._result(text, RESPONSE_KEY)
         return Page(orders=result.get("order_sn_list") or [],
                     total=int(result.get("total_count", 0)), has_next=result.get("has_next"))
 
@@ -88,3 +107,31 @@ class PddClient(PlatformClient):
 
     def order_identity(self, order: dict[str, Any]) -> tuple[str, datetime]:
         return str(order["order_sn"]), parse_local_time(order["updated_at"])
+
+    # -- settlements: a daily bill file ------------------------------------------
+    settlement_endpoint = BILL_METHOD
+    settlement_max_window = timedelta(days=1)
+    settlement_identity_paths = ('$."订单号"', '$."账务时间"')
+
+    def settlement_request(self, start: datetime, end: datetime, cursor: Any) -> HttpRequest:
+        if cursor is not None:  # the bill file itself (a pre-signed URL: no signature of ours)
+            return HttpRequest("GET", urljoin(self.credentials.gateway_url, cursor))
+        day = start.astimezone(PLATFORM_TZ)
+        if (day.hour, day.minute, day.second) != (0, 0, 0) or end - start != timedelta(days=1):
+            raise PlatformError("pdd", "bill-day", "PDD bills are per Beijing day: the window "
+                                f"must be one whole day, not [{start}, {end})")
+        return self._request(BILL_METHOD, {"bill_date": day.strftime("%Y-%m-%d")})
+
+    def parse_settlements(self, text: str, cursor: Any) -> SettlementPage:
+        if cursor is None:
+            url = self._result(text, BILL_RESPONSE_KEY).get("url")
+            if not url:
+                raise PlatformError("pdd", "malformed", "no bill url", retryable=True,
+                                    kind="malformed")
+            return SettlementPage(lines=[], next_cursor=url)
+        rows = list(csv.DictReader(line for line in text.lstrip("\ufeff").splitlines()
+                                   if line and not line.startswith("#")))
+        return SettlementPage(lines=rows, total=len(rows))
+
+    def line_identity(self, line: dict[str, Any]) -> tuple[str, datetime]:
+        return str(line["订单号"]), parse_local_time(line["账务时间"])

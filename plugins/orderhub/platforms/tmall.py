@@ -17,12 +17,20 @@ from orderhub.platforms.base import (
     Page,
     PlatformClient,
     PlatformError,
+    SettlementPage,
     local_time,
     parse_local_time,
 )
 
 METHOD = "taobao.trades.sold.increment.get"
 RESPONSE_KEY = "trades_sold_increment_get_response"
+# Settlement: the shop's bills (账单), one row per money movement of an order:
+# account_id 1 virtual (platform subsidies), 2 trade (payment in, refunds out),
+# 3 commission, 4 service fee, 6 other fees; amounts in fen, negative when
+# money leaves the shop (amount unit UNCONFIRMED, probably fen).
+BILL_METHOD = "taobao.bill.bills.get"
+BILL_RESPONSE_KEY = "bill_bills_get_response"
+BILL_PAGE_SIZE = 100
 TRADE_FIELDS = ",".join([
     "tid", "tid_str", "status", "created", "pay_time", "modified", "consign_time", "end_time",
     "buyer_nick", "receiver_name", "receiver_mobile", "receiver_phone", "receiver_state",
@@ -68,36 +76,45 @@ class TmallClient(PlatformClient):
     max_window = timedelta(minutes=30)  # TOP allows 1 day, recommends 30 minutes or less
     first_page = 1
 
-    def order_search_request(self, start: datetime, end: datetime, page: int,
-                             page_size: int) -> HttpRequest:
+    def _request(self, method: str, business: dict[str, str]) -> HttpRequest:
+        """A signed TOP call: system parameters plus the method's own, as a form."""
         c = self.credentials
         params = {
-            "method": METHOD,
+            "method": method,
             "app_key": c.app_key,
             "session": c.access_token,
             "timestamp": local_time(datetime.fromtimestamp(self.now()).astimezone()),
             "v": "2.0",
             "format": "json",
             "sign_method": c.sign_method or "md5",
+            **business,
+        }
+        params["sign"] = sign(params, c.app_secret, params["sign_method"])
+        return HttpRequest("POST", c.gateway_url, data=params)
+
+    def _result(self, text: str, key: str) -> dict[str, Any]:
+        body = self.parse_json(text)
+        if "error_response" in body:
+            raise error_from(body["error_response"])
+        try:
+            return body[key]
+        except (KeyError, TypeError):
+            raise PlatformError("tmall", "malformed", f"no {key} in response",
+                                retryable=True, kind="malformed") from None
+
+    def order_search_request(self, start: datetime, end: datetime, page: int,
+                             page_size: int) -> HttpRequest:
+        return self._request(METHOD, {
             "fields": TRADE_FIELDS,
             "start_modified": local_time(start),
             "end_modified": local_time(end),
             "page_no": str(page),
             "page_size": str(page_size),
             "use_has_next": "false",
-        }
-        params["sign"] = sign(params, c.app_secret, params["sign_method"])
-        return HttpRequest("POST", c.gateway_url, data=params)
+        })
 
     def parse_order_search(self, text: str) -> Page:
-        body = self.parse_json(text)
-        if "error_response" in body:
-            raise error_from(body["error_response"])
-        try:
-            result = body[RESPONSE_KEY]
-        except (KeyError, TypeError):
-            raise PlatformError("tmall", "malformed", f"no {RESPONSE_KEY} in response",
-                                retryable=True, kind="malformed") from None
+        result = self._result(text, RESPONSE_KEY)
         trades = (result.get("trades") or {}).get("trade") or []
         return Page(orders=trades, total=int(result.get("total_results", 0)),
                     has_next=result.get("has_next"))
@@ -109,3 +126,30 @@ class TmallClient(PlatformClient):
     def order_identity(self, order: dict[str, Any]) -> tuple[str, datetime]:
         order_id = order.get("tid_str") or order["tid"]
         return str(order_id), parse_local_time(order["modified"])
+
+    # -- settlements: taobao.bill.bills.get, paged by page_no ------------------
+    settlement_endpoint = BILL_METHOD
+    settlement_max_window = timedelta(days=1)
+    settlement_identity_paths = ("$.trade_id", "$.book_time")
+
+    def settlement_request(self, start: datetime, end: datetime, cursor: Any) -> HttpRequest:
+        return self._request(BILL_METHOD, {
+            "fields": "bid,account_id,trade_id,order_id,total_amount,amount,book_time,biz_time,"
+                      "pay_time,alipay_outno,alipay_notice,status",
+            "start_time": local_time(start),
+            "end_time": local_time(end),
+            "time_type": "1",  # by booking time
+            "page_no": str(cursor or 1),
+            "page_size": str(BILL_PAGE_SIZE),
+        })
+
+    def parse_settlements(self, text: str, cursor: Any) -> SettlementPage:
+        result = self._result(text, BILL_RESPONSE_KEY)
+        bills = (result.get("bills") or {}).get("bill") or []
+        total = int(result.get("total_results", 0))
+        page = cursor or 1
+        return SettlementPage(lines=bills, total=total,
+                              next_cursor=page + 1 if page * BILL_PAGE_SIZE < total else None)
+
+    def line_identity(self, line: dict[str, Any]) -> tuple[str, datetime]:
+        return str(line["trade_id"]), parse_local_time(line["book_time"])

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
-from orderhub.platforms.douyin import METHOD, param_json, sign
+from orderhub.platforms.base import local_time
+from orderhub.platforms.douyin import METHOD, SETTLE_METHOD, param_json, sign
 from orderhub.sandbox import world as w
-from orderhub.sandbox.gateway import Gateway, allocate, fen
+from orderhub.sandbox.gateway import Gateway, allocate, fen, parse_local
 
 STATUS = {
     w.CREATED: (1, "待支付"), w.CANCELLED: (4, "已取消"), w.PAID: (2, "备货中"),
@@ -26,6 +28,37 @@ def envelope(code: int, msg: str, data: Any = None, sub_code: str = "",
              sub_msg: str = "") -> dict[str, Any]:
     return {"code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg,
             "log_id": uuid.uuid4().hex, "data": data if data is not None else {}}
+
+
+def _t(ts: int) -> str:
+    return local_time(datetime.fromtimestamp(ts).astimezone())
+
+
+def settle_line(line) -> dict[str, Any]:
+    """One order.getSettleBillDetailV3 line (fen)."""
+    refund_after = line.line_type == "refund"
+    income = line.gross + line.platform_subsidy + line.influencer_subsidy
+    outcome = line.commission + line.service_fee + line.other_fee + line.refund
+    return {
+        "request_no": line.line_id,
+        "shop_order_id": line.order_id,
+        "order_id": str(int(line.order_id) + 1),  # the first sku order
+        "settle_time": _t(line.settled_at),
+        "order_time": _t(line.order_time),
+        "trade_type": 1 if refund_after else 0,
+        "real_pay_amount": fen(line.gross),
+        "platform_coupon": fen(line.platform_subsidy),
+        "author_coupon": fen(line.influencer_subsidy),
+        "commission": fen(line.commission),
+        "platform_service_fee": fen(line.service_fee),
+        "channel_promotion_fee": fen(line.other_fee),
+        "colonel_service_fee": 0,
+        "other_sharing_amount": 0,
+        "refund_before_settle": 0 if refund_after else fen(line.refund),
+        "total_income": fen(income),
+        "total_outcome": fen(outcome),
+        "settle_amount": fen(line.settle_amount),
+    }
 
 
 class DouyinGateway(Gateway):
@@ -56,6 +89,8 @@ class DouyinGateway(Gateway):
         shop_id = self.shop_for(query["access_token"])
         if shop_id is None:
             return 200, envelope(30002, "access_token无效", sub_code="isv.access-token-invalid")
+        if method == SETTLE_METHOD and query["method"] == SETTLE_METHOD:
+            return self.settle_bill(shop_id, business)
         if method != METHOD or query["method"] != METHOD:
             return 200, envelope(30001, "方法不存在", sub_code="isv.method-not-exist")
         try:
@@ -74,6 +109,24 @@ class DouyinGateway(Gateway):
         orders, total = self.page(shop_id, start, end, page, size)
         return 200, envelope(10000, "success",
                              {"page": page, "size": size, "total": total, "shop_order_list": orders})
+
+    def settle_bill(self, shop_id: str, business: dict[str, Any]):
+        """order.getSettleBillDetailV3: lines by settle time, a keyset cursor
+        (start_time, start_index) = the next line's (settle time, request_no)."""
+        begin, end = parse_local(business.get("start_time")), parse_local(business.get("end_time"))
+        size = int(business.get("size", 100))
+        if begin is None or end is None or not 0 < end - begin <= 7 * 24 * 3600 or not 1 <= size <= 100:
+            return 200, envelope(30001, "参数错误", sub_code="isv.parameter-invalid",
+                                 sub_msg="start_time/end_time: yyyy-MM-dd HH:mm:ss, 7天内; size 1..100")
+        index = str(business.get("start_index") or "")
+        lines = [line for line in self.settlement_lines(shop_id, begin, end)
+                 if (line.settled_at, line.line_id) >= (begin, index)]
+        chosen, rest = lines[:size], lines[size:]
+        data = {"data": [settle_line(line) for line in chosen], "size": len(chosen),
+                "is_end": 0 if rest else 1,
+                "next_start_index": rest[0].line_id if rest else "",
+                "next_start_time": _t(rest[0].settled_at) if rest else ""}
+        return 200, envelope(10000, "success", data)
 
     def token(self, query, form):
         return query.get("access_token")

@@ -14,6 +14,7 @@ from typing import Any
 from orderhub import jsonutil
 from orderhub.config import PLATFORM_TZ
 from orderhub.sandbox.faults import ShopFaults
+from orderhub.sandbox.settlement import SettlementLine, Settlements
 from orderhub.sandbox.world import Order, World
 
 CLOCK_TOLERANCE = 600  # gateways refuse request timestamps more than 10 minutes off
@@ -78,6 +79,11 @@ def parse_local(value: str | None) -> int | None:
         return None
 
 
+def _body(payload: dict[str, Any] | bytes) -> bytes:
+    """A JSON answer, or a file (bytes) as it is."""
+    return payload if isinstance(payload, bytes) else jsonutil.dumps(payload).encode()
+
+
 @dataclass
 class Reply:
     status: int
@@ -91,6 +97,7 @@ class Gateway:
 
     platform: str
     prefix: str
+    extra_prefixes: tuple[str, ...] = ()
     first_page: int = 1
     # Test switches: render some orders with a status the mapping seed lacks;
     # leave top-level fields out of every order (a platform "dropping" a field).
@@ -108,6 +115,8 @@ class Gateway:
         self.index_delay = index_delay
         self.faults = faults or {}
         self._cache: dict[tuple, list[tuple[Order, int]]] = {}
+        self.settlements = Settlements(world)  # Sandbox shares one between its gateways
+        self._lines: dict[tuple, list[SettlementLine]] = {}
         self._lock = Lock()
         self._request = local()  # the shop's faults for the request this thread serves
 
@@ -142,7 +151,7 @@ class Gateway:
         faults = self.faults.get(shop_id) if shop_id else None
         if faults is None:
             status, payload = self.handle(path, query, form, body)
-            return Reply(status, jsonutil.dumps(payload).encode())
+            return Reply(status, _body(payload))
         offset = faults.clock_offset()
         n, failure = faults.next_request(self.clock())
         if failure == "incident":
@@ -161,7 +170,7 @@ class Gateway:
             status, payload = self.handle(path, query, form, body)
         finally:
             self._request.faults = None
-        text = jsonutil.dumps(payload).encode()
+        text = _body(payload)
         if faults.truncate(n):
             text = text[: max(1, len(text) * 2 // 3)]
         return Reply(status, text, offset)
@@ -208,3 +217,17 @@ class Gateway:
             for name in self.dropped_fields:
                 order.pop(name, None)
         return rendered, len(hits)
+
+    # -- settlements ----------------------------------------------------------------
+    def settlement_lines(self, shop_id: str, start: int, end: int) -> list[SettlementLine]:
+        """Lines booked in [start, end) by now (the clock): a day's bill fills
+        up as the day goes on. Oldest first, then by line id (stable paging)."""
+        upto = min(end, self.clock())
+        key = (shop_id, start, upto)
+        with self._lock:
+            if key not in self._lines:
+                if len(self._lines) > 64:
+                    self._lines.clear()
+                self._lines[key] = self.settlements.lines(self.platform, shop_id, start, upto) \
+                    if upto > start else []
+            return self._lines[key]

@@ -7,7 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from orderhub.platforms.base import local_time
-from orderhub.platforms.jd import METHOD, RESPONSE_KEY, sign
+from orderhub.platforms.jd import (
+    METHOD,
+    RESPONSE_KEY,
+    SETTLE_METHOD,
+    SETTLE_RESPONSE_KEY,
+    sign,
+)
 from orderhub.sandbox import world as w
 from orderhub.sandbox.gateway import Gateway, parse_local, yuan
 
@@ -30,6 +36,25 @@ def error(code: str, en: str, zh: str) -> dict[str, Any]:
     return {"error_response": {"code": code, "zh_desc": zh, "en_desc": en}}
 
 
+def settle_detail(line) -> dict[str, Any]:
+    """One modelled JOS settlement line (see platforms/jd.py SETTLE_METHOD)."""
+    return {
+        "settleId": line.line_id,
+        "orderId": int(line.order_id),
+        "settleType": 2 if line.line_type == "refund" else 1,
+        "settleTime": _t(line.settled_at),
+        "orderPayTime": _t(line.order_time),
+        "orderPayment": yuan(line.gross),
+        "platformSubsidy": yuan(line.platform_subsidy),
+        "commission": yuan(line.commission),
+        "serviceFee": yuan(line.service_fee),
+        "otherFee": yuan(line.other_fee),
+        "refundAmount": yuan(line.refund),
+        "settleAmount": yuan(line.settle_amount),
+        "currency": "CNY",
+    }
+
+
 class JdGateway(Gateway):
     platform = "jd"
     prefix = "/jd/routerjson"
@@ -47,6 +72,8 @@ class JdGateway(Gateway):
         shop_id = self.shop_for(params["access_token"])
         if shop_id is None:
             return 200, error("18", "Invalid access_token", "无效的access_token")
+        if params["method"] == SETTLE_METHOD:
+            return self.settle_details(shop_id, params)
         if params["method"] != METHOD:
             return 200, error("22", "Invalid method", "无效的方法")
         try:
@@ -71,6 +98,26 @@ class JdGateway(Gateway):
             "orderTotal": total,
             "orderInfoList": orders,
         }}}
+
+    def settle_details(self, shop_id: str, params: dict[str, str]):
+        try:
+            business = json.loads(params["360buy_param_json"])
+            start = parse_local(business["settle_time_start"])
+            end = parse_local(business["settle_time_end"])
+            if start is None or end is None:
+                raise ValueError("settle_time_start/settle_time_end: yyyy-MM-dd HH:mm:ss")
+            page = int(business.get("page", 1))
+            page_size = int(business.get("page_size", 20))
+        except (KeyError, ValueError) as exc:
+            return 200, error("61", f"Invalid parameter: {exc}", "参数错误")
+        if not 0 < end - start <= 24 * 3600 or not 1 <= page_size <= 100 or page < 1:
+            return 200, error("61", "settle time span at most one day, page_size 1..100",
+                              "参数错误")
+        lines = self.settlement_lines(shop_id, start, end)
+        chosen = lines[(page - 1) * page_size:page * page_size]
+        return 200, {SETTLE_RESPONSE_KEY: {"code": "0", "result": {
+            "settleDetailList": [settle_detail(line) for line in chosen],
+            "totalCount": len(lines)}}}
 
     def token(self, query, form):
         return {**query, **form}.get("access_token")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import hmac
+import io
 import uuid
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from orderhub.platforms.base import local_time
-from orderhub.platforms.pdd import METHOD, RESPONSE_KEY, sign
+from orderhub.platforms.pdd import BILL_METHOD, BILL_RESPONSE_KEY, METHOD, RESPONSE_KEY, sign
 from orderhub.sandbox import world as w
-from orderhub.sandbox.gateway import Gateway, yuan_number
+from orderhub.sandbox.gateway import Gateway, parse_local, yuan_number
 
 ORDER_STATUS = {  # 1 awaiting shipment, 2 shipped, 3 received
     w.PAID: 1, w.REFUND_REQUESTED: 1, w.REFUNDED: 1, w.SHIPPED: 2, w.COMPLETED: 3,
@@ -30,12 +35,40 @@ def error(code: int, msg: str, sub_msg: str = "") -> dict[str, Any]:
                                "sub_msg": sub_msg, "request_id": uuid.uuid4().hex}}
 
 
+# Bill file rows of one settlement line: (账务类型, component, income or expense).
+BILL_ITEMS = [
+    ("交易收入", "gross", "收入"), ("平台补贴", "platform_subsidy", "收入"),
+    ("技术服务费", "commission", "支出"), ("服务费", "service_fee", "支出"),
+    ("其他费用", "other_fee", "支出"), ("退款", "refund", "支出"),
+]
+BILL_COLUMNS = ["订单号", "流水号", "账务时间", "账务类型", "收入金额(元)", "支出金额(元)", "备注"]
+
+
+def bill_file(day: str, lines: list) -> bytes:
+    out = io.StringIO()
+    out.write(f"#拼多多商家账户日账单\n#账单日期:{day}\n")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(BILL_COLUMNS)
+    for line in lines:
+        for n, (kind, component, side) in enumerate(BILL_ITEMS):
+            amount = getattr(line, component)
+            if amount:
+                writer.writerow([line.order_id, f"{line.line_id}{n}", _t(line.settled_at), kind,
+                                 f"{amount:.2f}" if side == "收入" else "0.00",
+                                 f"{amount:.2f}" if side == "支出" else "0.00", ""])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
 class PddGateway(Gateway):
     platform = "pdd"
     prefix = "/pdd/api/router"
     first_page = 1
 
+    extra_prefixes = ("/pdd/bill/",)
+
     def handle(self, path, query, form, body):
+        if path == "/pdd/bill/download":
+            return self.bill_file(query)
         params = {**query, **form}
         for name in ("type", "client_id", "timestamp", "sign", "access_token"):
             if not params.get(name):
@@ -47,6 +80,8 @@ class PddGateway(Gateway):
         shop_id = self.shop_for(params["access_token"])
         if shop_id is None:
             return 200, error(10019, "access_token已过期", "access_token expired")
+        if params["type"] == BILL_METHOD:
+            return self.bill_url(shop_id, params)
         if params["type"] != METHOD:
             return 200, error(10001, "接口不存在")
         try:
@@ -66,6 +101,28 @@ class PddGateway(Gateway):
         if params.get("use_has_next") == "true":
             result["has_next"] = page * page_size < total
         return 200, {RESPONSE_KEY: result}
+
+    def _bill_key(self, shop_id: str, day: str) -> str:
+        return hashlib.sha256(f"{self.credentials.app_secret}|{shop_id}|{day}".encode()).hexdigest()[:32]
+
+    def bill_url(self, shop_id: str, params: dict[str, str]):
+        """pdd.finance.balance.daily.bill.url.get: where to download one day's bill."""
+        day = params.get("bill_date", "")
+        start = parse_local(f"{day} 00:00:00")
+        if start is None:
+            return 200, error(10000, "参数错误", "bill_date: yyyy-MM-dd")
+        if self.clock() < start + 24 * 3600:
+            return 200, error(10000, "账单未生成", f"{day}的账单尚未生成")
+        query = urlencode({"shop": shop_id, "bill_date": day, "key": self._bill_key(shop_id, day)})
+        return 200, {BILL_RESPONSE_KEY: {"url": f"/pdd/bill/download?{query}",
+                                         "request_id": uuid.uuid4().hex}}
+
+    def bill_file(self, query: dict[str, str]):
+        shop_id, day = query.get("shop", ""), query.get("bill_date", "")
+        start = parse_local(f"{day} 00:00:00")
+        if start is None or not hmac.compare_digest(query.get("key", ""), self._bill_key(shop_id, day)):
+            return 403, {"error": "invalid or expired bill url"}
+        return 200, bill_file(day, self.settlement_lines(shop_id, start, start + 24 * 3600))
 
     def token(self, query, form):
         return {**query, **form}.get("access_token")

@@ -4,6 +4,11 @@
     POST /jd/routerjson            JOS
     POST /pdd/api/router           PDD
     POST /douyin/order/searchList  Doudian (path = method with . -> /)
+    GET  /pdd/bill/download        a PDD daily bill file (the URL the bill API answers)
+
+Each gateway also answers its platform's settlement API (taobao.bill.bills.get,
+a modelled JD settlement query, PDD's daily bill, Doudian's
+order.getSettleBillDetailV3); sandbox/settlement.py decides what they say.
     GET  /_sandbox/clock           {"now": ISO time}
     POST /_sandbox/clock           {"now": ISO time} moves the simulated clock
     GET  /_sandbox/health
@@ -94,14 +99,16 @@ class Sandbox:
         self.gateways = [gw(self.world, creds[gw.platform], self.clock, spec.index_delay,
                             self.faults) for gw in GATEWAYS]
         for gateway in self.gateways:
+            gateway.settlements = self.gateways[0].settlements  # one cache for the world
             gateway.unmapped_status = spec.unmapped_status
             gateway.dropped_fields = tuple(spec.dropped_fields.get(gateway.platform, ()))
             gateway.short_shops = frozenset(spec.short_shops)
 
     def route(self, path: str) -> Gateway | None:
         for gateway in self.gateways:
-            if path == gateway.prefix or (gateway.prefix.endswith("/") and path.startswith(gateway.prefix)):
-                return gateway
+            for prefix in (gateway.prefix, *gateway.extra_prefixes):
+                if path == prefix or (prefix.endswith("/") and path.startswith(prefix)):
+                    return gateway
         return None
 
 

@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from orderhub.platforms.base import local_time
-from orderhub.platforms.tmall import METHOD, RESPONSE_KEY, sign
+from orderhub.platforms.tmall import BILL_METHOD, BILL_RESPONSE_KEY, METHOD, RESPONSE_KEY, sign
 from orderhub.sandbox import world as w
-from orderhub.sandbox.gateway import Gateway, allocate, parse_local, yuan
+from orderhub.sandbox.gateway import Gateway, allocate, fen, parse_local, yuan
+from orderhub.sandbox.settlement import SettlementLine
 
 STATUS = {
     w.CREATED: "WAIT_BUYER_PAY", w.CANCELLED: "TRADE_CLOSED_BY_TAOBAO",
@@ -37,6 +38,38 @@ def error(code: int, msg: str, sub_code: str = "", sub_msg: str = "") -> dict[st
     return {"error_response": body}
 
 
+# Bill rows of one settlement line: (account_id, notice, component, sign).
+BILL_ITEMS = [
+    (2, "交易收款", "gross", 1), (1, "天猫补贴", "platform_subsidy", 1),
+    (1, "达人补贴", "influencer_subsidy", 1), (3, "天猫佣金", "commission", -1),
+    (4, "支付宝服务费", "service_fee", -1), (6, "运费险", "other_fee", -1),
+    (2, "售后退款", "refund", -1),
+]
+
+
+def bill_rows(line: SettlementLine) -> list[dict[str, Any]]:
+    rows = []
+    for n, (account, notice, component, sign_) in enumerate(BILL_ITEMS):
+        amount = getattr(line, component)
+        if not amount:
+            continue
+        rows.append({
+            "bid": int(line.line_id[:14]) * 10 + n,
+            "account_id": account,
+            "trade_id": int(line.order_id),
+            "order_id": int(line.order_id) + 1,  # the first sub-order (oid)
+            "total_amount": fen(line.gross),
+            "amount": sign_ * fen(amount),
+            "book_time": _t(line.settled_at),
+            "biz_time": _t(line.settled_at),
+            "pay_time": _t(line.order_time),
+            "alipay_outno": f"T{line.line_id}",
+            "alipay_notice": notice,
+            "status": 1,
+        })
+    return rows
+
+
 class TmallGateway(Gateway):
     platform = "tmall"
     prefix = "/tmall/router/rest"
@@ -56,6 +89,8 @@ class TmallGateway(Gateway):
         shop_id = self.shop_for(params["session"])
         if shop_id is None:
             return 200, error(27, "Invalid session", "invalid-sessionkey", "SessionKey非法")
+        if params["method"] == BILL_METHOD:
+            return self.bills(shop_id, params)
         if params["method"] != METHOD:
             return 200, error(22, "Invalid method")
         try:
@@ -78,6 +113,27 @@ class TmallGateway(Gateway):
             result = {"has_next": page_no * page_size < total, "trades": {"trade": trades}}
         result["request_id"] = uuid.uuid4().hex[:13]
         return 200, {RESPONSE_KEY: result}
+
+    def bills(self, shop_id: str, params: dict[str, str]):
+        """taobao.bill.bills.get: the shop's bill rows booked in [start_time, end_time)."""
+        try:
+            start, end = parse_local(params["start_time"]), parse_local(params["end_time"])
+            if start is None or end is None:
+                raise ValueError("start_time/end_time: yyyy-MM-dd HH:mm:ss")
+            page_no = int(params.get("page_no", 1))
+            page_size = int(params.get("page_size", 40))
+        except (KeyError, ValueError) as exc:
+            return 200, error(41, "Invalid arguments", "isv.invalid-parameter", str(exc))
+        if not 0 < end - start <= MAX_WINDOW:
+            return 200, error(41, "Invalid arguments", "isv.invalid-parameter:start_time",
+                              "start_time与end_time间隔不能超过1天")
+        if not 1 <= page_size <= 100 or page_no < 1:
+            return 200, error(41, "Invalid arguments", "isv.invalid-parameter:page_size",
+                              "page_size必须在1到100之间")
+        rows = [row for line in self.settlement_lines(shop_id, start, end) for row in bill_rows(line)]
+        chosen = rows[(page_no - 1) * page_size:page_no * page_size]
+        return 200, {BILL_RESPONSE_KEY: {"bills": {"bill": chosen}, "total_results": len(rows),
+                                         "request_id": uuid.uuid4().hex[:13]}}
 
     def token(self, query, form):
         return {**query, **form}.get("session")

@@ -1,0 +1,229 @@
+{#- One row per order the reconciliation judges: expected settlement (the
+    books' money events), what the platform settled, the difference, its
+    category and the action the rules give (docs/reconciliation.md).
+
+    The reconciled range of a shop is the span of settlement days its ledger
+    holds (ops.extraction_windows, entity settlements, ok windows): an order
+    is judged when it is due in that range (completion date + settle_days of
+    seeds/platforms.csv) or has a settlement line in it. Categories, in the
+    order they are tested:
+
+      lost_order        lines for an order the books do not have (when the
+                        order history reaches recon_order_history_days back)
+      prior_period      lines for an order due before the range
+      unsettled         due, no line, and the grace day has been reconciled
+      refund_timing     refunded in the books, the refund line not yet posted
+      cross_day         amounts agree, paid out on another day than due
+      unbooked_fee      the difference is exactly a fee the books lack
+      unbooked_subsidy  the difference is exactly a subsidy the books lack
+      rounding          |difference| within recon_rules' rounding bound
+      unexplained       anything else
+
+    Status: matched, difference, pending (due on the range's last day, or its
+    completion not yet synced) or awaiting_order (lines whose order may
+    predate the synced order history). Overrides (ops.recon_overrides) are
+    applied on top: the computed columns never change, resolution_* add to them. -#}
+with rules as (
+    select * from {{ ref('recon_rules') }}
+),
+
+rounding as (
+    select abs_tolerance as bound from rules where category = 'rounding'
+),
+
+coverage as (
+    select * from {{ ref('int_settlement_coverage') }}
+),
+
+order_history as (
+    select platform, shop_id, min(window_start) as synced_from
+    from {{ ref('stg_ops__extraction_windows') }}
+    where entity = 'orders'
+    group by 1, 2
+),
+
+expected as (
+    select
+        order_key,
+        sum(amount) filter (where in_settlement) as expected_amount,
+        coalesce(sum(amount) filter (where event_type in ('platform_subsidy', 'influencer_subsidy')), 0)
+            as subsidy_expected
+    from {{ ref('fct_money_events') }}
+    where source = 'books'
+    group by 1
+),
+
+books as (
+    select
+        orders.order_key,
+        orders.platform,
+        orders.shop_id,
+        orders.order_id,
+        orders.completed_at,
+        (orders.completed_at at time zone 'Asia/Shanghai')::date + terms.settle_days as due_date,
+        orders.refund_status_code = 2 as is_refunded,
+        coalesce(expected.expected_amount, 0) as expected_amount,
+        coalesce(expected.subsidy_expected, 0) as subsidy_expected
+    from {{ ref('fct_orders') }} as orders
+    inner join {{ ref('platforms') }} as terms on terms.platform = orders.platform
+    left join expected on expected.order_key = orders.order_key
+),
+
+lines as (
+    select lines.*
+    from {{ ref('fct_settlement_lines') }} as lines
+    inner join coverage
+        on coverage.platform = lines.platform and coverage.shop_id = lines.shop_id
+        and lines.settle_date >= coverage.first_day and lines.settle_date < coverage.end_day
+),
+
+settled as (
+    select
+        order_key,
+        platform,
+        shop_id,
+        order_id,
+        sum(settle_amount) as settled_amount,
+        sum(other_fee_amount) as other_fee_amount,
+        sum(platform_subsidy_amount + influencer_subsidy_amount) as subsidy_settled,
+        bool_or(line_kind = 'refund') as has_refund_line,
+        min(settle_date) filter (where line_kind = 'payout') as payout_date,
+        min(settle_date) as first_settle_date,
+        min(settled_at) as first_settled_at,
+        count(*) as settlement_lines
+    from lines
+    group by 1, 2, 3, 4
+),
+
+in_scope as (
+    select order_key, platform, shop_id, order_id from settled
+    union
+    select books.order_key, books.platform, books.shop_id, books.order_id
+    from books
+    inner join coverage
+        on coverage.platform = books.platform and coverage.shop_id = books.shop_id
+        and books.due_date >= coverage.first_day and books.due_date < coverage.end_day
+),
+
+joined as (
+    select
+        in_scope.*,
+        books.order_key is not null as in_books,
+        books.due_date,
+        books.is_refunded,
+        books.subsidy_expected,
+        case when books.is_refunded then 0 else books.expected_amount end as expected_amount,
+        settled.order_key is not null as has_lines,
+        coalesce(settled.settled_amount, 0) as settled_amount,
+        coalesce(settled.other_fee_amount, 0) as other_fee_amount,
+        coalesce(settled.subsidy_settled, 0) as subsidy_settled,
+        coalesce(settled.has_refund_line, false) as has_refund_line,
+        settled.payout_date,
+        settled.first_settle_date,
+        settled.first_settled_at,
+        coalesce(settled.settlement_lines, 0) as settlement_lines,
+        coverage.first_day,
+        coverage.end_day,
+        order_history.synced_from
+    from in_scope
+    left join books on books.order_key = in_scope.order_key
+    left join settled on settled.order_key = in_scope.order_key
+    left join coverage on coverage.platform = in_scope.platform and coverage.shop_id = in_scope.shop_id
+    left join order_history
+        on order_history.platform = in_scope.platform and order_history.shop_id = in_scope.shop_id
+),
+
+categorized as (
+    select
+        joined.*,
+        settled_amount - coalesce(expected_amount, 0) as difference_amount,
+        case
+            when not in_books then
+                case when synced_from <= first_settled_at - interval '{{ var("recon_order_history_days") }} days'
+                     then 'lost_order' end
+            when due_date is null then null
+            when due_date < first_day then 'prior_period'
+            when due_date >= end_day then null
+            when not has_lines then
+                case when due_date < end_day - {{ var('recon_grace_days') }} then 'unsettled' end
+            when is_refunded and settled_amount <> expected_amount and not has_refund_line
+                then 'refund_timing'
+            when settled_amount = expected_amount then
+                case when coalesce(payout_date, due_date) <> due_date then 'cross_day' end
+            when other_fee_amount <> 0 and settled_amount - expected_amount = -other_fee_amount
+                then 'unbooked_fee'
+            when subsidy_settled > subsidy_expected
+                and settled_amount - expected_amount = subsidy_settled - subsidy_expected
+                then 'unbooked_subsidy'
+            when abs(settled_amount - expected_amount) <= (select bound from rounding) then 'rounding'
+            else 'unexplained'
+        end as difference_category
+    from joined
+),
+
+statused as (
+    select
+        categorized.*,
+        case
+            when difference_category is not null then 'difference'
+            when not in_books then 'awaiting_order'
+            when due_date is null or due_date >= end_day or not has_lines then 'pending'
+            else 'matched'
+        end as reconciliation_status
+    from categorized
+),
+
+overrides as (
+    select *
+    from (
+        select
+            overrides.*,
+            row_number() over (
+                partition by platform, shop_id, order_id, category
+                order by resolved_at desc, override_id desc
+            ) as override_rank
+        from {{ source('ops', 'recon_overrides') }} as overrides
+    ) as ranked
+    where override_rank = 1
+),
+
+final as (
+    select
+        statused.order_key,
+        statused.platform,
+        statused.shop_id,
+        statused.order_id,
+        statused.reconciliation_status,
+        statused.difference_category,
+        statused.due_date,
+        coalesce(statused.payout_date, statused.first_settle_date) as settled_date,
+        coalesce(statused.payout_date, statused.first_settle_date, statused.due_date) as reconciliation_date,
+        case when statused.in_books and statused.difference_category not in ('prior_period')
+             then statused.expected_amount end::numeric(18, 2) as expected_amount,
+        statused.settled_amount::numeric(18, 2) as settled_amount,
+        case when statused.reconciliation_status = 'difference'
+             then case when statused.difference_category in ('prior_period', 'lost_order')
+                       then statused.settled_amount else statused.difference_amount end
+             else 0 end::numeric(18, 2) as difference_amount,
+        statused.settlement_lines,
+        statused.is_refunded,
+        case
+            when statused.reconciliation_status <> 'difference' then 'none'
+            when abs(statused.difference_amount) <= rules.abs_tolerance
+                or abs(statused.difference_amount) <= rules.rel_tolerance * abs(statused.expected_amount)
+                then rules.action_within_tolerance
+            else rules.action_over_tolerance
+        end as action,
+        overrides.resolution,
+        overrides.reason as resolution_reason,
+        overrides.resolved_by,
+        overrides.resolved_at
+    from statused
+    left join rules on rules.category = statused.difference_category
+    left join overrides
+        on overrides.platform = statused.platform and overrides.shop_id = statused.shop_id
+        and overrides.order_id = statused.order_id
+        and overrides.category = statused.difference_category
+)
+
+select * from final

@@ -1,0 +1,1 @@
+{{ stg_settlement_lines('tmall') }}
