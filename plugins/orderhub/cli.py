@@ -62,17 +62,25 @@ def _iso(ts: int | None) -> str | None:
 
 
 def cmd_sandbox_truth(args) -> int:
+    from orderhub.sandbox.settlement import reconciliation_truth
     from orderhub.sandbox.world import World
 
     spec = _spec(args)
     world = World(spec.seed, spec.shops, spec.scale)
-    rows = world.truth(int(parse_time(args.start).timestamp()), int(parse_time(args.end).timestamp()))
+    start, end = int(parse_time(args.start).timestamp()), int(parse_time(args.end).timestamp())
+    if args.kind == "reconciliation":
+        # [start, end): the settlement days reconciled (whole Beijing days)
+        rows = reconciliation_truth(world, start, end)
+        noun = "orders and settlement lines with a difference"
+    else:
+        rows = world.truth(start, end)
+        noun = "orders"
     with open(args.out, "w", encoding="utf-8") as out:
         for row in rows:
             row = {k: (_iso(v) if k.endswith("_at") else str(v) if k.endswith(("_amount", "_fee"))
                        else v) for k, v in row.items()}
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"{len(rows)} orders -> {args.out}")
+    print(f"{len(rows)} {noun} -> {args.out}")
     return 0
 
 
@@ -84,7 +92,9 @@ def cmd_run(args) -> int:
         print(f"sandbox at {sandbox.url} (seed {sandbox.seed}): connections point there")
     report = run(parse_time(args.start), parse_time(args.end), sandbox=sandbox,
                  repair=not args.no_repair,
-                 settle=timedelta(hours=args.settle_hours) if args.settle_hours else None)
+                 settle=timedelta(hours=args.settle_hours) if args.settle_hours else None,
+                 history=timedelta(days=args.history_days),
+                 settlement_days=args.settlement_days)
     print(f"{len(report.runs)} DAG runs ({report.failed_runs} failed); windows failed first:"
           f" {report.windows_failed_first}, repaired: {report.windows_repaired},"
           f" still open: {report.windows_open}")
@@ -178,6 +188,22 @@ def cmd_docs(args) -> int:
     return 0
 
 
+def cmd_recon_resolve(args) -> int:
+    from orderhub.reconciliation import resolve
+
+    resolve(args.platform, args.shop, args.order, args.category, args.resolution, args.reason,
+            args.by)
+    print("recorded in ops.recon_overrides; applied at the next dbt build (settlements_daily)")
+    return 0
+
+
+def cmd_recon_summary(args) -> int:
+    from orderhub.reconciliation import print_summary, summary
+
+    print_summary(summary(parse_time(args.start).date(), parse_time(args.end).date()))
+    return 0
+
+
 def cmd_report(args) -> int:
     from pathlib import Path
 
@@ -224,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--faults", default="none", choices=[*PROFILES, ALL])
             p.add_argument("--host", default="127.0.0.1")
         else:
+            p.add_argument("--kind", default="orders", choices=["orders", "reconciliation"],
+                           help="orders: their state; reconciliation: the category of every"
+                                " order or settlement line that must show a difference")
             p.add_argument("--start", required=True)
             p.add_argument("--end", required=True)
             p.add_argument("--out", required=True)
@@ -236,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--no-repair", action="store_true", help="skip the closing orders_repair run")
     run.add_argument("--settle-hours", type=float, default=0,
                      help="run orders_repair once more this many hours later (late updates)")
+    run.add_argument("--history-days", type=float, default=0,
+                     help="first sync this many days of order history before --start"
+                          " (one orders_repair run with a span)")
+    run.add_argument("--settlement-days", type=int, default=0,
+                     help="then reconcile this many whole days before --start"
+                          " (one settlements_daily run with a span)")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="warehouse + sandbox + DAG runs + a summary")
@@ -276,6 +311,17 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--start", default=DEFAULT_START)
     report.add_argument("--end", default=DEFAULT_END)
     report.set_defaults(func=cmd_report)
+
+    recon = sub.add_parser("recon", help="reconciliation: summaries and resolving review items")
+    recon_sub = recon.add_subparsers(dest="recon_command", required=True)
+    resolve = recon_sub.add_parser("resolve", help="resolve a review item (ops.recon_overrides)")
+    for name in ("platform", "shop", "order", "category", "resolution", "reason", "by"):
+        resolve.add_argument(f"--{name}", required=True)
+    resolve.set_defaults(func=cmd_recon_resolve)
+    recon_summary = recon_sub.add_parser("summary", help="consistency, differences, review queue")
+    recon_summary.add_argument("--start", required=True, help="first day reconciled")
+    recon_summary.add_argument("--end", required=True, help="day after the last")
+    recon_summary.set_defaults(func=cmd_recon_summary)
 
     mapping = sub.add_parser("mapping", help="the field and status mapping seeds")
     mapping_sub = mapping.add_subparsers(dest="mapping_command", required=True)

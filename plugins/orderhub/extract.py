@@ -238,9 +238,10 @@ def to_rows(client: PlatformClient, payloads: list[dict],
             if not order_id:
                 raise ValueError("empty order id")
         except (KeyError, ValueError, TypeError) as exc:
-            what = "settle time" if entity == "settlements" else "modified time"
-            rejected.append(Rejected(text, f"{client.platform} {entity}: payload lacks a usable"
-                                           f" order id or {what} ({type(exc).__name__}: {exc})"))
+            what = " settlement line" if entity == "settlements" else ""
+            when = "settle time" if entity == "settlements" else "modified time"
+            rejected.append(Rejected(text, f"{client.platform}{what}: payload lacks a usable"
+                                           f" order id or {when} ({type(exc).__name__}: {exc})"))
             continue
         rows.append(RawRow(order_id, modified_at, text, sha256(text)))
     return rows, rejected

@@ -196,13 +196,16 @@ class RunReport:
         return sum(not ok for _, _, ok in self.runs)
 
 
-def dag_test(dag_id: str, at: datetime, env: dict[str, str], defer_marts: bool = False) -> bool:
+def dag_test(dag_id: str, at: datetime, env: dict[str, str], defer_marts: bool = False,
+             conf: dict | None = None) -> bool:
     """One complete DAG run through ``airflow dags test``; True if it succeeded.
 
     ``dags test DAG DATE`` infers the data interval the way a manual run does:
     the latest complete interval ending at or before DATE. So the run for
     [a, b) is asked for at b (tests/test_dags.py checks this)."""
     args = ["dags", "test", dag_id, at.isoformat()]
+    if conf:
+        args += ["--conf", json.dumps(conf)]
     if defer_marts:
         args += ["--mark-success-pattern", DEFER_MARTS]
     result = airflow(*args, env=env, check=False, capture=True)
@@ -238,11 +241,17 @@ def wait_for_breakers(echo=print, limit: float = 180) -> None:
 
 def run(start: datetime, end: datetime, *, sandbox: SandboxTarget | None = None,
         repair: bool = True, settle: timedelta | None = None, defer_marts: bool = False,
-        repair_attempts: int = 3, echo=print) -> RunReport:
+        repair_attempts: int = 3, history: timedelta = timedelta(0), settlement_days: int = 0,
+        echo=print) -> RunReport:
     """Run orders_incremental through Airflow for every hour in [start, end),
     then orders_repair for the interval ending at ``end`` (as the next hourly
     repair would), and - with ``settle`` - once more that much later, when
     late-visible updates have appeared.
+
+    With ``history``, first one orders_repair run syncs [start - history,
+    start) (a manual run with a span: the historical sync a new shop needs);
+    with ``settlement_days``, one settlements_daily run then reconciles the
+    whole days [start - settlement_days, start) (``start`` on a midnight).
 
     ``defer_marts`` leaves dbt and GX to the last run (marks those tasks
     successful in the earlier ones): the same DAGs, fewer dbt builds."""
@@ -258,24 +267,34 @@ def run(start: datetime, end: datetime, *, sandbox: SandboxTarget | None = None,
     ensure_manifest()
     ensure_airflow_db(env)
     lag = ExtractionSettings.from_env().safety_lag
-    plan = [("orders_incremental", b, b + lag) for _, b in intervals(start, end)]
+    plan: list[tuple] = []
+    if history:
+        plan.append(("orders_repair", start, start + lag,
+                     {"start": (start - history).isoformat(), "end": start.isoformat()}))
+    if settlement_days:
+        first = start - timedelta(days=settlement_days)
+        plan.append(("settlements_daily", start, start + lag,
+                     {"start": first.isoformat(), "end": start.isoformat()}))
+    plan += [("orders_incremental", b, b + lag) for _, b in intervals(start, end)]
     if repair:
         plan.append(("orders_repair", end, end + lag))
         if settle:
             plan.append(("orders_repair", end, end + settle + lag))
     report = RunReport(runs=[])
-    for i, (dag_id, at, clock) in enumerate(plan):
+    for i, (dag_id, at, clock, *conf) in enumerate(plan):
         last = i == len(plan) - 1
+        conf = conf[0] if conf else None
         attempts = repair_attempts if dag_id == "orders_repair" else 1
         for attempt in range(1, attempts + 1):
             if attempt > 1:
                 wait_for_breakers(echo)
             if sandbox:
                 sandbox.set_clock(clock)
-            echo(f"{dag_id} [{(at - INTERVAL).isoformat()}, {at.isoformat()})"
-                 + (f" at platform time {clock.isoformat()}" if dag_id == "orders_repair" else "")
+            span = (conf["start"], conf["end"]) if conf else ((at - INTERVAL).isoformat(), at.isoformat())
+            echo(f"{dag_id} [{span[0]}, {span[1]})"
+                 + (f" at platform time {clock.isoformat()}" if dag_id != "orders_incremental" else "")
                  + (f", attempt {attempt}" if attempt > 1 else "") + " ...")
-            ok = dag_test(dag_id, at, env, defer_marts=defer_marts and not last)
+            ok = dag_test(dag_id, at, env, defer_marts=defer_marts and not last, conf=conf)
             report.runs.append((dag_id, at, ok))
             if ok:
                 break
