@@ -24,7 +24,7 @@ import psycopg
 import pytest
 
 from orderhub.config import load_shops, parse_time
-from orderhub.reconciliation import recon_categories, summary
+from orderhub.reconciliation import order_history_days, recon_categories, summary
 from orderhub.runner import SandboxTarget, airflow_env, dag_test, dbt, run
 from orderhub.sandbox.server import SandboxSpec, serve
 from tests.truth import mart_digest, reset
@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 SCALE = 0.05
 RANGE_END = parse_time("2026-11-08T00:00")  # reconcile [11-05, 11-08)
 SETTLEMENT_DAYS = 3
-HISTORY = timedelta(days=SETTLEMENT_DAYS + 8)  # recon_order_history_days (8) before the range
+HISTORY = timedelta(days=SETTLEMENT_DAYS + order_history_days())
 SHOPS = [("tmall", "tmall-recon", "orderhub_recon_tmall"), ("jd", "20001", "orderhub_recon_jd"),
          ("pdd", "pdd-recon", "orderhub_recon_pdd"), ("douyin", "4600001", "orderhub_recon_douyin")]
 

@@ -105,7 +105,8 @@ def cmd_demo(args) -> int:
     from orderhub.demo import demo
 
     return demo(seed=args.seed, start=parse_time(args.start), end=parse_time(args.end),
-                fresh=args.fresh, scale=args.scale, faults=args.faults)
+                fresh=args.fresh, scale=args.scale, faults=args.faults,
+                settlement_days=args.settlement_days)
 
 
 def cmd_extract(args) -> int:
@@ -275,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = sub.add_parser("demo", help="warehouse + sandbox + DAG runs + a summary")
     demo.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    demo.add_argument("--scale", type=float, default=1.0)
+    demo.add_argument("--scale", type=float, default=0.1,
+                      help="order volume multiplier (1.0: a full-size brand; see make bench)")
+    demo.add_argument("--settlement-days", type=int, default=2,
+                      help="reconcile this many days before --start (0: orders only)")
     demo.add_argument("--start", default=DEFAULT_START)
     demo.add_argument("--end", default=DEFAULT_END)
     demo.add_argument("--fresh", action="store_true", help="start from an empty warehouse")

@@ -1,10 +1,19 @@
 """``orderhub demo``: the whole path on one machine, then a summary.
 
 Starts the warehouse and the sandbox, points every configured shop's
-connection at the sandbox, runs ``orders_incremental`` through Airflow for
-each hour of the window, and prints per platform: orders landed in raw, orders
-in ``fct_orders``, orders in the sandbox's truth, and status counts; then
-the health figures, and writes the run report (``orderhub report``).
+connection at the sandbox, and runs through Airflow:
+
+1. ``orders_repair`` once with a span: the order history a reconciliation
+   needs (the settlement days plus recon_order_history_days before them);
+2. ``settlements_daily`` once for the ``settlement_days`` days before the
+   window: settlement lines, the reconciliation marts, the audit record;
+3. ``orders_incremental`` for each hour of the window, then ``orders_repair``.
+
+Then it prints per platform: orders landed in raw, orders in ``fct_orders``,
+orders in the sandbox's truth, and status counts; the health figures; the
+reconciliation summary of the settlement days (consistency rate, differences
+by category with amounts, review queue) next to the sandbox's reconciliation
+truth; and writes the run report (``orderhub report``).
 """
 
 from __future__ import annotations
@@ -69,8 +78,27 @@ def print_health(start: datetime, end: datetime) -> None:
               f" {fields or 0:>8.2%} {open_windows:>5}")
 
 
-def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 1.0,
-         faults: str = "none", settle: timedelta | None = None) -> int:
+def print_reconciliation(world, first: datetime, start: datetime, books_until: datetime) -> bool:
+    """The reconciliation summary of [first, start) beside the truth's counts
+    (the books - the orders - synced until ``books_until``)."""
+    from collections import Counter
+
+    from orderhub.reconciliation import print_summary, summary
+    from orderhub.sandbox.settlement import reconciliation_truth
+
+    s = summary(first.date(), start.date())
+    print_summary(s)
+    truth = Counter(r["category"] for r in reconciliation_truth(
+        world, int(first.timestamp()), int(start.timestamp()), int(books_until.timestamp())))
+    found = {c: d["orders"] for c, d in s["differences"].items()}
+    equal = found == dict(truth)
+    print(f"sandbox truth by category: {dict(sorted(truth.items()))}"
+          f" ({'equal' if equal else 'DIFFERENT'})")
+    return equal
+
+
+def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 0.1,
+         faults: str = "none", settle: timedelta | None = None, settlement_days: int = 2) -> int:
     began = time.monotonic()
     print(f"warehouse: {database_url()}")
     if fresh:
@@ -86,14 +114,22 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
     SandboxTarget.state_file().write_text(json.dumps({"url": target.url, "seed": seed,
                                                       "scale": scale}))
     print(f"sandbox: {target.url} (seed {seed}, scale {scale}, {len(shops)} shops, faults {faults})")
+    from orderhub.reconciliation import order_history_days
+
+    history = (timedelta(days=settlement_days + order_history_days()) if settlement_days
+               else timedelta(0))
     try:
-        report = run(start, end, sandbox=target, settle=settle)
+        report = run(start, end, sandbox=target, settle=settle, history=history,
+                     settlement_days=settlement_days)
     finally:
         server.shutdown()
         SandboxTarget.state_file().unlink(missing_ok=True)
-    truth = server.sandbox.world.truth(int(start.timestamp()), int(end.timestamp()))
-    rows, all_equal = summary(start, end, truth)
-    print(f"\nwindow [{start.isoformat()}, {end.isoformat()}), {time.monotonic() - began:.0f}s")
+    # everything synced: the history before the window, then the window
+    synced_from = start - history
+    truth = server.sandbox.world.truth(int(synced_from.timestamp()), int(end.timestamp()))
+    rows, all_equal = summary(synced_from, end, truth)
+    print(f"\norders modified in [{synced_from.isoformat()}, {end.isoformat()})"
+          f" (history + window), {time.monotonic() - began:.0f}s")
     print(f"{'platform':<8} {'landed':>8} {'fct_orders':>11} {'truth':>8}  status counts")
     for r in rows:
         codes = " ".join(f"{c}:{n}" for c, n in sorted(r["status_counts"].items()))
@@ -105,11 +141,15 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
     total = sum(r["fct_orders"] for r in rows)
     print(f"{'total':<8} {sum(r['landed'] for r in rows):>8} {total:>11}  {len(truth):>7}")
     print_health(start, end)
+    recon_equal = True
+    if settlement_days:
+        recon_equal = print_reconciliation(server.sandbox.world,
+                                           start - timedelta(days=settlement_days), start, end)
     out = write_report(home() / "report.html", start, end)
     print(f"\nreport: {out}")
     print(f"GX Data Docs: {data_docs_index()}")
-    if not all_equal:
-        print("fct_orders differs from the sandbox truth" + ("" if fresh else
+    if not (all_equal and recon_equal):
+        print("the warehouse differs from the sandbox truth" + ("" if fresh else
               " (the warehouse held earlier data: try --fresh)"))
         return 1 if fresh else 0
     return 0

@@ -55,14 +55,25 @@ RULES_HASH_SQL = """
                                    from seeds.platforms p), ''))"""
 
 
-def recon_categories() -> list[str]:
-    """The difference categories, from dbt_project.yml (var recon_categories)."""
+def dbt_var(name: str):
+    """A var of dbt_project.yml (the reconciliation's settings live there)."""
     import yaml
 
     from orderhub.config import dbt_project_dir
 
     project = yaml.safe_load((dbt_project_dir() / "dbt_project.yml").read_text(encoding="utf-8"))
-    return list(project["vars"]["recon_categories"])
+    return project["vars"][name]
+
+
+def recon_categories() -> list[str]:
+    """The difference categories (var recon_categories)."""
+    return list(dbt_var("recon_categories"))
+
+
+def order_history_days() -> int:
+    """How far before the reconciled days the order history must reach
+    (var recon_order_history_days): sync at least this much first."""
+    return int(dbt_var("recon_order_history_days"))
 
 
 def _money(value) -> str:

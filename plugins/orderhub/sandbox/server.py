@@ -115,6 +115,9 @@ class Sandbox:
 def make_handler(sandbox: Sandbox):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle's algorithm on, the
+        # body waits for the client's delayed ACK (~40 ms per keep-alive call).
+        disable_nagle_algorithm = True
 
         def log_message(self, format, *args):  # noqa: A002 - quiet by default
             pass

@@ -248,11 +248,13 @@ class Settlements:
         return found
 
 
-def categorize(s: OrderSettlement, start: int, end: int) -> str | None:
+def categorize(s: OrderSettlement, start: int, end: int, books_until: int | None = None) -> str | None:
     """The category the reconciliation of [start, end) (whole Beijing days)
     must give this order: a difference kind, "matched", or None when the order
     is not judged in this range (not due in it, or due on its last day with no
-    payout yet: pending)."""
+    payout yet: pending). The books (the orders) are as synced until
+    ``books_until`` (default ``end``): a refund they hold whose line is not in
+    the range is a timing difference."""
     lines = [line for line in s.lines if start <= line.settled_at < end]
     first_day, end_day = local_date(start), local_date(end)
     if s.ghost:
@@ -263,7 +265,7 @@ def categorize(s: OrderSettlement, start: int, end: int) -> str | None:
         return "prior_period" if lines else None
     if not lines:
         return "unsettled" if s.due < end_day - timedelta(days=GRACE_DAYS) else None
-    refunded = s.refunded_at is not None and s.refunded_at < end
+    refunded = s.refunded_at is not None and s.refunded_at < (books_until or end)
     expected = ZERO if refunded else s.books_expected
     settled = sum((line.settle_amount for line in lines), ZERO)
     diff = settled - expected
@@ -285,14 +287,16 @@ def categorize(s: OrderSettlement, start: int, end: int) -> str | None:
     return "unexplained"
 
 
-def reconciliation_truth(world: w.World, start: int, end: int) -> list[dict]:
+def reconciliation_truth(world: w.World, start: int, end: int,
+                         books_until: int | None = None) -> list[dict]:
     """Every order and settlement line the reconciliation of [start, end) must
-    flag, with its category, sorted by platform, shop and order id."""
+    flag, with its category, sorted by platform, shop and order id (orders
+    synced until ``books_until``, default ``end``)."""
     settlements = Settlements(world)
     rows = []
     for platform, shop_id in world.shops:
         for s in settlements.candidates(platform, shop_id, start, end):
-            category = categorize(s, start, end)
+            category = categorize(s, start, end, books_until)
             if category not in (None, "matched"):
                 rows.append({"platform": platform, "shop_id": shop_id, "order_id": s.order_id,
                              "category": category, "injected": s.injected})
