@@ -63,6 +63,22 @@ def test_the_pipeline_order_is_extract_then_dbt_then_gx_then_alerts(dagbag, dag_
         assert dag.get_task("check_landing").upstream_task_ids == {extract_id}
 
 
+def test_settlements_run_daily_extract_then_reconcile_then_check_then_audit(dagbag):
+    dag = dagbag.dags["settlements_daily"]
+    import pendulum
+
+    b = pendulum.instance(parse_time("2026-11-11T00:00"))
+    interval = dag.timetable.infer_manual_data_interval(run_after=b)
+    assert interval.end == b and interval.end - interval.start == timedelta(days=1)
+    assert "dbt.build" in dag.get_task("extract_settlements").downstream_task_ids
+    assert dag.get_task("check_reconciliation").upstream_task_ids == {"dbt.build"}
+    audit = dag.get_task("audit")
+    assert audit.upstream_task_ids == {"check_reconciliation"}
+    assert audit.trigger_rule == "all_done"  # a failed check is audited too
+    assert set(dag.params) == {"start", "end"}
+    assert set(dagbag.dags["orders_repair"].params) == {"start", "end"}
+
+
 def test_the_cosmos_task_group_renders_one_task_per_model(dagbag):
     """ORDERHUB_DBT_PER_MODEL_TASKS=1: the same DAGs with a Cosmos task group."""
     import subprocess

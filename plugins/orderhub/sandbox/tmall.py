@@ -41,7 +41,7 @@ def error(code: int, msg: str, sub_code: str = "", sub_msg: str = "") -> dict[st
 # Bill rows of one settlement line: (account_id, notice, component, sign).
 BILL_ITEMS = [
     (2, "交易收款", "gross", 1), (1, "天猫补贴", "platform_subsidy", 1),
-    (1, "达人补贴", "influencer_subsidy", 1), (3, "天猫佣金", "commission", -1),
+    (3, "天猫佣金", "commission", -1),
     (4, "支付宝服务费", "service_fee", -1), (6, "运费险", "other_fee", -1),
     (2, "售后退款", "refund", -1),
 ]

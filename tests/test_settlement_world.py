@@ -1,0 +1,73 @@
+"""The sandbox's settlement world on its own: injections land where they
+should, untouched orders settle exactly what the books expect, and the
+clients refuse what the platforms refuse."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from orderhub.config import parse_time
+from orderhub.platforms import Credentials, PlatformError, client_for
+from orderhub.sandbox.settlement import (
+    INJECTED,
+    Settlements,
+    categorize,
+    local_date,
+    reconciliation_truth,
+)
+from orderhub.sandbox.world import World
+
+SHOPS = [("tmall", "t"), ("jd", "10001"), ("pdd", "p"), ("douyin", "40001")]
+START, END = parse_time("2026-11-05T00:00"), parse_time("2026-11-09T00:00")
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World(5, SHOPS, 0.05)
+
+
+def judged(world):
+    s = Settlements(world)
+    start, end = int(START.timestamp()), int(END.timestamp())
+    for platform, shop in SHOPS:
+        for settlement in s.candidates(platform, shop, start, end):
+            yield settlement, categorize(settlement, start, end)
+
+
+def test_amount_injections_are_what_the_truth_finds(world):
+    """An order due well inside the range shows exactly the difference injected."""
+    seen = Counter()
+    for s, category in judged(world):
+        if s.injected in ("rounding", "unbooked_fee", "unbooked_subsidy", "unexplained", "unsettled") \
+                and s.due is not None and local_date(int(START.timestamp())) <= s.due \
+                < local_date(int(END.timestamp())) - timedelta(days=1):
+            assert category == s.injected, (s, category)
+            seen[category] += 1
+    assert set(seen) == {"rounding", "unbooked_fee", "unbooked_subsidy", "unexplained", "unsettled"}
+
+
+def test_untouched_orders_settle_what_the_books_expect(world):
+    n = 0
+    for s, category in judged(world):
+        if s.injected is None and not s.ghost and s.refunded_at is None and len(s.lines) == 1 \
+                and category in ("matched", "cross_day"):
+            assert s.lines[0].settle_amount == s.books_expected
+            n += 1
+    assert n > 100
+
+
+def test_the_truth_covers_every_kind(world):
+    kinds = Counter(r["category"] for r in reconciliation_truth(
+        world, int(START.timestamp()), int(END.timestamp())))
+    assert set(kinds) == {*INJECTED, "lost_order", "prior_period"}, kinds
+
+
+def test_pdd_bills_are_whole_days():
+    client = client_for("pdd", Credentials("http://127.0.0.1:1/pdd/api/router", "k", "s", "t"))
+    with pytest.raises(PlatformError, match="one whole day"):
+        client.settlement_request(START, START + timedelta(hours=6), None)
+    request = client.settlement_request(START, START + timedelta(days=1), None)
+    assert request.data["bill_date"] == "2026-11-05"
