@@ -2,7 +2,7 @@
 then the reconciliation.
 
     list_shops -> extract_settlements (mapped, one per shop) -> dbt.build
-               -> check_reconciliation -> audit
+               -> check_reconciliation -> audit -> alert
 
 The data interval is one Beijing day (a platform's bill). A manual run may
 pass params ``start``/``end`` (ISO times on midnights) to reconcile a range of
@@ -16,7 +16,13 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from orderhub.orchestration import daily_dag, dbt_task_group, run_checkpoints, span_from
+from orderhub.orchestration import (
+    daily_dag,
+    dbt_task_group,
+    run_checkpoints,
+    send_alerts,
+    span_from,
+)
 
 
 @dag(**daily_dag(dag_id="settlements_daily", tags=["orderhub", "settlements", "reconciliation", "daily"],
@@ -61,8 +67,14 @@ def settlements_daily():
         start, end = span_from(params, data_interval_start, data_interval_end)
         return record(run_id, start.astimezone(PLATFORM_TZ).date(), end.astimezone(PLATFORM_TZ).date())
 
+    @task(trigger_rule="all_done")
+    def alert(params=None, data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
+        """Differences over tolerance waiting for review, failed checks, open windows."""
+        start, end = span_from(params, data_interval_start, data_interval_end)
+        return send_alerts(start, end, run_id)
+
     extracted = extract_settlements.expand(job=list_shops())
-    extracted >> dbt_task_group() >> check_reconciliation() >> audit()
+    extracted >> dbt_task_group() >> check_reconciliation() >> audit() >> alert()
 
 
 settlements_daily()

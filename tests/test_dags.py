@@ -75,6 +75,7 @@ def test_settlements_run_daily_extract_then_reconcile_then_check_then_audit(dagb
     audit = dag.get_task("audit")
     assert audit.upstream_task_ids == {"check_reconciliation"}
     assert audit.trigger_rule == "all_done"  # a failed check is audited too
+    assert dag.get_task("alert").upstream_task_ids == {"audit"}
     assert set(dag.params) == {"start", "end"}
     assert set(dagbag.dags["orders_repair"].params) == {"start", "end"}
 

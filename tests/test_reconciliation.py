@@ -121,12 +121,20 @@ def test_the_day_ties_out_and_every_line_is_judged(seed_11, warehouse_url):
         checks = conn.execute(
             "select bool_and(success), count(*) from ops.validation_results"
             " where checkpoint = 'reconciliation_coverage'").fetchone()
+        alerts = conn.execute("select count(*) from ops.alerts"
+                              " where kind = 'reconciliation_review'").fetchone()[0]
+        health = conn.execute(
+            "select count(*) filter (where reconciliation_consistency_rate is not null),"
+            " max(reconciliation_consistency_rate) from marts.rpt_ingestion_health"
+            " where hour_start >= '2026-11-05' and hour_start < '2026-11-08'").fetchone()
     assert len(days) == 12  # 4 shops x 3 days
     assert all(settled == accounted for _, settled, accounted, _ in days), days
     assert all(0.5 < rate < 1 for *_, rate in days), days
     assert unjudged == 0
     assert audits == 1
     assert checks[1] > 0 and checks[0], checks
+    assert alerts > 0  # differences over tolerance reach the alert channels
+    assert health[0] > 0 and 0.5 < health[1] < 1, health  # the health mart carries the rate
 
 
 def test_rerunning_the_days_changes_nothing_and_audits_identically(seed_11, warehouse_url):

@@ -8,9 +8,10 @@ Rules (each alert names platform, shop, window and a number):
 * ``incomplete_window``: an extraction window still failed, partial or short an hour
   (``ORDERHUB_ALERT_INCOMPLETE_AFTER_SECONDS``) after it closed (ops.extraction_windows);
 * ``unknown_status``: orders whose raw status the mapping seed lacks (marts.fct_orders);
-* ``failed_expectation``: a critical GX expectation failed in this run (ops.validation_results).
-
-Reconciliation differences above their rule's threshold join with issue 5.
+* ``failed_expectation``: a critical GX expectation failed in this run (ops.validation_results);
+* ``reconciliation_review``: reconciliation differences over their rule's tolerance
+  (action manual_review in seeds/recon_rules.csv, not resolved) among the orders
+  reconciled in the interval, per shop and category (marts.rpt_recon_review_queue).
 
 Channels are Airflow connections, because webhook URLs carry tokens:
 
@@ -132,6 +133,16 @@ def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: s
             alerts.append(Alert("failed_expectation", platform, "", start, end,
                                 f"{checkpoint}: {description or expectation}",
                                 f"{observed} unexpected"))
+    if relation_exists(conn, "marts.rpt_recon_review_queue"):
+        for platform, shop, category, orders, amount in conn.execute(
+                "select platform, shop_id, difference_category, count(*), sum(difference_amount)"
+                " from marts.rpt_recon_review_queue"
+                " where reconciliation_date >= (%s at time zone 'Asia/Shanghai')::date"
+                " and reconciliation_date < (%s at time zone 'Asia/Shanghai')::date"
+                " group by 1, 2, 3 order by 1, 2, 3", (start, end)):
+            alerts.append(Alert("reconciliation_review", platform, shop, start, end,
+                                f"{category} differences need review (rpt_recon_review_queue)",
+                                f"{orders} orders, {amount:.2f} yuan"))
     return alerts
 
 

@@ -106,6 +106,18 @@ def gather(conn: psycopg.Connection, start: datetime, end: datetime) -> dict:
             " coalesce(description, expectation), severity, success, observed, validated_at"
             " from ops.validation_results order by checkpoint, suite, expectation, description,"
             " validated_at desc").fetchall()
+    data["recon"], data["queue"] = [], []
+    if relation_exists(conn, "marts.fct_order_reconciliation"):
+        data["recon"] = conn.execute(
+            "select platform, coalesce(difference_category, reconciliation_status), count(*),"
+            " sum(difference_amount), string_agg(distinct action, ', ')"
+            " from marts.fct_order_reconciliation where reconciliation_date >= %s::date - 7"
+            " and reconciliation_date < %s::date group by 1, 2 order by 1, 2",
+            (_local(end).date(), _local(end).date())).fetchall()
+        data["queue"] = conn.execute(
+            "select priority, platform, shop_id, order_id, difference_category, difference_amount,"
+            " reconciliation_date from marts.rpt_recon_review_queue order by priority limit 20"
+        ).fetchall()
     if relation_exists(conn, "ops.alerts"):
         data["alerts"] = conn.execute(
             "select to_char(sent_at at time zone 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI'), kind, message"
@@ -164,9 +176,10 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding
 <p>{_local(start):%Y-%m-%d %H:%M} to {_local(end):%Y-%m-%d %H:%M} (UTC+8), written {datetime.now(PLATFORM_TZ):%Y-%m-%d %H:%M:%S}</p>
 <section><h2>Health per platform</h2>{health}</section>
 {sections}
-<section><h2>Reconciliation differences by category and amount</h2>
-<p class="empty">No settlement data: settlements and reconciliation arrive with issue 5.</p></section>
-<section><h2>Review queue</h2><p class="empty">Empty: nothing to review until reconciliation runs.</p></section>
+<section><h2>Reconciliation: orders by outcome, the 7 days before {_local(end):%Y-%m-%d}</h2>
+{_table(["platform", "category / status", "orders", "difference (yuan)", "actions"], data["recon"])}</section>
+<section><h2>Review queue (largest 20; marts.rpt_recon_review_queue)</h2>
+{_table(["priority", "platform", "shop", "order", "category", "difference (yuan)", "date"], data["queue"])}</section>
 <section><h2>Failed expectations (latest result of each)</h2>
 {_table(["checkpoint", "suite", "expectation", "severity", "observed"], failed_checks)}</section>
 <section><h2>Alerts sent</h2>{_table(["sent at (UTC+8)", "kind", "message"], data["alerts"])}</section>

@@ -72,7 +72,8 @@ final as (
         round(ledger.ledger_orders_landed::numeric / nullif(ledger.api_reported_count, 0), 4)
             as completeness_rate,
         round(fields.field_completeness_rate, 4) as field_completeness_rate,
-        null::numeric as reconciliation_consistency_rate,  -- with the settlement marts (issue 5)
+        -- the day's rate (matched / judged orders) of the shop's reconciliation
+        recon.consistency_rate as reconciliation_consistency_rate,
         coalesce(ledger.open_windows, 0) as open_windows
     from latency
     full outer join ledger
@@ -83,6 +84,10 @@ final as (
         on fields.platform = coalesce(latency.platform, ledger.platform)
         and fields.shop_id = coalesce(latency.shop_id, ledger.shop_id)
         and fields.hour_start = coalesce(latency.hour_start, ledger.hour_start)
+    left join {{ ref('rpt_reconciliation_daily') }} as recon
+        on recon.platform = coalesce(latency.platform, ledger.platform)
+        and recon.shop_id = coalesce(latency.shop_id, ledger.shop_id)
+        and recon.day = (coalesce(latency.hour_start, ledger.hour_start) at time zone 'Asia/Shanghai')::date
 )
 
 select * from final
