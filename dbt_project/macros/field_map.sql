@@ -122,17 +122,14 @@
     {{ return(names) }}
 {% endmacro %}
 
-{#- One row per raw version of an order (raw keeps every version; the marts
-    pick the latest with latest_version()). Row by row, so a filter on
-    extracted_at reaches raw's index through the view. -#}
-{% macro stg_orders(platform) %}
-{%- set rows = field_map_rows(platform, 'order') -%}
-{#- discount_amount: the platform's total, else the sum of the funder parts. -#}
-{%- set derived = {'discount_amount': "coalesce(discount_amount, (coalesce(merchant_discount_amount, 0)
-        + coalesce(platform_discount_amount, 0) + coalesce(influencer_discount_amount, 0)
-        + coalesce(payment_discount_amount, 0))::numeric(18, 2))"} -%}
+{#- A staging model of one entity from its raw table: every standard field
+    of the entity mapped (units, times, defaults), personal data masked, the
+    raw table's lineage columns kept (``lineage``: "expression as name" or a
+    column). Row by row, so a filter on extracted_at reaches raw's index. -#}
+{% macro stg_entity(platform, entity, raw_suffix, derived={}, lineage=['payload_sha256', 'extracted_at']) %}
+{%- set rows = field_map_rows(platform, entity) -%}
 with source as (
-    select * from {{ source('raw', platform ~ '_orders') }}
+    select * from {{ source('raw', platform ~ '_' ~ raw_suffix) }}
 ),
 
 mapped as (
@@ -143,10 +140,7 @@ mapped as (
         {%- for row in rows if row.data_type != 'array' %}
         {{ mapped_field('payload', row) }} as {{ row.field }},
         {%- endfor %}
-        modified_at as source_modified_at,
-        platform_fetched_at,
-        payload_sha256,
-        extracted_at
+        {{ lineage | join(',\n        ') }}
     from source
 ),
 
@@ -159,14 +153,25 @@ final as (
         {{ column }},
         {%- endfor %}
         'CNY'::text as currency,
-        source_modified_at,
-        platform_fetched_at,
-        payload_sha256,
-        extracted_at
+        {%- for column in lineage %}
+        {{ column.split(' as ')[-1] }}{{ ',' if not loop.last }}
+        {%- endfor %}
     from mapped
 )
 
 select * from final
+{% endmacro %}
+
+{#- One row per raw version of an order (raw keeps every version; the marts
+    pick the latest with latest_version()). -#}
+{% macro stg_orders(platform) %}
+{#- discount_amount: the platform's total, else the sum of the funder parts. -#}
+{{ stg_entity(platform, 'order', 'orders',
+    derived={'discount_amount': "coalesce(discount_amount, (coalesce(merchant_discount_amount, 0)
+        + coalesce(platform_discount_amount, 0) + coalesce(influencer_discount_amount, 0)
+        + coalesce(payment_discount_amount, 0))::numeric(18, 2))"},
+    lineage=['modified_at as source_modified_at', 'platform_fetched_at', 'payload_sha256',
+             'extracted_at']) }}
 {% endmacro %}
 
 {#- One row per line of every raw version (the marts keep the latest). -#}
@@ -229,41 +234,9 @@ select * from final
     settlement_line). Components are magnitudes; settle_amount is signed and,
     when the platform gives no total, derived from the components. -#}
 {% macro stg_settlement_lines(platform) %}
-{%- set rows = field_map_rows(platform, 'settlement_line') -%}
-{%- set derived = {'settle_amount': "coalesce(settle_amount, (coalesce(gross_amount, 0)
+{{ stg_entity(platform, 'settlement_line', 'settlements',
+    derived={'settle_amount': "coalesce(settle_amount, (coalesce(gross_amount, 0)
         + coalesce(platform_subsidy_amount, 0) + coalesce(influencer_subsidy_amount, 0)
         - coalesce(commission_amount, 0) - coalesce(service_fee_amount, 0)
-        - coalesce(other_fee_amount, 0) - coalesce(refund_amount, 0))::numeric(18, 2))"} -%}
-with source as (
-    select * from {{ source('raw', platform ~ '_settlements') }}
-),
-
-mapped as (
-    select
-        platform,
-        shop_id,
-        order_id,
-        {%- for row in rows %}
-        {{ mapped_field('payload', row) }} as {{ row.field }},
-        {%- endfor %}
-        payload_sha256,
-        extracted_at
-    from source
-),
-
-final as (
-    select
-        platform,
-        shop_id,
-        order_id,
-        {%- for column in standard_columns(rows, derived) %}
-        {{ column }},
-        {%- endfor %}
-        'CNY'::text as currency,
-        payload_sha256,
-        extracted_at
-    from mapped
-)
-
-select * from final
+        - coalesce(other_fee_amount, 0) - coalesce(refund_amount, 0))::numeric(18, 2))"}) }}
 {% endmacro %}
