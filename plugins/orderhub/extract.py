@@ -205,7 +205,6 @@ class WindowFetch:
                             f"total kept changing over {self.policy.max_passes} passes",
                             retryable=True, kind="server")
 
-
     def settlements(self, start: datetime, end: datetime) -> tuple[list[dict], int]:
         """Every settlement line booked in the window. A booked line never
         changes, so one forward pass (pages, a cursor or a file) is enough;

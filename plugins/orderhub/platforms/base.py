@@ -121,7 +121,6 @@ class PlatformClient:
     """One shop on one platform. Subclasses fill in the dialect."""
 
     platform: ClassVar[str]
-    entity: ClassVar[str] = "orders"
     max_window: ClassVar[timedelta]  # longest modified-time window the API accepts
     max_page_size: ClassVar[int] = 100
     first_page: ClassVar[int] = 1  # page numbering base
