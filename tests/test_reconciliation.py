@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import timedelta
@@ -184,6 +185,38 @@ def test_an_override_resolves_a_review_item_on_top_of_the_result(seed_11, wareho
     s = summary(RANGE_END.date() - timedelta(days=SETTLEMENT_DAYS), RANGE_END.date())
     assert s["review_queue"] == left and s["judged"] > 0 and set(s["differences"]) <= set(
         recon_categories())
+
+
+def test_a_tolerance_is_a_seed_edit(seed_11, warehouse_url, tmp_path):
+    """Raising unbooked_fee's write-off tolerance from 1.00 to 10.00 in a copy
+    of the project: those differences leave the review queue, nothing else
+    moves, and the rules hash an audit record carries changes."""
+    from orderhub.config import dbt_project_dir
+    from orderhub.reconciliation import RULES_HASH_SQL
+
+    def state(conn):
+        return (dict(conn.execute("select difference_category, count(*) from"
+                                  " marts.rpt_recon_review_queue group by 1").fetchall()),
+                conn.execute(RULES_HASH_SQL).fetchone()[0],
+                mart_digest(warehouse_url, "fct_order_reconciliation", ("action",)))
+
+    with psycopg.connect(warehouse_url) as conn:
+        queue, rules, digest = state(conn)
+    assert queue.get("unbooked_fee")
+    project = tmp_path / "dbt_project"
+    shutil.copytree(dbt_project_dir(), project, ignore=shutil.ignore_patterns("target", "logs"))
+    rules_csv = project / "seeds" / "recon_rules.csv"
+    edited = [line.replace(",1.00,0,auto_write_off,", ",10.00,0,auto_write_off,")
+              if line.startswith("unbooked_fee,") else line
+              for line in rules_csv.read_text().splitlines()]
+    assert edited != rules_csv.read_text().splitlines()
+    rules_csv.write_text("\n".join(edited) + "\n")
+    dbt("build", "--select", "recon_rules", "fct_order_reconciliation+", project=project)
+    with psycopg.connect(warehouse_url) as conn:
+        queue_after, rules_after, digest_after = state(conn)
+    assert "unbooked_fee" not in queue_after  # all injected fees are 0.50-5.00
+    assert {k: v for k, v in queue.items() if k != "unbooked_fee"} == queue_after
+    assert rules_after != rules and digest_after == digest
 
 
 def test_every_category_at_least_999_precision_and_recall_seed_23(warehouse_url, shops_file,
