@@ -74,7 +74,7 @@ def settlements_daily():
         return send_alerts(start, end, run_id)
 
     extracted = extract_settlements.expand(job=list_shops())
-    extracted >> dbt_task_group() >> check_reconciliation() >> audit() >> alert()
+    extracted >> dbt_task_group(reconciliation=True) >> check_reconciliation() >> audit() >> alert()
 
 
 settlements_daily()

@@ -71,3 +71,21 @@ def test_pdd_bills_are_whole_days():
         client.settlement_request(START, START + timedelta(hours=6), None)
     request = client.settlement_request(START, START + timedelta(days=1), None)
     assert request.data["bill_date"] == "2026-11-05"
+
+
+def test_hourly_builds_leave_the_reconciliation_to_settlements_daily(warehouse_url):
+    """Once the reconciliation marts exist, the hourly DAGs' dbt build
+    excludes them (their cost follows settlement history); settlements_daily
+    always builds them."""
+    import psycopg
+
+    from orderhub.orchestration import build_exclusions
+    from tests.truth import reset
+
+    reset(warehouse_url)
+    assert build_exclusions(warehouse_url, reconciliation=False) == ["tag:gate"]
+    with psycopg.connect(warehouse_url) as conn:
+        conn.execute("create schema marts; create table marts.fct_order_reconciliation (x int)")
+    assert build_exclusions(warehouse_url, reconciliation=False) == ["tag:gate", "tag:reconciliation"]
+    assert build_exclusions(warehouse_url, reconciliation=True) == ["tag:gate"]
+    reset(warehouse_url)

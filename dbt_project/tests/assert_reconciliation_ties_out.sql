@@ -3,6 +3,7 @@
 -- settlement line is dropped or counted twice between the lines and the
 -- per-order reconciliation. Days outside the reconciled range are skipped
 -- (their lines are not judged yet).
+{{ config(tags=['reconciliation']) }}
 {%- set categories = var('recon_categories') %}
 with daily as (
     select * from {{ ref('rpt_reconciliation_daily') }}

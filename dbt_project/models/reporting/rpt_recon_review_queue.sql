@@ -1,6 +1,8 @@
 {#- What needs a person: every difference whose rule says manual_review and
     that no override has resolved, largest first, with what the rule says to
     do. Resolve one with `orderhub recon resolve` (ops.recon_overrides). -#}
+{{ config(tags=['reporting', 'reconciliation']) }}
+
 with reconciliation as (
     select * from {{ ref('fct_order_reconciliation') }}
 ),

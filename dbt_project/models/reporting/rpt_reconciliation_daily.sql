@@ -7,6 +7,7 @@
     category settled amounts + pending_settled_amount, to the cent:
     tests/assert_reconciliation_ties_out.sql), and the orders reconciled that
     day (payout day, else due day) with their differences. -#}
+{{ config(tags=['reporting', 'reconciliation']) }}
 {%- set categories = var('recon_categories') %}
 with reconciliation as (
     select * from {{ ref('fct_order_reconciliation') }}
