@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from orderhub.orchestration import dbt_task_group, hourly_dag, run_checkpoints, send_alerts
+from orderhub.orchestration import (
+    dbt_task_group,
+    hourly_dag,
+    run_checkpoints,
+    send_alerts,
+    span_from,
+)
 
 
 @dag(**hourly_dag(dag_id="orders_repair", tags=["orderhub", "orders", "repair", "hourly"], doc_md=__doc__,
@@ -21,16 +27,15 @@ from orderhub.orchestration import dbt_task_group, hourly_dag, run_checkpoints, 
                           "end": Param(None, type=["null", "string"])}))
 def orders_repair():
     @task
-    def plan_repairs(params=None, data_interval_end=None) -> list[dict]:
+    def plan_repairs(params=None, data_interval_start=None, data_interval_end=None) -> list[dict]:
         """Open windows plus the rolling span - or, when a manual run passes
         params start/end, that whole span (a historical re-sync)."""
-        from orderhub.config import parse_time
         from orderhub.repair import plan
 
-        if params and params.get("start") and params.get("end"):
-            end = parse_time(params["end"])
-            return plan(end, span=end - parse_time(params["start"]))
-        return plan(data_interval_end)
+        start, end = span_from(params, data_interval_start, data_interval_end)
+        if (start, end) != (data_interval_start, data_interval_end):
+            return plan(end, span=end - start)
+        return plan(end)
 
     @task(map_index_template="{{ task.op_kwargs['job']['shop']['platform'] }}/{{ task.op_kwargs['job']['shop']['shop_id'] }}")
     def repair_shop(job: dict, run_id=None) -> dict:
