@@ -14,6 +14,7 @@ unchanged data appends a record with the same three hashes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date
 from decimal import Decimal
@@ -113,8 +114,6 @@ def audit(run_id: str, start: date, end: date, url: str | None = None) -> dict:
 
 
 def _hash(value: dict) -> str:
-    import hashlib
-
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
