@@ -107,13 +107,14 @@ def test_every_category_at_least_999_precision_and_recall_seed_11(seed_11):
 
 
 def test_the_day_ties_out_and_every_line_is_judged(seed_11, warehouse_url):
-    categories = recon_categories()
     with psycopg.connect(warehouse_url) as conn:
         days = conn.execute(
-            "select day, settled_amount, matched_settled_amount"
-            + "".join(f" + {c}_settled_amount" for c in categories)
-            + " + pending_settled_amount, consistency_rate from marts.rpt_reconciliation_daily"
+            "select day, settled_amount, accounted_amount, consistency_rate"
+            " from marts.rpt_reconciliation_daily"
             " where day >= '2026-11-05' and day < '2026-11-08'").fetchall()
+        matched = conn.execute(
+            "select count(*), count(*) filter (where expected_amount = settled_amount)"
+            " from marts.fct_order_reconciliation where reconciliation_status = 'matched'").fetchone()
         unjudged = conn.execute(
             "select count(*) from marts.fct_settlement_lines l left join"
             " marts.fct_order_reconciliation r using (order_key)"
@@ -130,6 +131,7 @@ def test_the_day_ties_out_and_every_line_is_judged(seed_11, warehouse_url):
             " where hour_start >= '2026-11-05' and hour_start < '2026-11-08'").fetchone()
     assert len(days) == 12  # 4 shops x 3 days
     assert all(settled == accounted for _, settled, accounted, _ in days), days
+    assert matched[0] > 0 and matched[0] == matched[1], matched  # matched: expected = settled
     assert all(0.5 < rate < 1 for *_, rate in days), days
     assert unjudged == 0
     assert audits == 1

@@ -75,6 +75,10 @@ final as (
         coalesce(lines_by_outcome.{{ category }}_settled_amount, 0)::numeric(18, 2) as {{ category }}_settled_amount,
         {%- endfor %}
         coalesce(lines_by_outcome.pending_settled_amount, 0)::numeric(18, 2) as pending_settled_amount,
+        -- matched + every category + pending: equals settled_amount on a reconciled day
+        (coalesce(lines_by_outcome.matched_settled_amount, 0)
+            {%- for category in categories %} + coalesce(lines_by_outcome.{{ category }}_settled_amount, 0){% endfor %}
+            + coalesce(lines_by_outcome.pending_settled_amount, 0))::numeric(18, 2) as accounted_amount,
         coalesce(orders.matched_orders, 0) as matched_orders,
         coalesce(orders.matched_amount, 0)::numeric(18, 2) as matched_amount,
         coalesce(orders.difference_orders, 0) as difference_orders,

@@ -115,7 +115,7 @@ class Gateway:
         self.index_delay = index_delay
         self.faults = faults or {}
         self._cache: dict[tuple, list[tuple[Order, int]]] = {}
-        self.settlements = Settlements(world)  # Sandbox shares one between its gateways
+        self.settlements = Settlements(world)  # this platform's settlements, cached
         self._lines: dict[tuple, list[SettlementLine]] = {}
         self._lock = Lock()
         self._request = local()  # the shop's faults for the request this thread serves

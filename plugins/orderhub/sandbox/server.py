@@ -99,7 +99,6 @@ class Sandbox:
         self.gateways = [gw(self.world, creds[gw.platform], self.clock, spec.index_delay,
                             self.faults) for gw in GATEWAYS]
         for gateway in self.gateways:
-            gateway.settlements = self.gateways[0].settlements  # one cache for the world
             gateway.unmapped_status = spec.unmapped_status
             gateway.dropped_fields = tuple(spec.dropped_fields.get(gateway.platform, ()))
             gateway.short_shops = frozenset(spec.short_shops)

@@ -198,7 +198,7 @@ final as (
         statused.due_date,
         coalesce(statused.payout_date, statused.first_settle_date) as settled_date,
         coalesce(statused.payout_date, statused.first_settle_date, statused.due_date) as reconciliation_date,
-        case when statused.in_books and statused.difference_category not in ('prior_period')
+        case when statused.in_books and statused.difference_category is distinct from 'prior_period'
              then statused.expected_amount end::numeric(18, 2) as expected_amount,
         statused.settled_amount::numeric(18, 2) as settled_amount,
         case when statused.reconciliation_status = 'difference'
