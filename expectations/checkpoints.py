@@ -12,7 +12,7 @@ from great_expectations.checkpoint import UpdateDataDocsAction
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from psycopg.types.json import Jsonb
 
-from expectations.suites import CHECKS, Interval
+from expectations.suites import CHECKS, Interval, Validation
 from orderhub.config import database_url, home
 
 
@@ -81,6 +81,35 @@ def data_docs_index() -> Path:
     return gx_home() / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
+def _whole_table(asset):
+    try:
+        return asset.get_batch_definition("whole_table")
+    except (KeyError, LookupError, ValueError):
+        return asset.add_batch_definition_whole_table("whole_table")
+
+
+def _batch(source, validation: Validation, interval: Interval):
+    """The table's batch, or - for a validation scoped to the interval - the
+    batch of a query asset of the interval's rows, its query replaced each
+    run. The table's batch is always there, so validation definitions that
+    earlier runs stored still resolve."""
+    name = f"{validation.schema}.{validation.table}"
+    try:
+        table = source.get_asset(name)
+    except LookupError:
+        table = source.add_table_asset(name=name, table_name=validation.table,
+                                       schema_name=validation.schema)
+    batch = _whole_table(table)
+    if validation.scope is None:
+        return batch
+    try:
+        source.delete_asset(f"{name} (interval)")
+    except LookupError:
+        pass
+    return _whole_table(source.add_query_asset(name=f"{name} (interval)",
+                                               query=validation.batch_query(interval)))
+
+
 def run_check(name: str, url: str | None = None, interval: Interval | None = None,
               run_id: str | None = None) -> CheckOutcome:
     """Run one checkpoint, keep every expectation's result in
@@ -93,19 +122,12 @@ def run_check(name: str, url: str | None = None, interval: Interval | None = Non
     source = context.data_sources.add_or_update_postgres(
         "warehouse", connection_string=_sqlalchemy_url(url))
     validations = []
-    for schema, table, suite_factory in CHECKS[name]:
-        asset_name = f"{schema}.{table}"
-        try:
-            asset = source.get_asset(asset_name)
-        except LookupError:
-            asset = source.add_table_asset(name=asset_name, table_name=table, schema_name=schema)
-        try:
-            batch = asset.get_batch_definition("whole_table")
-        except (KeyError, LookupError, ValueError):
-            batch = asset.add_batch_definition_whole_table("whole_table")
-        suite = context.suites.add_or_update(suite_factory(interval))
+    for validation in CHECKS[name]:
+        batch = _batch(source, validation, interval)
+        suite = context.suites.add_or_update(validation.suite(interval))
         validations.append(context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=f"{name}:{asset_name}", data=batch, suite=suite)))
+            gx.ValidationDefinition(name=f"{name}:{validation.schema}.{validation.table}",
+                                    data=batch, suite=suite)))
     checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
         name=name, validation_definitions=validations,
         actions=[UpdateDataDocsAction(name="update_data_docs")],

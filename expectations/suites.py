@@ -1,16 +1,19 @@
 """Expectation suites, in code. Every expectation carries a severity:
 ``critical`` fails the Airflow task, ``warning`` is reported but does not.
 
-A checkpoint (``CHECKS``) is a list of (schema, table, suite) validations.
-Suites may take the run's interval (``Interval``): the raw and ledger checks
-look at what the run landed, the mart checks at the whole mart.
+A checkpoint (``CHECKS``) is a list of validations: a table, a suite and,
+for the marts, the column that places a row in the run's interval. Every
+check looks at the run's interval (``Interval``), so its cost follows the
+new hour, not the history: the raw and ledger checks at what the run landed,
+the mart checks at the orders the platforms modified in it
+(``Validation.scope``). An unbounded interval checks everything.
 
 | checkpoint | after | what |
 |---|---|---|
 | ``raw_completeness`` | landing | every field the field map marks required is in every payload landed, per platform |
 | ``ledger_completeness`` | landing | every extraction window of the interval is ok, landed what the platform reported, and the windows leave no gap |
-| ``mapping_consistency`` | dbt | every raw status is mapped; every required standard field is populated |
-| ``marts_validity`` | dbt | keys, codes in set, money identity, non-negative amounts, created <= paid <= shipped <= completed |
+| ``mapping_consistency`` | dbt | every raw status is mapped; every required standard field is populated (orders modified in the interval) |
+| ``marts_validity`` | dbt | keys, codes in set, money identity, non-negative amounts, created <= paid <= shipped <= completed (orders modified in the interval) |
 | ``reconciliation_coverage`` | dbt | every settlement line matched or categorized; each day ties out to the cent |
 """
 
@@ -147,15 +150,31 @@ def reconciliation_coverage_suite(interval: Interval) -> gx.ExpectationSuite:
     ])
 
 
-# name -> [(schema, table, suite factory(interval))]: what each checkpoint validates.
-Validation = tuple[str, str, Callable[[Interval], gx.ExpectationSuite]]
+@dataclass(frozen=True)
+class Validation:
+    """One table a checkpoint validates. ``scope``: the (indexed) column by
+    which the batch is limited to the run's interval, or None when the
+    suite's own queries apply the interval."""
+    schema: str
+    table: str
+    suite: Callable[[Interval], gx.ExpectationSuite]
+    scope: str | None = None
+
+    def batch_query(self, interval: Interval) -> str:
+        """The batch of a scoped validation: the rows of the interval (all
+        rows when it is unbounded)."""
+        return f"select * from {self.schema}.{self.table} where {interval.sql(self.scope)}"  # noqa: S608 - fixed names
+
+
+# name -> what each checkpoint validates.
 CHECKS: dict[str, list[Validation]] = {
-    "raw_completeness": [("raw", f"{p}_orders",
-                          lambda i, p=p: raw_completeness_suite(p, i)) for p in PLATFORMS],
-    "ledger_completeness": [("ops", "extraction_windows", ledger_completeness_suite)],
-    "mapping_consistency": [("marts", "fct_orders", mapping_consistency_suite)],
-    "marts_validity": [("marts", "fct_orders", marts_validity_suite)],
-    "reconciliation_coverage": [("marts", "fct_settlement_lines", reconciliation_coverage_suite)],
+    "raw_completeness": [Validation("raw", f"{p}_orders", lambda i, p=p: raw_completeness_suite(p, i))
+                         for p in PLATFORMS],
+    "ledger_completeness": [Validation("ops", "extraction_windows", ledger_completeness_suite)],
+    "mapping_consistency": [Validation("marts", "fct_orders", mapping_consistency_suite, "updated_at")],
+    "marts_validity": [Validation("marts", "fct_orders", marts_validity_suite, "updated_at")],
+    "reconciliation_coverage": [Validation("marts", "fct_settlement_lines",
+                                           reconciliation_coverage_suite)],
 }
 # Checkpoints run after landing and after dbt, in this order.
 AFTER_LANDING = ["raw_completeness", "ledger_completeness"]

@@ -1,6 +1,6 @@
 """The standardized model beyond fct_orders: mapping as data, required fields,
 `orderhub mapping check`, incremental == full refresh after late updates,
-and `dbt docs generate`. Built on the documentation-shaped replay fixtures,
+what an hourly run tests and checks, and `dbt docs generate`. Built on the documentation-shaped replay fixtures,
 so no Airflow run is needed here (tests/test_end_to_end.py runs the DAGs)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from orderhub.config import dbt_project_dir
-from orderhub.runner import dbt, ensure_manifest
+from orderhub.runner import dbt, dbt_env, ensure_manifest
 from tests.truth import mart_digest, reset
 
 pytestmark = pytest.mark.integration
@@ -175,6 +175,49 @@ def test_incremental_equals_full_refresh_after_late_updates(replayed, tmp_path, 
     result = build("--full-refresh")
     assert result.returncode == 0, result.stdout[-3000:]
     assert {t: mart_digest(warehouse_url, t) for t in incremental} == incremental
+
+
+def test_hourly_runs_test_and_check_the_new_data_daily_runs_everything(replayed, tmp_path,
+                                                                       warehouse_url):
+    """An hourly run's dbt tests (ORDERHUB_DBT_TEST_SCOPE=recent) and GX mart
+    checks (the run's interval) look at the new rows only, so their cost
+    follows the hour; a run without the scope looks at every row."""
+    from datetime import UTC, datetime
+
+    from expectations.checkpoints import run_check
+    from expectations.suites import Interval
+
+    with psycopg.connect(warehouse_url) as conn:  # history: landed a day ago
+        for platform in SHOPS:
+            conn.execute(f"update raw.{platform}_orders set extracted_at = extracted_at - interval '1 day'")
+    assert build("--full-refresh").returncode == 0
+    body = fixture("tmall")  # the new hour: a newer Tmall version (modified 12:00 Beijing)
+    trade = body["trades_sold_increment_get_response"]["trades"]["trade"][0]
+    trade.update(status="TRADE_FINISHED", modified="2026-11-14 12:00:09", end_time="2026-11-14 12:00:09")
+    replay("tmall", write(tmp_path, "tmall_later.json", body))
+    assert build().returncode == 0
+    with psycopg.connect(warehouse_url) as conn:  # one defect in the history, one in the hour
+        conn.execute("update marts.fct_orders set order_status_code = 99 where platform = 'jd'")
+        conn.execute("update marts.fct_orders set paid_amount = paid_amount + 1 where platform = 'tmall'")
+
+    def failed_tests(scope: str) -> set[str]:
+        dbt("test", "--select", "fct_orders", "assert_paid_amount_identity", check=False,
+            env={**dbt_env(), "ORDERHUB_DBT_TEST_SCOPE": scope})
+        results = json.loads((dbt_project_dir() / "target" / "run_results.json").read_text())
+        return {r["unique_id"].split(".")[2] for r in results["results"] if r["status"] == "fail"}
+
+    status_test = "relationships_fct_orders_order_status_code__order_status_code__ref_order_status_codes_"
+    assert failed_tests("recent") == {"assert_paid_amount_identity"}
+    assert failed_tests("all") == {"assert_paid_amount_identity", status_test}
+
+    def failed_checks(interval: Interval) -> set[str]:
+        return {f["description"] for f in run_check("marts_validity", interval=interval).failures}
+
+    hour = Interval(datetime(2026, 11, 14, 4, tzinfo=UTC), datetime(2026, 11, 14, 5, tzinfo=UTC))
+    in_the_hour = failed_checks(hour)
+    assert in_the_hour == {"paid = goods - discounts + shipping, within 0.01"}, in_the_hour
+    everything = failed_checks(Interval())
+    assert any("order_status_code" in f for f in everything) and in_the_hour < everything, everything
 
 
 def test_dbt_docs_generate(replayed):

@@ -7,7 +7,8 @@
         {% set rows = run_query(
             "select platform, raw_order_status, raw_refund_status, count(*) as orders"
             ~ " from " ~ relation
-            ~ " where order_status_code is null or refund_status_code is null"
+            ~ " where (order_status_code is null or refund_status_code is null)"
+            ~ " and " ~ recent_rows()
             ~ " group by 1, 2, 3 order by 1, 2, 3") %}
         {% if rows and rows.rows | length > 0 %}
             {% set found = [] %}

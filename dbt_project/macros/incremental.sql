@@ -28,3 +28,27 @@
         from {{ this }}
     )
 {%- endmacro %}
+
+{#- True when the mapping seeds changed since this model was last built: every
+    row carries the hash of the build that wrote it, and a build that sees a
+    new hash rewrites them all. Asked when the model runs, so an ordinary
+    hourly run compiles to SQL that never reads the whole table. `current`:
+    SQL for the hash to compare with (default: the seeds' hash now). -#}
+{% macro mapping_changed(current=none) -%}
+    {%- if not execute or not is_incremental() -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set result = run_query("select (select mapping_hash from " ~ this ~ " limit 1)"
+                               ~ " is distinct from " ~ (current or mapping_hash())) -%}
+    {{ return(result.rows[0][0]) }}
+{%- endmacro %}
+
+{#- A restriction to the orders in `keys` (a CTE with shop_id and order_id)
+    that PostgreSQL pushes through the staging views down to the raw tables'
+    (shop_id, order_id) index: only these orders' payloads are parsed, not the
+    whole history. A join on the same keys alone would be a hash join over
+    every payload. `alias` is the staging-side relation. -#}
+{% macro only_orders_in(alias, keys) -%}
+    {{ alias }}.shop_id = any(array(select distinct shop_id from {{ keys }}))
+    and {{ alias }}.order_id = any(array(select order_id from {{ keys }}))
+{%- endmacro %}

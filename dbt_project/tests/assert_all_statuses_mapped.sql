@@ -12,7 +12,8 @@ select
     raw_refund_status,
     count(*) as orders
 from {{ ref('fct_orders') }}
-where order_status_code is null or refund_status_code is null
+where (order_status_code is null or refund_status_code is null)
+    and {{ recent_rows() }}
 group by platform, raw_order_status, raw_refund_status
 
 -- depends_on: {{ ref('platform_status_map') }}

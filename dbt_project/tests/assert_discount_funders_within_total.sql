@@ -3,3 +3,4 @@
 select order_key, platform, order_id, discount_amount
 from {{ ref('fct_order_discounts') }}
 where funder = 'unattributed' and discount_amount < 0
+    and {{ recent_rows() }}

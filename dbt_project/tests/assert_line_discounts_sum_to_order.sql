@@ -3,6 +3,7 @@
 with lines as (
     select order_key, sum(discount_share) as shares, sum(line_amount) as lines_total
     from {{ ref('fct_order_items') }}
+    where {{ recent_rows() }}
     group by order_key
 )
 

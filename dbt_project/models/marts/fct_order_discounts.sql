@@ -15,7 +15,8 @@ parts as (
         orders.shop_id,
         orders.order_id,
         part.funder,
-        part.amount
+        part.amount,
+        orders.landed_at
     from orders
     cross join lateral (
         values
@@ -40,7 +41,8 @@ final as (
         shop_id,
         order_id,
         funder,
-        amount::numeric(18, 2) as discount_amount
+        amount::numeric(18, 2) as discount_amount,
+        landed_at
     from parts
 )
 

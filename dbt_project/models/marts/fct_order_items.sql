@@ -6,17 +6,21 @@
     indexes=[{'columns': ['order_key']}, {'columns': ['landed_at']}],
 ) }}
 
+{#- fct_orders carries the mapping hash it was built with: when it differs
+    from this table's, every line is rebuilt. -#}
+{% set incremental_orders = is_incremental()
+    and not mapping_changed('(select mapping_hash from ' ~ ref('fct_orders') ~ ' limit 1)') %}
+
 -- The lines of each order's latest version (the version fct_orders kept),
 -- with each line's share of the order-level discounts, so lines sum to the order.
 with orders as (
     select order_key, platform, shop_id, order_id, payload_sha256, discount_amount,
            landed_at, mapping_hash
     from {{ ref('fct_orders') }}
-    {% if is_incremental() %}
-    -- Orders fct_orders rebuilt since this table's watermark, or all of
-    -- them when the mapping seeds changed (every row carries the same hash).
+    {% if incremental_orders %}
+    -- Orders fct_orders rebuilt since this table's watermark (all of them
+    -- when the mapping seeds changed: macros/incremental.sql).
     where landed_at > {{ incremental_since() }}
-        or mapping_hash is distinct from (select mapping_hash from {{ this }} limit 1)
     {% endif %}
 ),
 
@@ -33,6 +37,9 @@ lines as (
         and orders.shop_id = items.shop_id
         and orders.order_id = items.order_id
         and orders.payload_sha256 = items.payload_sha256
+    {% if incremental_orders %}
+    where {{ only_orders_in('items', 'orders') }}
+    {% endif %}
 ),
 
 -- Discounts are shared in proportion to line amounts, rounded down to the

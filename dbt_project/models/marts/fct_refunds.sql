@@ -21,7 +21,8 @@ final as (
         case when completed_at is not null or order_status_code = 40 then 'after_sale'
              else 'before_shipment' end as refund_stage,
         paid_amount as order_paid_amount,
-        updated_at
+        updated_at,
+        landed_at
     from orders
 )
 
