@@ -274,13 +274,15 @@ def hourly_cycle(new_rows: dict[str, list[RawRow]]) -> float:
             land(conn, WindowLoad(platform, f"bench-{platform}", "orders", T0,
                                   T0 + timedelta(hours=1), "bench-new-hour", rows=rows,
                                   api_reported_count=len(rows), fetched_at=T0 + timedelta(hours=1)))
-    from orderhub.orchestration import build_exclusions
+    from orderhub.orchestration import dbt_build_steps, test_scope_env
+    from orderhub.runner import dbt_env
 
-    # what the hourly DAG's dbt task runs (the gates too; not the daily reconciliation)
-    exclude = [e for e in build_exclusions(database_url(), reconciliation=False) if e != "tag:gate"]
-    result = dbt("build", *(["--exclude", *exclude] if exclude else []), check=False)
-    if result.returncode != 0:
-        raise RuntimeError("dbt build failed in the benchmark:\n" + result.stdout[-2000:])
+    # what the hourly DAG's dbt task runs: the build (not the daily
+    # reconciliation), then the gates; data tests on the recent rows
+    for args in dbt_build_steps(database_url(), reconciliation=False):
+        result = dbt(*args, check=False, env={**dbt_env(), **test_scope_env(reconciliation=False)})
+        if result.returncode != 0:
+            raise RuntimeError(f"dbt {args[0]} failed in the benchmark:\n" + result.stdout[-2000:])
     interval = Interval(T0, T0 + timedelta(hours=1))
     for name in AFTER_LANDING + AFTER_DBT:
         run_check(name, interval=interval, run_id="bench")
@@ -308,6 +310,10 @@ def incremental_scenario(scale: float, runs: int) -> Result:
                 _copy_history(conn, platform, rows, datetime.now(UTC) - timedelta(days=2))
         if dbt("build", "--full-refresh", check=False).returncode != 0:
             raise RuntimeError("dbt full build of the history failed")
+        with psycopg.connect(database_url(), autocommit=True) as conn:
+            # a warehouse that has run a while: autovacuum has analyzed the
+            # tables and set their visibility maps (a bulk load has neither yet)
+            conn.execute("vacuum analyze")
         times = []
         for _ in range(runs):
             with psycopg.connect(database_url()) as conn:  # the new hour, not yet landed
@@ -435,11 +441,13 @@ group by o.order_key, o.paid_amount;
 
 
 def reconciliation_scenario(scale: float, runs: int) -> Result:
-    """5: the reconciliation models over N settlement lines (1,000,000 x scale)
+    """5: the reconciliation over N settlement lines (1,000,000 x scale)
     against a bare hash join of the same two tables. The lines and orders are
-    generated in SQL (setup, not measured); measured is `dbt run` of
-    fct_money_events + fct_order_reconciliation (what reconciling is: expected
-    settlement from the books' money events, every rule, tolerances, overrides)."""
+    generated in SQL (setup, not measured). Measured is fct_order_reconciliation
+    as dbt runs it (expected payout from the books and contract terms, every
+    rule, tolerances, overrides), by dbt's own timing of the model, against
+    the join statement's time; `dbt run`'s wall time, with its constant
+    start-up, is in the note. The money-event ledger is a view (not built)."""
     from orderhub.runner import dbt
 
     n = max(400, int(1_000_000 * scale))
@@ -458,8 +466,12 @@ def reconciliation_scenario(scale: float, runs: int) -> Result:
 
     sql_seconds: list[float] = []
 
+    wall_seconds: list[float] = []
+
     def reconcile() -> None:
-        result = dbt("run", "--select", "fct_money_events", "fct_order_reconciliation", check=False)
+        began = time.perf_counter()
+        result = dbt("run", "--select", "fct_order_reconciliation", check=False)
+        wall_seconds.append(time.perf_counter() - began)
         if result.returncode != 0:
             raise RuntimeError("dbt run of the reconciliation failed:\n" + result.stdout[-2000:])
         run_results = json.loads((dbt_project_dir() / "target" / "run_results.json").read_text())
@@ -469,18 +481,17 @@ def reconciliation_scenario(scale: float, runs: int) -> Result:
         with psycopg.connect(database_url(), autocommit=True) as conn:
             conn.execute(HASH_JOIN_SQL)
 
-    ours, ours_runs = median_seconds(reconcile, runs)
+    median_seconds(reconcile, runs)
     join, _ = median_seconds(hash_join, runs)
     with psycopg.connect(database_url()) as conn:
         judged = dict(conn.execute("select reconciliation_status, count(*)"
                                    " from marts.fct_order_reconciliation group by 1").fetchall())
+    ours, wall = statistics.median(sql_seconds), statistics.median(wall_seconds)
     ratio = ours / join
-    sql = statistics.median(sql_seconds)
     return Result(f"5 reconciliation ({lines:,} settlement lines vs hash join)", "s", ours,
-                  "bare hash join", join, "<= 2 x join", ratio <= 2, ours_runs,
-                  f"{n:,} orders; {judged}; dbt run of fct_money_events + fct_order_reconciliation,"
-                  f" of which SQL {sql:.1f} s ({sql / join:.1f} x the join; the rest is dbt's"
-                  " start-up); the money-event ledger writes ~10 rows per order")
+                  "bare hash join", join, "<= 2 x join", ratio <= 2, sql_seconds,
+                  f"{n:,} orders; {judged}; fct_order_reconciliation as dbt times the model;"
+                  f" `dbt run` wall {wall:.1f} s with dbt's start-up")
 
 
 def not_built(scenario: str, target: str, why: str) -> Result:
@@ -503,15 +514,25 @@ def bench_database() -> str:
     return urlunsplit(parts._replace(path="/orderhub_bench"))
 
 
-def run_bench(scale: float = 1.0, runs: int = 3) -> tuple[dict, list[Result]]:
-    count = max(200, int(20000 * scale))
-    rows = payloads("pdd", count)
-    results = landing_scenarios(rows, runs)
-    results.append(dlt_scenario(rows, results[0].measured, runs))
-    results += extraction_scenario(scale=max(0.02, min(scale, 1.0) * 0.5), hours=1)
-    results.append(incremental_scenario(scale, runs))
-    results.append(reconciliation_scenario(scale, runs))
-    results.append(peak_hour_scenario(scale))
+SCENARIOS = (1, 2, 3, 4, 5, 6)
+
+
+def run_bench(scale: float = 1.0, runs: int = 3, only: tuple[int, ...] = SCENARIOS
+              ) -> tuple[dict, list[Result]]:
+    """The scenarios in ``only`` (all by default; 1 and 2 run together)."""
+    results: list[Result] = []
+    if {1, 2} & set(only):
+        rows = payloads("pdd", max(200, int(20000 * scale)))
+        results += landing_scenarios(rows, runs)
+        results.append(dlt_scenario(rows, results[0].measured, runs))
+    if 3 in only:
+        results += extraction_scenario(scale=max(0.02, min(scale, 1.0) * 0.5), hours=1)
+    if 4 in only:
+        results.append(incremental_scenario(scale, runs))
+    if 5 in only:
+        results.append(reconciliation_scenario(scale, runs))
+    if 6 in only:
+        results.append(peak_hour_scenario(scale))
     return machine(), results
 
 
@@ -542,8 +563,9 @@ def render(info: dict, results: list[Result], scale: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(info: dict, results: list[Result], scale: float, docs: Path = REPO_ROOT / "docs") -> None:
-    (docs / "benchmarks.md").write_text(render(info, results, scale), encoding="utf-8")
-    (docs / "benchmarks.json").write_text(json.dumps(
+def write(info: dict, results: list[Result], scale: float, docs: Path = REPO_ROOT / "docs",
+          name: str = "benchmarks") -> None:
+    (docs / f"{name}.md").write_text(render(info, results, scale), encoding="utf-8")
+    (docs / f"{name}.json").write_text(json.dumps(
         {"machine": info, "scale": scale,
          "scenarios": [{**asdict(r), "ratio": r.ratio} for r in results]}, indent=2), encoding="utf-8")

@@ -164,11 +164,15 @@ def cmd_bench(args) -> int:
         warehouse.start()
     os.environ["ORDERHUB_DATABASE_URL"] = bench.bench_database()
     print(f"benchmark database: {os.environ['ORDERHUB_DATABASE_URL']}")
-    info, results = bench.run_bench(scale=args.scale, runs=args.runs)
+    only = tuple(int(s) for s in args.scenarios.split(",")) if args.scenarios else bench.SCENARIOS
+    info, results = bench.run_bench(scale=args.scale, runs=args.runs, only=only)
     print(bench.render(info, results, args.scale))
     if not args.no_write:
-        bench.write(info, results, args.scale)
-        print("written: docs/benchmarks.md, docs/benchmarks.json")
+        # a partial run keeps its own table beside the full one
+        name = "benchmarks" if only == bench.SCENARIOS else (
+            f"benchmarks-scale{args.scale:g}-scenarios{'-'.join(map(str, only))}")
+        bench.write(info, results, args.scale, name=name)
+        print(f"written: docs/{name}.md, docs/{name}.json")
     return 0
 
 
@@ -304,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="benchmarks: OrderHub vs the limit and the alternatives")
     bench.add_argument("--scale", type=float, default=1.0, help="data volume multiplier")
     bench.add_argument("--runs", type=int, default=3, help="runs per scenario (median)")
+    bench.add_argument("--scenarios", help="comma-separated scenario numbers (default: all six)")
     bench.add_argument("--no-write", action="store_true", help="print only (no docs/benchmarks.*)")
     bench.set_defaults(func=cmd_bench)
 
