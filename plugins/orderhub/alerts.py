@@ -7,7 +7,8 @@ Rules (each alert names platform, shop, window and a number):
   (marts.rpt_ingestion_health);
 * ``incomplete_window``: an extraction window still failed, partial or short an hour
   (``ORDERHUB_ALERT_INCOMPLETE_AFTER_SECONDS``) after it closed (ops.extraction_windows);
-* ``unknown_status``: orders whose raw status the mapping seed lacks (marts.fct_orders);
+* ``unknown_status``: orders modified in the interval whose raw status the mapping seed
+  lacks (marts.fct_orders);
 * ``failed_expectation``: a critical GX expectation failed in this run (ops.validation_results);
 * ``reconciliation_review``: reconciliation differences over their rule's tolerance
   (action manual_review in seeds/recon_rules.csv, not resolved) among the orders
@@ -119,8 +120,10 @@ def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: s
     if relation_exists(conn, "marts.fct_orders"):
         for platform, shop, status, refund, orders in conn.execute(
                 "select platform, shop_id, raw_order_status, raw_refund_status, count(*)"
-                " from marts.fct_orders where order_status_code is null or refund_status_code is null"
-                " group by 1, 2, 3, 4 order by 1, 2, 3, 4"):
+                " from marts.fct_orders where (order_status_code is null or refund_status_code is null)"
+                # the orders the platforms modified in the interval (an index), not all history
+                " and updated_at >= %s and updated_at < %s"
+                " group by 1, 2, 3, 4 order by 1, 2, 3, 4", (start, end)):
             alerts.append(Alert("unknown_status", platform, shop, None, None,
                                 f"status '{status}' / refund '{refund}' not in platform_status_map",
                                 f"{orders} orders"))
