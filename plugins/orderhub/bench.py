@@ -249,13 +249,19 @@ def extraction_scenario(scale: float, hours: int) -> list[Result]:
 
 def _copy_history(conn: psycopg.Connection, platform: str, rows: list[RawRow],
                   landed: datetime) -> None:
-    """History for the scaling scenario, loaded in bulk (setup, not measured)."""
+    """History for the scaling scenario, loaded in bulk (setup, not measured).
+    The versions' landing times are spread like their modified times, the
+    newest at ``landed``: as if hourly runs had landed them over time. (All at
+    one instant, the first hourly cycle's lookback re-read the whole history:
+    113 s against 37 s for the next cycles at 500,000 orders.)"""
+    newest = max((r.modified_at for r in rows), default=landed)
     with conn.cursor() as cur, cur.copy(
             f"copy raw.{platform}_orders (platform, shop_id, order_id, modified_at, payload,"  # noqa: S608 - fixed list
             " payload_sha256, run_id, extracted_at, platform_fetched_at) from stdin") as copy:
         for r in rows:
             copy.write_row((platform, f"bench-{platform}", r.order_id, r.modified_at,
-                            r.payload_text, r.payload_sha256, "history", landed,
+                            r.payload_text, r.payload_sha256, "history",
+                            landed - (newest - r.modified_at),
                             r.modified_at + timedelta(minutes=5)))
     conn.commit()
 
