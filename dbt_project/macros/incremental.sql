@@ -21,9 +21,9 @@
 {%- endmacro %}
 
 {#- The lower bound of extracted_at that an incremental run re-reads. Looked
-    up when the model runs and written as a literal: as a subquery the planner
-    guesses a third of the history passes and, past about a million orders,
-    picks a plan that parses every payload. -#}
+    up when the model runs and written as a literal: behind a subquery the
+    planner can only assume a third of the history passes; a literal it
+    estimates from the statistics (and the index, past their newest value). -#}
 {% macro incremental_since(column='landed_at') -%}
     {%- set sql -%}
         select (coalesce(max({{ column }}), '-infinity'::timestamptz)
