@@ -164,17 +164,54 @@ def test_incremental_equals_full_refresh_after_late_updates(replayed, tmp_path, 
     rebuilt = {r["unique_id"].split(".")[-1]: r["adapter_response"].get("rows_affected")
                for r in run_results["results"] if r["unique_id"].startswith("model.")}
     assert rebuilt["fct_orders"] == 3  # tmall, douyin, jd: not all five
+    assert rebuilt["int_order_expected_settlement"] <= 3  # the orders fct_orders rebuilt, at most
     with psycopg.connect(warehouse_url) as conn:
         status = dict(conn.execute("select platform || ':' || order_id, order_status_code"
                                    " from marts.fct_orders").fetchall())
     assert status["tmall:2231958349"] == 40
     assert status["douyin:6919254891236917498"] == 40
     assert status[f"jd:{shipped['orderId']}"] == 30
-    incremental = {t: mart_digest(warehouse_url, t) for t in ("fct_orders", "fct_order_items")}
+    incremental = {t: mart_digest(warehouse_url, t) for t in
+                   ("fct_orders", "fct_order_items", "intermediate.int_order_expected_settlement")}
 
     result = build("--full-refresh")
     assert result.returncode == 0, result.stdout[-3000:]
     assert {t: mart_digest(warehouse_url, t) for t in incremental} == incremental
+
+
+def test_a_contract_terms_change_recomputes_every_expected_payout(replayed, tmp_path,
+                                                                  warehouse_url):
+    """The expected payouts are kept incrementally with the orders; an edit of
+    the contract terms (seeds/platforms.csv) recomputes all of them in the
+    next ordinary build, as a full refresh would, though no order landed."""
+    expected = "intermediate.int_order_expected_settlement"
+
+    def commissions() -> dict:
+        with psycopg.connect(warehouse_url) as conn:
+            return dict(conn.execute(f"select platform, sum(commission_expected) from {expected}"
+                                     " group by 1").fetchall())
+
+    with psycopg.connect(warehouse_url) as conn:  # Douyin's order outside the watermark's lookback
+        conn.execute("update raw.douyin_orders set extracted_at = extracted_at - interval '1 day'")
+    assert build("--full-refresh").returncode == 0
+    before = commissions()
+    project = tmp_path / "dbt_project"
+    shutil.copytree(dbt_project_dir(), project, ignore=shutil.ignore_patterns("target", "logs"))
+    terms = project / "seeds" / "platforms.csv"
+    edited = terms.read_text(encoding="utf-8").replace(",true,2,0.05,0.01", ",true,2,0.10,0.01")
+    assert edited != terms.read_text(encoding="utf-8")  # Douyin's commission: 5 % -> 10 %
+    terms.write_text(edited, encoding="utf-8")
+
+    result = build(project=project)  # incremental
+    assert result.returncode == 0, result.stdout[-3000:]
+    after = commissions()
+    assert after["douyin"] > before["douyin"] > 0
+    assert {p: v for p, v in after.items() if p != "douyin"} == \
+           {p: v for p, v in before.items() if p != "douyin"}
+    incremental = mart_digest(warehouse_url, expected)
+    result = build("--full-refresh", project=project)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert mart_digest(warehouse_url, expected) == incremental
 
 
 def test_hourly_runs_test_and_check_the_new_data_daily_runs_everything(replayed, tmp_path,

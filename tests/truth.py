@@ -63,10 +63,12 @@ def differences(actual_rows: list[dict], expected_rows: list[dict]) -> dict:
 
 
 def mart_digest(url: str, table: str, exclude: tuple[str, ...] = ()) -> str:
-    """SHA-256 of a mart's rows (sorted), leaving out ``exclude`` columns."""
+    """SHA-256 of a mart's rows (sorted), leaving out ``exclude`` columns.
+    ``table`` is in marts unless it names its schema."""
+    relation = table if "." in table else f"marts.{table}"
     with psycopg.connect(url) as conn:
         row = "t::text" if not exclude else f"(to_jsonb(t) - array{list(exclude)}::text[])::text"
-        rows = conn.execute(f"select {row} from marts.{table} t order by 1").fetchall()
+        rows = conn.execute(f"select {row} from {relation} t order by 1").fetchall()
     return hashlib.sha256("\n".join(r[0] for r in rows).encode()).hexdigest()
 
 

@@ -114,10 +114,15 @@ def start() -> str:
                 import shutil
 
                 shutil.chown(log, user)
+            # A local, throwaway warehouse: no crash safety (fsync off), no
+            # replicas, so WAL only as much as recovery needs (wal_level
+            # minimal: a table created and filled in one transaction, as dbt
+            # builds one, skips the WAL), and checkpoints spaced for bulk loads.
             options = (
                 f"-p {_port()} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
                 "-c max_connections=200 -c fsync=off -c synchronous_commit=off "
-                "-c full_page_writes=off -c shared_buffers=256MB"
+                "-c full_page_writes=off -c shared_buffers=256MB "
+                "-c wal_level=minimal -c max_wal_senders=0 -c max_wal_size=4GB"
             )
             _run([_bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(data),
                   "-l", str(log), "-o", options], user)

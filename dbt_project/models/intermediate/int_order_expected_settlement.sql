@@ -8,12 +8,34 @@
     platform owes for platform- and influencer-funded discounts, commission
     (on the payment less postage) and the service fee (on the payment). An
     order never paid expects nothing; a refunded one nets to zero (the
-    refund and the reversals of subsidies and fees). Built on the order mart,
-    so it sits after it; a view: it costs nothing until read. -#}
-{{ config(tags=['reconciliation']) }}
+    refund and the reversals of subsidies and fees).
+
+    Kept with the orders, incrementally: an hourly run recomputes the orders
+    fct_orders rebuilt (a new version landed: landed_at), so the daily
+    reconciliation reads each order's expected payout instead of recomputing
+    all of history's. A change of the contract terms, or a rebuild of
+    fct_orders for a changed mapping (its mapping_hash), recomputes every
+    row: mapping_hash here fingerprints both (macros/incremental.sql). -#}
+{{ config(
+    materialized='incremental',
+    unique_key='order_key',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+    indexes=[{'columns': ['order_key'], 'unique': true}, {'columns': ['landed_at']}],
+) }}
+
+{%- set inputs_hash -%}
+    md5(
+        (select string_agg(terms::text, '|' order by terms::text) from {{ ref('platforms') }} as terms)
+        || coalesce((select mapping_hash from {{ ref('fct_orders') }} limit 1), '')
+    )
+{%- endset %}
 
 with orders as (
     select * from {{ ref('fct_orders') }}
+    {% if is_incremental() and not mapping_changed(current=inputs_hash) -%}
+    where landed_at > {{ incremental_since() }}
+    {%- endif %}
 ),
 
 terms as (
@@ -35,6 +57,7 @@ components as (
         orders.platform_discount_amount,
         orders.influencer_discount_amount,
         orders.payment_discount_amount,
+        orders.landed_at,
         (orders.completed_at at time zone 'Asia/Shanghai')::date + terms.settle_days as due_date,
         orders.refund_status_code = 2 as is_refunded,
         orders.paid_at is not null as is_paid,
@@ -56,7 +79,8 @@ final as (
             when not is_paid or is_refunded then 0
             else coalesce(paid_amount, 0) + platform_subsidy_expected + influencer_subsidy_expected
                 - coalesce(commission_expected, 0) - coalesce(service_fee_expected, 0)
-        end::numeric(18, 2) as expected_amount
+        end::numeric(18, 2) as expected_amount,
+        {{ inputs_hash }} as mapping_hash
     from components
 )
 

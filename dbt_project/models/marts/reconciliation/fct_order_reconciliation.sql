@@ -43,12 +43,18 @@ order_history as (
     group by 1, 2
 ),
 
--- `offset 0` (here and in categorized) keeps PostgreSQL from inlining the
--- expected-payout formula and the category rules into every expression that
--- reads them (the plan showed each several times): each is computed once per order.
+-- One row per reconciled shop: its range and how far back its orders are
+-- synced (one join per order below, not two).
+shop_ranges as (
+    select coverage.*, order_history.synced_from
+    from coverage
+    left join order_history
+        on order_history.platform = coverage.platform and order_history.shop_id = coverage.shop_id
+),
+
+-- Each order's expected payout, kept with the orders (hourly, incremental).
 books as (
     select * from {{ ref('int_order_expected_settlement') }}
-    offset 0
 ),
 
 lines as (
@@ -59,12 +65,14 @@ lines as (
         and lines.settle_date >= coverage.first_day and lines.settle_date < coverage.end_day
 ),
 
+-- Grouped by the order's identity as well as its key (order_key is a hash of
+-- the three): cheaper than any_value() of each, as the key alone decides the group.
 settled as (
     select
         order_key,
-        any_value(platform) as platform,
-        any_value(shop_id) as shop_id,
-        any_value(order_id) as order_id,
+        platform,
+        shop_id,
+        order_id,
         sum(settle_amount) as settled_amount,
         sum(other_fee_amount) as other_fee_amount,
         sum(platform_subsidy_amount + influencer_subsidy_amount) as subsidy_settled,
@@ -74,7 +82,7 @@ settled as (
         min(settled_at) as first_settled_at,
         count(*) as settlement_lines
     from lines
-    group by order_key
+    group by order_key, platform, shop_id, order_id
 ),
 
 -- In scope: every order with a line in the range, and every order due in it.
@@ -106,15 +114,14 @@ joined as (
 ranged as (
     select
         joined.*,
-        coverage.first_day,
-        coverage.end_day,
-        order_history.synced_from
+        shop_ranges.first_day,
+        shop_ranges.end_day,
+        shop_ranges.synced_from
     from joined
-    left join coverage on coverage.platform = joined.platform and coverage.shop_id = joined.shop_id
-    left join order_history
-        on order_history.platform = joined.platform and order_history.shop_id = joined.shop_id
+    left join shop_ranges
+        on shop_ranges.platform = joined.platform and shop_ranges.shop_id = joined.shop_id
     where joined.has_lines
-        or (joined.due_date >= coverage.first_day and joined.due_date < coverage.end_day)
+        or (joined.due_date >= shop_ranges.first_day and joined.due_date < shop_ranges.end_day)
 ),
 
 categorized as (
@@ -143,6 +150,8 @@ categorized as (
             else 'unexplained'
         end as difference_category
     from ranged
+    -- keeps PostgreSQL from inlining the category rules into every
+    -- expression that reads them: computed once per order
     offset 0
 ),
 
