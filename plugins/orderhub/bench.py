@@ -123,6 +123,21 @@ def median_seconds(fn: Callable[[], None], runs: int, setup: Callable[[], None] 
     return statistics.median(times), times
 
 
+def alternating_seconds(fns: list[Callable[[], None]], runs: int,
+                        setup: Callable[[], None] | None = None
+                        ) -> list[tuple[float, list[float]]]:
+    """Each of ``fns`` ``runs`` times, taking turns (a, b, a, b, ...): a
+    measurement and its reference meet the same machine. On this VM the same
+    statement drifts by a fifth within a minute (checkpoints, the page
+    cache), so back-to-back blocks of runs can favour either side. Median
+    and runs of each."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for fn, out in zip(fns, times, strict=True):
+            out.append(median_seconds(fn, 1, setup)[0])
+    return [(statistics.median(t), t) for t in times]
+
+
 def landing_scenarios(rows: list[RawRow], runs: int) -> list[Result]:
     """1 and 2: the same rows into the same table (raw.pdd_orders), emptied before each run."""
     n = len(rows)
@@ -157,8 +172,8 @@ def landing_scenarios(rows: list[RawRow], runs: int) -> list[Result]:
             conn.execute("truncate raw.pdd_orders")
             conn.commit()
 
-        ours, ours_runs = median_seconds(orderhub_land, runs, empty)
-        copy_s, copy_runs = median_seconds(bare_copy, runs, empty)
+        (ours, ours_runs), (copy_s, copy_runs) = alternating_seconds(
+            [orderhub_land, bare_copy], runs, empty)
         row_s, row_runs = median_seconds(row_by_row, max(1, runs // 2), empty)
         empty()
     ours_rate, copy_rate, row_rate = n / ours, n / copy_s, len(sample) / row_s
@@ -584,13 +599,7 @@ def reconciliation_scenario(scale: float, runs: int) -> Result:
         with psycopg.connect(database_url(), autocommit=True) as conn:
             conn.execute(HASH_JOIN_SQL)
 
-    # Alternated, so both sides meet the same machine: this VM's timings
-    # drift by a fifth over a minute (checkpoints, the page cache).
-    join_seconds = []
-    for _ in range(runs):
-        reconcile()
-        join_seconds.append(median_seconds(hash_join, 1)[0])
-    join = statistics.median(join_seconds)
+    _, (join, _) = alternating_seconds([reconcile, hash_join], runs)
     with psycopg.connect(database_url()) as conn:
         judged = dict(conn.execute("select reconciliation_status, count(*)"
                                    " from marts.fct_order_reconciliation group by 1").fetchall())
