@@ -4,6 +4,7 @@ clients refuse what the platforms refuse."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import timedelta
 
@@ -74,18 +75,41 @@ def test_pdd_bills_are_whole_days():
 
 
 def test_hourly_builds_leave_the_reconciliation_to_settlements_daily(warehouse_url):
-    """Once the reconciliation marts exist, the hourly DAGs' dbt build
+    """Once the reconciliation marts all exist, the hourly DAGs' dbt build
     excludes them (their cost follows settlement history); settlements_daily
-    always builds them."""
+    always builds them. One gone missing (a view dropped with cascade when an
+    upstream model became a table) is rebuilt by the next hourly run."""
     import psycopg
 
-    from orderhub.orchestration import build_exclusions
+    from orderhub.orchestration import RECONCILIATION_RELATIONS, build_exclusions
     from tests.truth import reset
 
     reset(warehouse_url)
     assert build_exclusions(warehouse_url, reconciliation=False) == ["tag:gate"]
     with psycopg.connect(warehouse_url) as conn:
-        conn.execute("create schema marts; create table marts.fct_order_reconciliation (x int)")
+        conn.execute("create schema marts")
+        for relation in RECONCILIATION_RELATIONS:
+            conn.execute(f"create table {relation} (x int)")
     assert build_exclusions(warehouse_url, reconciliation=False) == ["tag:gate", "tag:reconciliation"]
     assert build_exclusions(warehouse_url, reconciliation=True) == ["tag:gate"]
+    with psycopg.connect(warehouse_url) as conn:
+        conn.execute("drop table marts.fct_money_events")
+    assert build_exclusions(warehouse_url, reconciliation=False) == ["tag:gate"]
     reset(warehouse_url)
+
+
+def test_the_reconciliation_relations_are_what_dbt_tags_reconciliation():
+    """build_exclusions checks these relations; dbt decides what the tag
+    selects. A model tagged reconciliation and missing from the list (or the
+    reverse) fails here."""
+    from orderhub.orchestration import RECONCILIATION_RELATIONS
+    from orderhub.runner import dbt
+
+    listed = dbt("ls", "--select", "tag:reconciliation", "--resource-type", "model",
+                 "--output", "json", "--output-keys", "name config", "--quiet").stdout
+    tagged = set()
+    for line in listed.splitlines():
+        if line.startswith("{"):
+            node = json.loads(line)
+            tagged.add(f"{node['config']['schema']}.{node['name']}")
+    assert tagged == set(RECONCILIATION_RELATIONS)
