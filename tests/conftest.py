@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from orderhub.config import load_shops
+from orderhub.landing import drop_warehouse
 from orderhub.sandbox.server import SandboxSpec, serve
 
 TEST_SEED = 7
@@ -32,9 +33,7 @@ def warehouse_url() -> str:
 
 @pytest.fixture()
 def clean_warehouse(warehouse_url):
-    with psycopg.connect(warehouse_url, autocommit=True) as conn:
-        for schema in ("raw", "ops", "seeds", "staging", "intermediate", "marts"):
-            conn.execute(f"drop schema if exists {schema} cascade")
+    drop_warehouse(warehouse_url)
     return warehouse_url
 
 

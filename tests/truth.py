@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 
 from orderhub.config import PLATFORMS, parse_time
+from orderhub.landing import drop_warehouse
 
 STANDARD = ["platform", "shop_id", "order_id", "order_status_code", "refund_status_code",
             "created_at", "paid_at", "shipped_at", "completed_at", "updated_at", "goods_amount",
@@ -79,6 +80,4 @@ def raw_counts(url: str) -> dict:
 
 
 def reset(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        for schema in ("raw", "ops", "seeds", "staging", "intermediate", "marts"):
-            conn.execute(f"drop schema if exists {schema} cascade")
+    drop_warehouse(url)

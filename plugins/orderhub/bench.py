@@ -39,7 +39,7 @@ from pathlib import Path
 import psycopg
 
 from orderhub.config import PLATFORMS, REPO_ROOT, database_url, dbt_project_dir
-from orderhub.landing import RawRow, WindowLoad, ensure_schema, land, sha256
+from orderhub.landing import RawRow, WindowLoad, drop_warehouse, ensure_schema, land, sha256
 
 T0 = datetime(2026, 11, 11, 0, 0, tzinfo=UTC) - timedelta(hours=8)  # Double 11, Beijing midnight
 
@@ -390,9 +390,7 @@ def incremental_scenario(scale: float, runs: int) -> Result:
     history_days = 400
     history_start = T0 - timedelta(days=history_days)
     new_rows = {p: payloads(p, per_hour, start=T0) for p in PLATFORMS}
-    with psycopg.connect(database_url(), autocommit=True) as conn:
-        for schema in ("raw", "ops", "staging", "intermediate", "marts", "seeds"):
-            conn.execute(f"drop schema if exists {schema} cascade")
+    drop_warehouse()
     with psycopg.connect(database_url()) as conn:
         ensure_schema(conn)
         for platform in PLATFORMS:
@@ -430,6 +428,7 @@ def incremental_scenario(scale: float, runs: int) -> Result:
         _grow_history(conn, copies, timedelta(days=history_days) / (copies + 1))
         history = conn.execute("select count(*) from marts.fct_orders").fetchone()[0]
     large_runs = cycles()
+    drop_warehouse()  # the grown history: about 31 GB at full scale
     small_s, large_s = statistics.median(small_runs), statistics.median(large_runs)
     ratio = large_s / small_s
     return Result(f"4 incremental scaling ({small:,} vs {history:,} orders of history)", "s",
@@ -462,9 +461,7 @@ def peak_hour_scenario(scale: float) -> Result:
     per_unit = sum(len(World(42, pairs, 1.0).bucket(p, sid, int(T0.timestamp()))) for p, sid in pairs)
     world_scale = target / max(per_unit, 1)
     spec = SandboxSpec(seed=42, shops=pairs, scale=world_scale)
-    with psycopg.connect(database_url(), autocommit=True) as conn:
-        for schema in ("raw", "ops", "staging", "intermediate", "marts", "seeds"):
-            conn.execute(f"drop schema if exists {schema} cascade")
+    drop_warehouse()
     server = serve(spec)
     base = f"http://127.0.0.1:{server.server_address[1]}"
     server.sandbox.clock.set((T0 + timedelta(hours=1, minutes=3)).timestamp())
@@ -564,9 +561,7 @@ def reconciliation_scenario(scale: float, runs: int) -> Result:
     from orderhub.runner import dbt
 
     n = max(400, int(1_000_000 * scale))
-    with psycopg.connect(database_url(), autocommit=True) as conn:
-        for schema in ("raw", "ops", "staging", "intermediate", "marts", "seeds"):
-            conn.execute(f"drop schema if exists {schema} cascade")
+    drop_warehouse()
     with psycopg.connect(database_url()) as conn:
         ensure_schema(conn)
     if dbt("build", "--exclude", "tag:gate", check=False).returncode != 0:  # empty: creates it all

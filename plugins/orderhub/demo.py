@@ -25,18 +25,14 @@ from datetime import datetime, timedelta
 
 from expectations.checkpoints import data_docs_index
 from orderhub.config import PLATFORMS, database_url, home, load_shops
-from orderhub.landing import connect
+from orderhub.landing import connect, drop_warehouse
 from orderhub.report import write_report
 from orderhub.runner import SandboxTarget, run
 from orderhub.sandbox.server import SandboxSpec, serve
 
-SCHEMAS = ("raw", "ops", "seeds", "staging", "intermediate", "marts")
-
 
 def reset_warehouse() -> None:
-    with connect() as conn:
-        for schema in SCHEMAS:
-            conn.execute(f"drop schema if exists {schema} cascade")
+    drop_warehouse()
 
 
 def summary(start: datetime, end: datetime, truth: list[dict]) -> tuple[list[dict], bool]:

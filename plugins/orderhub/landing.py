@@ -190,6 +190,18 @@ def _schema_current(conn: psycopg.Connection) -> bool:
     return row is not None and row[0] == SCHEMA_VERSION
 
 
+# Every schema OrderHub writes: raw and ops (landing), seeds and the dbt layers.
+WAREHOUSE_SCHEMAS = ("raw", "ops", "seeds", "staging", "intermediate", "marts")
+
+
+def drop_warehouse(url: str | None = None) -> None:
+    """Drop every schema OrderHub writes, with all it holds (demo --fresh,
+    test resets, benchmark setups). Other schemas are left alone."""
+    with psycopg.connect(url or database_url(), autocommit=True) as conn:
+        for schema in WAREHOUSE_SCHEMAS:
+            conn.execute(f"drop schema if exists {schema} cascade")
+
+
 def ensure_schema(conn: psycopg.Connection) -> None:
     """Create the raw and ops schemas and tables (idempotent, safe to race).
 
