@@ -27,3 +27,6 @@ def test_bench_smoke_reports_every_scenario(warehouse_url):
     for name, value in measured.items():
         if name.startswith(("1 ", "2a", "3 ", "4 ", "6 ")):
             assert value != "-" and float(value.split()[0].replace(",", "")) > 0, (name, value)
+    # the peak hour kept every order of the hour: fct_orders equals the world's truth
+    peak = next(row for row in rows if row.split("|")[1].strip().startswith("6 peak hour"))
+    assert "equal to the sandbox truth" in peak, peak
