@@ -126,3 +126,30 @@ def test_transport_errors_do_not_leak_credentials_into_messages():
     assert err.value.retryable and err.value.kind == "transport"
     assert secret_token not in str(err.value) and "secret" not in str(err.value)
     assert secret_token not in repr(client.credentials)
+
+
+def test_a_client_that_went_away_is_one_line_not_a_traceback(capfd):
+    """At a peak, clients time out and retry; the sandbox says so in one line."""
+    import socket
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler
+
+    from orderhub.sandbox.server import SandboxServer
+
+    class Gone(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            raise BrokenPipeError(32, "Broken pipe")
+
+    server = SandboxServer(("127.0.0.1", 0), Gone)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(server.server_address) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: sandbox\r\n\r\n")
+            client.recv(1)
+        time.sleep(0.2)
+    finally:
+        server.shutdown()
+    err = capfd.readouterr().err
+    assert "went away (BrokenPipeError)" in err
+    assert "Traceback" not in err

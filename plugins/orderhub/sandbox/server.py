@@ -22,6 +22,7 @@ the clock to the moment each interval's run would really happen.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -165,10 +166,23 @@ def make_handler(sandbox: Sandbox):
     return Handler
 
 
+class SandboxServer(ThreadingHTTPServer):
+    """A client that gave up on a reply (its read timed out, it retries) is
+    what a gateway sees at a peak: one line on stderr, not a traceback."""
+
+    def handle_error(self, request, client_address) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            print(f"sandbox: client {client_address[0]}:{client_address[1]} went away"
+                  f" ({type(error).__name__})", file=sys.stderr)
+            return
+        super().handle_error(request, client_address)
+
+
 def serve(spec: SandboxSpec, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     """Start the sandbox in a background thread; ``server.server_address`` has the port."""
     sandbox = Sandbox(spec)
-    server = ThreadingHTTPServer((host, port), make_handler(sandbox))
+    server = SandboxServer((host, port), make_handler(sandbox))
     server.daemon_threads = True
     server.sandbox = sandbox  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, name="orderhub-sandbox", daemon=True).start()
