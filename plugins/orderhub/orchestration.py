@@ -118,9 +118,9 @@ def build_exclusions(url: str, reconciliation: bool) -> list[str]:
     and - for the hourly order DAGs - the reconciliation models
     (``tag:reconciliation``) once they all exist: settlements_daily rebuilds
     those, and their cost follows settlement history, not the new hour. On
-    a fresh warehouse they are built once, so the views over them exist; so
-    is one that went missing (a view dropped with an upstream model that
-    changed from view to table), by the next hourly run."""
+    a fresh warehouse they are built once, so the views over them exist; one
+    that went missing (a view dropped with an upstream model that changed
+    from view to table) is built again by the next hourly run."""
     from orderhub.landing import connect, relation_exists
 
     exclude = ["tag:gate"]
