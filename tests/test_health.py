@@ -17,6 +17,7 @@ import json
 import socketserver
 import threading
 import urllib.parse
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
@@ -168,6 +169,26 @@ def test_alerts_are_sent_once(broken_run):
     assert sent[0] == sent[1] > 0
     messages = [m for b in Receiver.bodies for m in b["markdown"]["text"].splitlines()[1:]]
     assert len(messages) == len(set(messages)) == sent[0]
+
+
+@pytest.mark.parametrize("start", [START, START + timedelta(minutes=30)])
+def test_the_sync_latency_rule_flags_the_health_marts_shop_hours(broken_run, monkeypatch, start):
+    """The rule reads only the versions modified in the interval (an index
+    range on raw), yet flags exactly the shop-hours of rpt_ingestion_health
+    that start in it with a p95 over the threshold, with the mart's figure;
+    also when the interval does not start on the hour."""
+    from orderhub.alerts import evaluate
+
+    monkeypatch.setenv("ORDERHUB_ALERT_LATENCY_SECONDS", "60")
+    with psycopg.connect(broken_run) as conn:
+        mart = conn.execute(
+            "select platform, shop_id, hour_start, latency_p95_seconds from marts.rpt_ingestion_health"
+            " where hour_start >= %s and hour_start < %s and latency_p95_seconds > 60"
+            " order by 1, 2, 3", (start, END)).fetchall()
+        flagged = [(a.platform, a.shop_id, a.window_start, a.value)
+                   for a in evaluate(conn, start, END, None) if a.kind == "sync_latency"]
+    assert len(mart) >= 2  # the threshold flags shop-hours in this run
+    assert flagged == [(p, s, hour, f"{p95:.0f} s") for p, s, hour, p95 in mart]
 
 
 def test_health_mart_and_sla_show_the_run(broken_run):

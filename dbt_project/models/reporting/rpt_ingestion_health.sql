@@ -5,14 +5,7 @@
 -- field completeness and open ledger windows. A view: always current, no
 -- cost per run; alerts and the report read it with an hour filter.
 with versions as (
-    select
-        platform,
-        shop_id,
-        order_id,
-        date_trunc('hour', source_modified_at) as hour_start,
-        -- both on the platform's clock: when we had the version minus when it changed
-        extract(epoch from platform_fetched_at - source_modified_at) as latency_seconds
-    from {{ ref('int_orders_unioned') }}
+    select * from {{ ref('int_order_version_latency') }}
 ),
 
 latency as (
