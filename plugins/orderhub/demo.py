@@ -31,10 +31,6 @@ from orderhub.runner import SandboxTarget, run
 from orderhub.sandbox.server import SandboxSpec, serve
 
 
-def reset_warehouse() -> None:
-    drop_warehouse()
-
-
 def summary(start: datetime, end: datetime, truth: list[dict]) -> tuple[list[dict], bool]:
     with connect() as conn:
         landed = dict(conn.execute(
@@ -98,7 +94,7 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
     began = time.monotonic()
     print(f"warehouse: {database_url()}")
     if fresh:
-        reset_warehouse()
+        drop_warehouse()
         print("warehouse reset (--fresh)")
     shops = load_shops()
     spec = SandboxSpec(seed=seed, shops=[(s.platform, s.shop_id) for s in shops], scale=scale,

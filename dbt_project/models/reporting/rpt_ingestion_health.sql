@@ -3,7 +3,9 @@
 -- Order health per platform × shop × hour (the hour an order version was
 -- modified): sync latency, completeness against the platforms' own counts,
 -- field completeness and open ledger windows. A view: always current, no
--- cost per run; alerts and the report read it with an hour filter.
+-- cost per run. An hour filter on it does not narrow what it reads (the hour
+-- is computed, and the full join hides it): the report reads a few hours of
+-- it; the sync_latency alert reads int_order_version_latency instead.
 with versions as (
     select * from {{ ref('int_order_version_latency') }}
 ),
