@@ -58,6 +58,17 @@ create table if not exists ops.circuit_breakers (
     times_opened          integer     not null default 0,
     last_error            text
 );
+-- When the current outage began (the breaker's first opening since its last success).
+alter table ops.circuit_breakers add column if not exists open_since timestamptz;
+
+-- What OrderHub has learnt of each platform's clock (orderhub.extract.PlatformClock):
+-- the offset its clients stamp requests with after a gateway refused our time.
+create table if not exists ops.platform_clocks (
+    platform        text primary key,
+    offset_seconds  double precision not null,  -- gateway time minus ours
+    learnt_at       timestamptz      not null default now(),
+    times_learnt    integer          not null default 1
+);
 
 -- One row per API call: the platform SLA figures (marts.rpt_platform_sla).
 create table if not exists ops.api_calls (
@@ -162,6 +173,12 @@ create index if not exists {table}_modified_idx on raw.{table} (modified_at);
 -- Incremental marts read what landed since their watermark.
 create index if not exists {table}_extracted_idx on raw.{table} (extracted_at);
 """
+
+
+# The one definition of an open ledger window: not read in full, or fewer
+# distinct orders landed than the platform reported (dbt's twin:
+# stg_ops__extraction_windows.is_open). Repairs re-pull exactly these.
+OPEN_WINDOW = "(outcome <> 'ok' or orders_landed < coalesce(api_reported_count, 0))"
 
 
 def raw_table(platform: str, entity: str = "orders") -> str:
@@ -291,6 +308,25 @@ def _fault_pause() -> None:
         if marker:
             Path(marker).touch()
         time.sleep(float(pause))
+
+
+def resolve_split(conn: psycopg.Connection, load: WindowLoad, reported: int, landed: int,
+                  error: str | None) -> None:
+    """A window read as smaller windows: if the ledger has a row for the
+    window itself (an open window being repaired), it takes its parts'
+    outcome - ok when every part was read, so it is no longer open."""
+    with conn.transaction():
+        conn.execute(
+            """
+            update ops.extraction_windows set
+                api_reported_count = %s, orders_landed = %s, rows_inserted = 0,
+                outcome = %s, last_error = %s, run_id = %s, last_attempt_at = now()
+            where platform = %s and shop_id = %s and entity = %s
+              and window_start = %s and window_end = %s
+            """,
+            (reported, landed, "failed" if error else "ok",
+             f"split: {error}"[:1000] if error else None, load.run_id, load.platform,
+             load.shop_id, load.entity, load.window_start, load.window_end))
 
 
 def land(conn: psycopg.Connection, load: WindowLoad, *, ledger: bool = True) -> int:

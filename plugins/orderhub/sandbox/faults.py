@@ -11,17 +11,25 @@ Select with ``orderhub sandbox serve --faults PROFILE`` or ``orderhub demo
 | incident  | a burst of HTTP 504 for every request, lasting ``incident_seconds`` of wall |
 |           | time, a few requests into a run (in half the runs: one per clock setting)  |
 | throttle  | the platform's own throttling answer with a ban time (15 % of requests)     |
-| drift     | the index catches up while you page: the first requests of a search see an |
-|           | older state, so orders move across pages between requests                  |
+| drift     | the index trails more than the safety lag and catches up as time passes   |
+|           | (the shop's searches at one clock setting stand in for time): the first    |
+|           | requests see an older state, so orders move across pages between requests |
 | late      | some updates become visible 1-3 hours after their modified time            |
 | truncated | cut-off JSON bodies with HTTP 200 (12 % of responses)                       |
 | dup       | the same order on two pages                                                |
-| skew      | the gateway's clock is 15 minutes ahead or behind: requests stamped with   |
-|           | the caller's clock are refused until it syncs to the ``Date`` header       |
+| skew      | the gateway's clock is 15 minutes ahead or behind (one direction per       |
+|           | platform and seed: a platform has one clock): requests stamped with the    |
+|           | caller's clock are refused until it syncs to the ``Date`` header           |
 | all       | everything above                                                           |
+| outage    | (not in ``all``) HTTP 504 for every request, for good: a fault that        |
+|           | outlasts every retry and repair, to show how a run that cannot complete    |
+|           | reports what is still open                                                 |
 
 Request-count faults (flaky, throttle, truncated) are decided by hashing
 (seed, shop, request number), so a sequential run meets the same faults.
+Incidents last ``incident_seconds`` of wall time as ``monotonic`` tells it:
+the extraction-level chaos tests pass a virtual clock, so an incident of
+minutes costs them no real time.
 """
 
 from __future__ import annotations
@@ -30,10 +38,13 @@ import hashlib
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 PROFILES = ("none", "flaky", "incident", "throttle", "drift", "late", "truncated", "dup", "skew")
 ALL = "all"
+OUTAGE = "outage"  # not part of ALL: it never recovers
+CHOICES = (*PROFILES, ALL, OUTAGE)
 LATE_MIN, LATE_MAX = 3600, 3 * 3600
 # A late version stays the order's latest for at least this long after it
 # becomes visible, so an hourly repair can see it (docs/sandbox.md).
@@ -45,8 +56,8 @@ SKEW = 15 * 60
 def expand(profile: str) -> frozenset[str]:
     if profile == ALL:
         return frozenset(PROFILES) - {"none"}
-    if profile not in PROFILES:
-        raise ValueError(f"unknown fault profile {profile!r}; choose from {(*PROFILES, ALL)}")
+    if profile not in CHOICES:
+        raise ValueError(f"unknown fault profile {profile!r}; choose from {CHOICES}")
     return frozenset() if profile == "none" else frozenset({profile})
 
 
@@ -64,6 +75,8 @@ class ShopFaults:
     shop_id: str
     kinds: frozenset[str]
     incident_seconds: float = 90.0
+    platform: str = ""
+    monotonic: Callable[[], float] = time.monotonic
     requests: int = 0
     _incident_until: float = 0.0
     _incident_clocks: set = field(default_factory=set)
@@ -83,7 +96,10 @@ class ShopFaults:
         with self._lock:
             self.requests += 1
             n = self.requests
-            now = time.monotonic()
+            now = self.monotonic()
+            if OUTAGE in self.kinds:
+                self.injected[OUTAGE] += 1
+                return n, "incident"
             if "incident" in self.kinds:
                 if now < self._incident_until:
                     self.injected["incident"] += 1
@@ -108,22 +124,27 @@ class ShopFaults:
             self.note("truncated")
         return cut
 
-    def drift_lag(self, search_key: tuple) -> int:
-        """Seconds the index still trails for this search: shrinks with each request."""
+    def drift_lag(self, clock_value: int) -> int:
+        """Seconds the index still trails at this moment: it catches up as time
+        passes. The sandbox clock stands still during a run, so the shop's
+        searches at one clock setting stand in for time: each brings the index
+        one step closer, whatever window it asks for."""
         if "drift" not in self.kinds:
             return 0
         with self._lock:
-            count = self._searches.get(search_key, 0)
-            self._searches[search_key] = count + 1
+            count = self._searches.get(clock_value, 0)
+            self._searches[clock_value] = count + 1
         lag = max(0, DRIFT_SPAN - DRIFT_STEP * count)
         if lag:
             self.note("drift")
         return lag
 
     def clock_offset(self) -> int:
+        """The gateway's clock minus the sandbox clock: the platform's, so every
+        skewed shop of one platform sees the same clock."""
         if "skew" not in self.kinds:
             return 0
-        return SKEW if chance(self.seed, self.shop_id, "skew") < 0.5 else -SKEW
+        return SKEW if chance(self.seed, self.platform, "skew") < 0.5 else -SKEW
 
     def late_delay(self, order_id: str, version: int, modified: int, next_modified: int | None) -> int:
         """Extra visibility delay of one version (0 for most)."""

@@ -184,7 +184,7 @@ class Gateway:
         visible_before = self.clock() - self.index_delay
         extra = None
         if faults is not None:
-            visible_before -= faults.drift_lag((start, end, self.clock()))
+            visible_before -= faults.drift_lag(self.clock())
             if "late" in faults:
                 def extra(order: Order, i: int, faults=faults) -> int:
                     versions = order.visible_versions()

@@ -25,6 +25,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,12 +60,13 @@ class SandboxSpec:
     short_shops: list[str] = field(default_factory=list)  # shops whose pages each lose an order
     incident_seconds: float = 20.0  # wall seconds: stands in for "minutes" so demos stay short
 
-    def shop_fault_state(self) -> dict[str, ShopFaults]:
+    def shop_fault_state(self, monotonic: Callable[[], float] = time.monotonic) -> dict[str, ShopFaults]:
         out = {}
-        for _, shop_id in self.shops:
+        for platform, shop_id in self.shops:
             kinds = expand(self.shop_faults.get(shop_id, self.faults))
             if kinds:
-                out[shop_id] = ShopFaults(self.seed, shop_id, kinds, self.incident_seconds)
+                out[shop_id] = ShopFaults(self.seed, shop_id, kinds, self.incident_seconds,
+                                          platform=platform, monotonic=monotonic)
         return out
 
     def credentials(self) -> dict[str, AppCredentials]:
@@ -91,12 +93,15 @@ class Clock:
 
 
 class Sandbox:
-    def __init__(self, spec: SandboxSpec):
+    """``monotonic``: the wall time incidents last in (a virtual clock in the
+    extraction-level chaos tests)."""
+
+    def __init__(self, spec: SandboxSpec, monotonic: Callable[[], float] = time.monotonic):
         self.spec = spec
         self.world = World(spec.seed, spec.shops, spec.scale)
         self.clock = Clock()
         creds = spec.credentials()
-        self.faults = spec.shop_fault_state()
+        self.faults = spec.shop_fault_state(monotonic)
         self.gateways = [gw(self.world, creds[gw.platform], self.clock, spec.index_delay,
                             self.faults) for gw in GATEWAYS]
         for gateway in self.gateways:
@@ -179,9 +184,10 @@ class SandboxServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def serve(spec: SandboxSpec, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+def serve(spec: SandboxSpec, host: str = "127.0.0.1", port: int = 0,
+          monotonic: Callable[[], float] = time.monotonic) -> ThreadingHTTPServer:
     """Start the sandbox in a background thread; ``server.server_address`` has the port."""
-    sandbox = Sandbox(spec)
+    sandbox = Sandbox(spec, monotonic)
     server = SandboxServer((host, port), make_handler(sandbox))
     server.daemon_threads = True
     server.sandbox = sandbox  # type: ignore[attr-defined]
