@@ -3,10 +3,12 @@
     plan_repairs -> repair_shop (mapped, one per shop) -> dbt.build -> check_marts -> alert
 
 Per shop: every ledger window that is failed, partial or short, plus a rolling
-re-pull of the last ORDERHUB_REPAIR_HOURS (3) hours before the interval end.
+re-pull of the last ORDERHUB_REPAIR_HOURS (4) hours before the interval end
+(updates up to 3 hours late; see orderhub.repair).
 A manual run with params ``start``/``end`` re-pulls that span instead of the
 rolling one: a historical sync (`orderhub run --history-days`, the demo).
-The standing version of the article's "re-pull the last three hours" script.
+The standing version of the article's "re-pull the last three hours" script,
+one hour longer so that it also catches what shows up three hours late.
 """
 
 from __future__ import annotations
@@ -39,11 +41,9 @@ def orders_repair():
 
     @task(map_index_template="{{ task.op_kwargs['job']['shop']['platform'] }}/{{ task.op_kwargs['job']['shop']['shop_id'] }}")
     def repair_shop(job: dict, run_id=None) -> dict:
-        from orderhub.config import Shop, parse_time
-        from orderhub.extract import extract_windows
+        from orderhub.repair import run_job
 
-        spans = [(parse_time(a), parse_time(b)) for a, b in job["spans"]]
-        result = extract_windows(Shop(**job["shop"]), spans, run_id=run_id)
+        result = run_job(job, run_id)
         if result.windows_failed:
             raise RuntimeError(f"{result.windows_failed} window(s) still failing: {result.errors}")
         return {**result.as_dict(), "open_windows_before": job["open_windows"]}

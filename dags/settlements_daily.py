@@ -40,11 +40,9 @@ def settlements_daily():
 
     @task(map_index_template="{{ task.op_kwargs['job']['shop']['platform'] }}/{{ task.op_kwargs['job']['shop']['shop_id'] }}")
     def extract_settlements(job: dict, run_id=None) -> dict:
-        from orderhub.config import Shop, parse_time
-        from orderhub.extract import extract_windows
+        from orderhub.repair import run_job
 
-        spans = [(parse_time(a), parse_time(b)) for a, b in job["spans"]]
-        result = extract_windows(Shop(**job["shop"]), spans, run_id=run_id, entity="settlements")
+        result = run_job(job, run_id, entity="settlements")
         if result.windows_failed:
             raise RuntimeError(f"{result.windows_failed} settlement window(s) failed: {result.errors}")
         return result.as_dict()

@@ -57,8 +57,10 @@ def test_the_pipeline_order_is_extract_then_dbt_then_gx_then_alerts(dagbag, dag_
     assert "dbt.build" in extract.downstream_task_ids
     alert = dag.get_task("alert")
     assert "check_marts" in alert.upstream_task_ids
-    # Checks and alerts run even when something upstream failed.
+    # Checks and alerts run even when something upstream failed, and so does
+    # dbt: what did land reaches the marts while the failed task fails the run.
     assert check.trigger_rule == alert.trigger_rule == "all_done"
+    assert dag.get_task("dbt.build").trigger_rule == "all_done"
     if dag_id == "orders_incremental":  # raw and ledger checked right after landing
         assert dag.get_task("check_landing").upstream_task_ids == {extract_id}
 

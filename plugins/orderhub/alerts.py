@@ -46,6 +46,7 @@ import requests
 
 from orderhub.config import PLATFORM_TZ
 from orderhub.landing import relation_exists
+from orderhub.repair import OPEN_WINDOWS_ALL_SQL
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +122,10 @@ def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: s
                                 f"p95 sync latency above {latency:.0f} s", f"{p95:.0f} s"))
     after = timedelta(seconds=_seconds("ORDERHUB_ALERT_INCOMPLETE_AFTER_SECONDS", 3600))
     if relation_exists(conn, "ops.extraction_windows"):
-        for platform, shop, w_start, w_end, outcome, reported, landed in conn.execute(
-                "select platform, shop_id, window_start, window_end, outcome, api_reported_count,"
-                " orders_landed from ops.extraction_windows"
-                " where (outcome <> 'ok' or orders_landed < api_reported_count)"
-                " and window_end <= %s order by 1, 2, 3", (end - after,)):
+        for (platform, shop, _entity, w_start, w_end, outcome, reported, landed, *_
+             ) in conn.execute(OPEN_WINDOWS_ALL_SQL):
+            if w_end > end - after:
+                continue
             value = (f"{landed} of {reported} orders landed" if reported is not None
                      else f"outcome {outcome}")
             alerts.append(Alert("incomplete_window", platform, shop, w_start, w_end,

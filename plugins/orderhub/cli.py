@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from orderhub.config import load_shops, parse_time
-from orderhub.sandbox.faults import ALL, PROFILES
+from orderhub.sandbox.faults import CHOICES
 
 DEFAULT_SEED = 42
 DEFAULT_START = "2026-11-11T00:00:00+08:00"
@@ -95,10 +95,26 @@ def cmd_run(args) -> int:
                  settle=timedelta(hours=args.settle_hours) if args.settle_hours else None,
                  history=timedelta(days=args.history_days),
                  settlement_days=args.settlement_days)
+    print_run_report(report)
+    return 0 if report.complete else 1
+
+
+def print_run_report(report) -> None:
+    """What a by-hand run did, and - when it could not complete - what is
+    still open and why (the ledger's own words)."""
+    from orderhub.runner import airflow_home
+
     print(f"{len(report.runs)} DAG runs ({report.failed_runs} failed); windows failed first:"
           f" {report.windows_failed_first}, repaired: {report.windows_repaired},"
           f" still open: {report.windows_open}")
-    return 0 if report.windows_open == 0 else 1
+    if report.open_windows:
+        print("still open after the repairs (ops.extraction_windows; the hourly orders_repair"
+              " re-pulls them, or `orderhub extract`):")
+        for line in report.describe_open():
+            print(line)
+    if report.runs and not report.runs[-1][2]:
+        print(f"the last DAG run ({report.runs[-1][0]}) failed: its output is in"
+              f" {airflow_home() / f'last_{report.runs[-1][0]}.log'}")
 
 
 def cmd_demo(args) -> int:
@@ -127,10 +143,12 @@ def cmd_extract(args) -> int:
     run_id = f"manual__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
     failed = 0
     for shop in shops:
-        def progress(upto, shop=shop):
+        def progress(upto, result, shop=shop):
             done = (upto - start) / (end - start)
             bar = "#" * int(done * 30)
-            print(f"\r{shop.platform}/{shop.shop_id} [{bar:<30}] {done:5.0%}", end="", flush=True)
+            failed = f", {result.windows_failed} window(s) FAILED" if result.windows_failed else ""
+            print(f"\r{shop.platform}/{shop.shop_id} [{bar:<30}] {done:5.0%} read{failed}",
+                  end="", flush=True)
 
         result = extract_shop(shop, start, end, run_id=run_id, progress=progress)
         failed += result.windows_failed
@@ -252,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=func)
         if name == "serve":
             p.add_argument("--port", type=int, default=0)
-            p.add_argument("--faults", default="none", choices=[*PROFILES, ALL])
+            p.add_argument("--faults", default="none", choices=list(CHOICES))
             p.add_argument("--host", default="127.0.0.1")
         else:
             p.add_argument("--kind", default="orders", choices=["orders", "reconciliation"],
@@ -287,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--start", default=DEFAULT_START)
     demo.add_argument("--end", default=DEFAULT_END)
     demo.add_argument("--fresh", action="store_true", help="start from an empty warehouse")
-    demo.add_argument("--faults", default="none", choices=[*PROFILES, ALL],
+    demo.add_argument("--faults", default="none", choices=list(CHOICES),
                       help="sandbox fault profile (docs/sandbox.md)")
     demo.set_defaults(func=cmd_demo)
 

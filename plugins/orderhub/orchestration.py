@@ -86,7 +86,10 @@ def dbt_task_group(group_id: str = "dbt", reconciliation: bool = False):
     Default: one task, ``dbt.build``: ``dbt build`` of the whole project, then
     the gate tests (``tag:gate``: every raw status mapped, every required field
     present). The gates run after the build so that a failing one fails the
-    task without holding back the marts for the orders that are fine.
+    task without holding back the marts for the orders that are fine. For the
+    same reason it runs when an extraction task failed (``all_done``): what did
+    land reaches the marts, the failed task still fails the run, and the
+    ledger says which windows are open.
 
     ``ORDERHUB_DBT_PER_MODEL_TASKS=1``: a Cosmos task group instead, one task
     per model (dbt build: the model and its tests), relationship tests after
@@ -97,7 +100,7 @@ def dbt_task_group(group_id: str = "dbt", reconciliation: bool = False):
     from airflow.sdk import TaskGroup, task
 
     with TaskGroup(group_id=group_id) as group:
-        @task(task_id="build")
+        @task(task_id="build", trigger_rule="all_done")
         def build() -> dict:
             """dbt build (incremental marts), then the gate tests."""
             return run_dbt_build(reconciliation)

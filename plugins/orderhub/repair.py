@@ -5,8 +5,13 @@ Every hour ``orders_repair`` re-pulls, per shop,
 * every window the ledger marks ``failed`` or ``partial``, or that landed fewer
   distinct orders than the platform reported ("short"), exactly as recorded, so
   its ledger row turns ``ok``; and
-* a rolling span of the last ``ORDERHUB_REPAIR_HOURS`` hours (default 3) before
-  the run's interval end, which catches updates that became visible late.
+* a rolling span of the last ``ORDERHUB_REPAIR_HOURS`` hours (default 4) before
+  the run's interval end, which catches updates that became visible late: an
+  update up to L hours late is re-read after it shows only if the span is at
+  least L + 1 hours (the repair runs hourly), so 4 hours catches updates up to
+  3 hours late (the article's script re-pulled 3 hours, which misses some of
+  those: a version modified at 09:30 that shows at 12:29 is re-read only by the
+  repairs at 10, 11 and 12 o'clock, all before it showed).
 
 Re-pulling is idempotent: versions already in raw add nothing.
 """
@@ -16,21 +21,22 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from orderhub.config import Shop, load_shops
-from orderhub.landing import connect, ensure_schema
+from orderhub.config import Shop, load_shops, parse_time
+from orderhub.landing import OPEN_WINDOW, connect, ensure_schema
 
 # One SQL answers "which windows of which shop are not yet complete?"
-OPEN_WINDOWS_SQL = """
+OPEN_WINDOWS_ALL_SQL = f"""
 select platform, shop_id, entity, window_start, window_end, outcome, api_reported_count,
        orders_landed, attempts, last_error
 from ops.extraction_windows
-where entity = %s and (outcome <> 'ok' or orders_landed < coalesce(api_reported_count, 0))
-order by platform, shop_id, window_start
-"""
+where {OPEN_WINDOW}
+order by platform, shop_id, entity, window_start
+"""  # noqa: S608 - a constant predicate
+OPEN_WINDOWS_SQL = OPEN_WINDOWS_ALL_SQL.replace("where ", "where entity = %s and ", 1)
 
 
 def rolling_span() -> timedelta:
-    return timedelta(hours=float(os.environ.get("ORDERHUB_REPAIR_HOURS", 3)))
+    return timedelta(hours=float(os.environ.get("ORDERHUB_REPAIR_HOURS", 4)))
 
 
 def open_windows(url: str | None = None, until: datetime | None = None,
@@ -62,3 +68,12 @@ def plan(end: datetime, *, url: str | None = None, shops: list[Shop] | None = No
                         "spans": [(a.isoformat(), b.isoformat()) for a, b in spans],
                         "open_windows": len(spans) - (1 if span > timedelta(0) else 0)})
     return out
+
+
+def run_job(job: dict, run_id: str, entity: str = "orders", **kwargs):
+    """One shop's re-pull of a :func:`plan` entry: what the DAGs' mapped
+    repair and settlement tasks run (``kwargs`` go to ``extract_windows``)."""
+    from orderhub.extract import extract_windows
+
+    spans = [(parse_time(a), parse_time(b)) for a, b in job["spans"]]
+    return extract_windows(Shop(**job["shop"]), spans, run_id=run_id, entity=entity, **kwargs)

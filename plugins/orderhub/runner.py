@@ -20,13 +20,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import requests
 
 from orderhub.config import (
+    PLATFORM_TZ,
     REPO_ROOT,
     ExtractionSettings,
     Shop,
@@ -34,6 +35,7 @@ from orderhub.config import (
     dbt_project_dir,
     home,
     load_shops,
+    parse_time,
     pii_salt,
 )
 
@@ -170,14 +172,100 @@ class SandboxTarget:
         return env
 
 
-def intervals(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
-    """Hourly data intervals covering [start, end); both ends on the hour."""
-    if start.minute or start.second or end.minute or end.second:
-        raise ValueError("the DAGs run hourly: start and end must be on the hour")
+def floor_hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(t: datetime) -> datetime:
+    floor = floor_hour(t)
+    return floor if floor == t else floor + INTERVAL
+
+
+def beijing_midnight(t: datetime) -> datetime:
+    """The Beijing midnight on or before ``t`` (a day's bills start there)."""
+    return t.astimezone(PLATFORM_TZ).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def pieces(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime, bool]]:
+    """[start, end) as the hourly data intervals inside it, plus the partial
+    hours at either end: (a, b, whole_hour)."""
+    if end <= start:
+        raise ValueError(f"empty range [{start.isoformat()}, {end.isoformat()})")
     cursor = start
     while cursor < end:
-        yield cursor, cursor + INTERVAL
-        cursor += INTERVAL
+        upper = min(floor_hour(cursor) + INTERVAL, end)
+        yield cursor, upper, cursor == floor_hour(cursor) and upper - cursor == INTERVAL
+        cursor = upper
+
+
+@dataclass(frozen=True)
+class Step:
+    """One DAG run of a by-hand run: ``airflow dags test DAG_ID AT`` (with
+    ``conf``: a manual run's params start/end), when the platform clock
+    stands at ``clock``; a failed run is tried ``attempts`` times."""
+
+    dag_id: str
+    at: datetime
+    clock: datetime
+    conf: dict | None = None
+    attempts: int = 1
+
+    @property
+    def span(self) -> tuple[datetime, datetime]:
+        if self.conf:
+            return parse_time(self.conf["start"]), parse_time(self.conf["end"])
+        return self.at - INTERVAL, self.at
+
+
+def settlement_range(start: datetime, days: int) -> tuple[datetime, datetime]:
+    """The whole Beijing days reconciled before a window starting at ``start``."""
+    last = beijing_midnight(start)
+    return last - timedelta(days=days), last
+
+
+def plan_runs(start: datetime, end: datetime, *, lag: timedelta, history: timedelta = timedelta(0),
+              settlement_days: int = 0, repair: bool = True, settle: timedelta | None = None,
+              repair_attempts: int = 3) -> list[Step]:
+    """The DAG runs of ``orderhub run`` for [start, end), in order.
+
+    * with ``history``: one ``orders_repair`` run syncing [start - history,
+      start) (a manual run with a span: the historical sync a new shop needs);
+    * with ``settlement_days``: one ``settlements_daily`` run reconciling the
+      whole Beijing days before the day ``start`` falls in;
+    * ``orders_incremental`` for every whole hour in [start, end); a partial
+      hour at either end (a window off the hour) is a manual ``orders_repair``
+      run of exactly that span;
+    * the closing ``orders_repair`` (tried ``repair_attempts`` times): the ledger's
+      open windows and a re-pull of the whole range, reaching back into the
+      synced history as far as the repair DAG's rolling span
+      (``ORDERHUB_REPAIR_HOURS``), where updates that were not yet visible at
+      the history sync live; with ``settle``, the same once more that much
+      later, when updates that became visible late are there.
+
+    Each run happens at its span's end + ``lag`` on the platform clock."""
+    from orderhub.repair import rolling_span
+
+    steps: list[Step] = []
+    if history > timedelta(0):
+        steps.append(Step("orders_repair", start, start + lag,
+                          {"start": (start - history).isoformat(), "end": start.isoformat()}))
+    if settlement_days:
+        first, last = settlement_range(start, settlement_days)
+        steps.append(Step("settlements_daily", start, start + lag,
+                          {"start": first.isoformat(), "end": last.isoformat()}))
+    for a, b, whole in pieces(start, end):
+        if whole:
+            steps.append(Step("orders_incremental", b, b + lag))
+        else:
+            steps.append(Step("orders_repair", b, b + lag,
+                              {"start": a.isoformat(), "end": b.isoformat()}))
+    if repair:
+        reach = start - min(history, rolling_span())
+        conf = {"start": reach.isoformat(), "end": end.isoformat()}
+        steps.append(Step("orders_repair", end, end + lag, conf, repair_attempts))
+        if settle:
+            steps.append(Step("orders_repair", end, end + settle + lag, conf, repair_attempts))
+    return steps
 
 
 # `--mark-success-pattern` for runs whose dbt and GX tasks are left to a later run.
@@ -190,10 +278,31 @@ class RunReport:
     windows_failed_first: int = 0
     windows_repaired: int = 0
     windows_open: int = 0
+    open_windows: list[dict] = field(default_factory=list)  # the ledger's, with their last error
 
     @property
     def failed_runs(self) -> int:
         return sum(not ok for _, _, ok in self.runs)
+
+    @property
+    def complete(self) -> bool:
+        """Every window read in full (the ledger's word), and the last run succeeded."""
+        return self.windows_open == 0 and bool(self.runs) and self.runs[-1][2]
+
+    def describe_open(self, limit: int = 20) -> list[str]:
+        """One line per window still open: where, which window, why."""
+        lines = []
+        for w in self.open_windows[:limit]:
+            a, b = (t.astimezone(PLATFORM_TZ) for t in (w["window_start"], w["window_end"]))
+            what = (w["outcome"] if w["outcome"] != "ok"
+                    else f"short: {w['orders_landed']} of {w['api_reported_count']} orders")
+            error = f": {w['last_error'][:160]}" if w["last_error"] else ""
+            lines.append(f"  {w['platform']}/{w['shop_id']} {w['entity']} [{a:%m-%d %H:%M},"
+                         f" {b:%m-%d %H:%M}) {what}{error}")
+        if len(self.open_windows) > limit:
+            lines.append(f"  ... and {len(self.open_windows) - limit} more"
+                         " (ops.extraction_windows, README 'Is anything missing?')")
+        return lines
 
 
 def dag_test(dag_id: str, at: datetime, env: dict[str, str], defer_marts: bool = False,
@@ -214,95 +323,80 @@ def dag_test(dag_id: str, at: datetime, env: dict[str, str], defer_marts: bool =
     return result.returncode == 0 and "state=failed" not in result.stdout + result.stderr
 
 
-def ledger_summary() -> tuple[int, int, int]:
+def ledger_report(report: RunReport, url: str | None = None) -> RunReport:
+    """Fill ``report`` from the ledger: windows that failed first, were
+    repaired, and are still open (with why)."""
     from orderhub.landing import connect, ensure_schema
+    from orderhub.repair import OPEN_WINDOWS_ALL_SQL
 
-    with connect() as conn:
+    with connect(url) as conn:
         ensure_schema(conn)
-        return conn.execute(
+        report.windows_failed_first, report.windows_repaired = conn.execute(
             "select count(*) filter (where first_outcome <> 'ok'),"
-            " count(*) filter (where first_outcome <> 'ok' and outcome = 'ok'),"
-            " count(*) filter (where outcome <> 'ok' or orders_landed < api_reported_count)"
+            " count(*) filter (where first_outcome <> 'ok' and outcome = 'ok'"
+            "                  and orders_landed >= coalesce(api_reported_count, 0))"
             " from ops.extraction_windows").fetchone()
+        cur = conn.execute(OPEN_WINDOWS_ALL_SQL)
+        names = [d.name for d in cur.description]
+        report.open_windows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    report.windows_open = len(report.open_windows)
+    return report
 
 
-def wait_for_breakers(echo=print, limit: float = 180) -> None:
-    """Before repairing again, let open circuit breakers cool down (bounded)."""
+def breaker_wait(url: str | None = None, limit: float = 180) -> float:
+    """Seconds until every open circuit breaker lets a probe through (bounded)."""
     from orderhub.landing import connect
 
-    with connect() as conn:
+    with connect(url) as conn:
         seconds = conn.execute(
             "select coalesce(max(extract(epoch from opened_until - now())), 0)"
             " from ops.circuit_breakers").fetchone()[0]
-    seconds = min(max(float(seconds), 0) + 1, limit)
-    echo(f"  waiting {seconds:.0f}s for the circuit breakers to close")
-    time.sleep(seconds)
+    return min(max(float(seconds), 0), limit)
 
 
 def run(start: datetime, end: datetime, *, sandbox: SandboxTarget | None = None,
         repair: bool = True, settle: timedelta | None = None, defer_marts: bool = False,
         repair_attempts: int = 3, history: timedelta = timedelta(0), settlement_days: int = 0,
         echo=print) -> RunReport:
-    """Run orders_incremental through Airflow for every hour in [start, end),
-    then orders_repair for the interval ending at ``end`` (as the next hourly
-    repair would), and - with ``settle`` - once more that much later, when
-    late-visible updates have appeared.
+    """The DAG runs of :func:`plan_runs` through Airflow, one ``airflow dags
+    test`` each. Against the sandbox, its clock is moved to each run's moment
+    first. A failed repair run is tried again after the circuit breakers have
+    cooled down.
 
-    With ``history``, first one orders_repair run syncs [start - history,
-    start) (a manual run with a span: the historical sync a new shop needs);
-    with ``settlement_days``, one settlements_daily run then reconciles the
-    whole days [start - settlement_days, start) (``start`` on a midnight).
-
-    ``defer_marts`` leaves dbt and GX to the last run (marks those tasks
-    successful in the earlier ones): the same DAGs, fewer dbt builds."""
-    from orderhub.repair import rolling_span
-
+    Returns the report, also when runs failed: which runs, and which ledger
+    windows are still open and why. ``defer_marts`` leaves dbt and GX to the
+    last run (marks those tasks successful in the earlier ones): the same
+    DAGs, fewer dbt builds."""
     shops = load_shops()
     extra = sandbox.connections(shops) if sandbox else {}
-    # A by-hand run repairs what it ran: the closing repair's rolling re-pull
-    # stays inside [start, end), so the warehouse holds exactly that range.
-    span = min(rolling_span(), end - start)
-    extra["ORDERHUB_REPAIR_HOURS"] = str(span.total_seconds() / 3600)
     env = airflow_env({"ORDERHUB_TASK_RETRIES": "0", **extra})
     ensure_manifest()
     ensure_airflow_db(env)
     lag = ExtractionSettings.from_env().safety_lag
-    plan: list[tuple] = []
-    if history:
-        plan.append(("orders_repair", start, start + lag,
-                     {"start": (start - history).isoformat(), "end": start.isoformat()}))
-    if settlement_days:
-        first = start - timedelta(days=settlement_days)
-        plan.append(("settlements_daily", start, start + lag,
-                     {"start": first.isoformat(), "end": start.isoformat()}))
-    plan += [("orders_incremental", b, b + lag) for _, b in intervals(start, end)]
-    if repair:
-        plan.append(("orders_repair", end, end + lag))
-        if settle:
-            plan.append(("orders_repair", end, end + settle + lag))
+    steps = plan_runs(start, end, lag=lag, history=history, settlement_days=settlement_days,
+                      repair=repair, settle=settle, repair_attempts=repair_attempts)
     report = RunReport(runs=[])
-    for i, (dag_id, at, clock, *conf) in enumerate(plan):
-        last = i == len(plan) - 1
-        conf = conf[0] if conf else None
-        attempts = repair_attempts if dag_id == "orders_repair" else 1
-        for attempt in range(1, attempts + 1):
+    began = time.monotonic()
+    for i, step in enumerate(steps, 1):
+        last = i == len(steps)
+        a, b = step.span
+        for attempt in range(1, step.attempts + 1):
             if attempt > 1:
-                wait_for_breakers(echo)
+                wait = breaker_wait() + 1
+                echo(f"  waiting {wait:.0f}s for the circuit breakers to close")
+                time.sleep(wait)
             if sandbox:
-                sandbox.set_clock(clock)
-            span = (conf["start"], conf["end"]) if conf else ((at - INTERVAL).isoformat(), at.isoformat())
-            echo(f"{dag_id} [{span[0]}, {span[1]})"
-                 + (f" at platform time {clock.isoformat()}" if dag_id != "orders_incremental" else "")
+                sandbox.set_clock(step.clock)
+            echo(f"[{i}/{len(steps)}, {time.monotonic() - began:.0f}s] {step.dag_id}"
+                 f" [{a.isoformat()}, {b.isoformat()})"
+                 + (f" at platform time {step.clock.isoformat()}"
+                    if step.dag_id != "orders_incremental" else "")
                  + (f", attempt {attempt}" if attempt > 1 else "") + " ...")
-            ok = dag_test(dag_id, at, env, defer_marts=defer_marts and not last, conf=conf)
-            report.runs.append((dag_id, at, ok))
+            ok = dag_test(step.dag_id, step.at, env, defer_marts=defer_marts and not last,
+                          conf=step.conf)
+            report.runs.append((step.dag_id, step.at, ok))
             if ok:
                 break
-            echo(f"  {dag_id} run failed; Airflow's output is in "
-                 f"{airflow_home() / f'last_{dag_id}.log'}")
-    failed_first, repaired, still_open = ledger_summary()
-    report.windows_failed_first, report.windows_repaired, report.windows_open = (
-        failed_first, repaired, still_open)
-    if not report.runs[-1][2]:
-        raise RuntimeError(f"the last DAG run failed; see {airflow_home()}/last_*.log")
-    return report
+            echo(f"  {step.dag_id} run failed; Airflow's output is in "
+                 f"{airflow_home() / f'last_{step.dag_id}.log'}")
+    return ledger_report(report)

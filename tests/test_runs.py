@@ -1,0 +1,102 @@
+"""What a by-hand run (`orderhub run`, `orderhub demo`) consists of, and what
+it says when it cannot complete."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from orderhub import cli
+from orderhub.config import Shop, parse_time
+from orderhub.extract import RetryPolicy, extract_shop
+from orderhub.platforms import Credentials
+from orderhub.runner import SANDBOX_PATHS, RunReport, ledger_report, plan_runs
+from orderhub.sandbox.gateway import sandbox_credentials
+from orderhub.sandbox.server import SandboxSpec, serve
+from tests.chaos_net import VirtualClock
+
+LAG = timedelta(minutes=3)
+
+
+def spans(steps):
+    return [(s.dag_id, s.span[0].strftime("%d %H:%M"), s.span[1].strftime("%d %H:%M"),
+             s.clock.strftime("%d %H:%M"), s.attempts) for s in steps]
+
+
+def test_a_window_on_the_hour_is_hourly_runs_then_the_closing_repairs():
+    steps = plan_runs(parse_time("2026-11-11T00:00"), parse_time("2026-11-11T02:00"), lag=LAG,
+                      settle=timedelta(hours=4))
+    assert spans(steps) == [
+        ("orders_incremental", "11 00:00", "11 01:00", "11 01:03", 1),
+        ("orders_incremental", "11 01:00", "11 02:00", "11 02:03", 1),
+        ("orders_repair", "11 00:00", "11 02:00", "11 02:03", 3),   # the whole range
+        ("orders_repair", "11 00:00", "11 02:00", "11 06:03", 3),   # once late updates show
+    ]
+
+
+def test_a_window_off_the_hour_syncs_its_partial_hours_exactly():
+    steps = plan_runs(parse_time("2026-11-11T09:20"), parse_time("2026-11-11T11:50"), lag=LAG)
+    assert spans(steps) == [
+        ("orders_repair", "11 09:20", "11 10:00", "11 10:03", 1),
+        ("orders_incremental", "11 10:00", "11 11:00", "11 11:03", 1),
+        ("orders_repair", "11 11:00", "11 11:50", "11 11:53", 1),
+        ("orders_repair", "11 09:20", "11 11:50", "11 11:53", 3),
+    ]
+    inside = plan_runs(parse_time("2026-11-11T09:20"), parse_time("2026-11-11T09:40"), lag=LAG)
+    assert spans(inside)[0] == ("orders_repair", "11 09:20", "11 09:40", "11 09:43", 1)
+    with pytest.raises(ValueError, match="empty range"):
+        plan_runs(parse_time("2026-11-11T10:00"), parse_time("2026-11-11T09:00"), lag=LAG)
+
+
+def test_settlement_days_are_whole_beijing_days_and_history_reaches_the_repair():
+    """A window starting at 01:00 reconciles the whole days before its day (PDD's
+    bills are per Beijing day); the closing repair reaches back into the synced
+    history by the repair DAG's rolling span, where updates that were not yet
+    visible at the history sync are."""
+    steps = plan_runs(parse_time("2026-11-11T01:00"), parse_time("2026-11-11T02:00"), lag=LAG,
+                      history=timedelta(days=3), settlement_days=2)
+    assert spans(steps) == [
+        ("orders_repair", "08 01:00", "11 01:00", "11 01:03", 1),
+        ("settlements_daily", "09 00:00", "11 00:00", "11 01:03", 1),
+        ("orders_incremental", "11 01:00", "11 02:00", "11 02:03", 1),
+        ("orders_repair", "10 21:00", "11 02:00", "11 02:03", 3),
+    ]
+
+
+@pytest.fixture()
+def outage_ledger(clean_warehouse):
+    """A PDD shop whose gateway answers 504 to everything, read through the
+    real client and extraction (on a virtual clock: no real waiting)."""
+    shops = [("pdd", "pdd-down")]
+    server = serve(SandboxSpec(seed=5, shops=shops, scale=0.02, faults="outage"))
+    try:
+        app = sandbox_credentials(5, "pdd", ["pdd-down"])
+        creds = Credentials(f"http://127.0.0.1:{server.server_address[1]}{SANDBOX_PATHS['pdd']}",
+                            app.app_key, app.app_secret, app.token_for("pdd-down"))
+        result = extract_shop(Shop("pdd", "pdd-down", "unused"), parse_time("2026-11-11T00:00"),
+                              parse_time("2026-11-11T01:00"), run_id="t", credentials=creds,
+                              policy=RetryPolicy(breaker_patience=60), clock=VirtualClock())
+    finally:
+        server.shutdown()
+    assert result.windows_failed >= 2  # split on the 504s, every piece failed
+    return clean_warehouse
+
+
+def test_a_run_that_cannot_complete_says_what_is_open_and_why(outage_ledger, monkeypatch,
+                                                              capsys):
+    """No traceback: the summary, every open window with the ledger's reason,
+    and exit 1."""
+    report = ledger_report(RunReport(runs=[("orders_repair", parse_time("2026-11-11T01:00"),
+                                            False)]))
+    assert report.windows_open >= 2 and not report.complete
+    monkeypatch.setattr("orderhub.runner.run", lambda *a, **k: report)
+    monkeypatch.setattr("orderhub.runner.SandboxTarget.discover", classmethod(lambda cls: None))
+    code = cli.main(["run", "--start", "2026-11-11T00:00", "--end", "2026-11-11T01:00"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"still open: {report.windows_open}" in out
+    listed = [line for line in out.splitlines() if line.startswith("  pdd/pdd-down orders [11-11")]
+    assert len(listed) == report.windows_open
+    assert all(" failed: pdd error " in line and "504" in line for line in listed)
+    assert "the last DAG run (orders_repair) failed" in out
