@@ -20,7 +20,6 @@ from orderhub.orchestration import (
     hourly_dag,
     run_checkpoints,
     send_alerts,
-    span_from,
 )
 
 
@@ -32,12 +31,9 @@ def orders_repair():
     def plan_repairs(params=None, data_interval_start=None, data_interval_end=None) -> list[dict]:
         """Open windows plus the rolling span - or, when a manual run passes
         params start/end, that whole span (a historical re-sync)."""
-        from orderhub.repair import plan
+        from orderhub.repair import plan_run
 
-        start, end = span_from(params, data_interval_start, data_interval_end)
-        if (start, end) != (data_interval_start, data_interval_end):
-            return plan(end, span=end - start)
-        return plan(end)
+        return plan_run(params, data_interval_start, data_interval_end)
 
     @task(map_index_template="{{ task.op_kwargs['job']['shop']['platform'] }}/{{ task.op_kwargs['job']['shop']['shop_id'] }}")
     def repair_shop(job: dict, run_id=None) -> dict:

@@ -33,10 +33,9 @@ def settlements_daily():
     @task
     def list_shops(params=None, data_interval_start=None, data_interval_end=None) -> list[dict]:
         """Per shop: the run's span of days, plus settlement windows still open."""
-        from orderhub.repair import plan
+        from orderhub.repair import plan_run
 
-        start, end = span_from(params, data_interval_start, data_interval_end)
-        return plan(end, span=end - start, entity="settlements")
+        return plan_run(params, data_interval_start, data_interval_end, entity="settlements")
 
     @task(map_index_template="{{ task.op_kwargs['job']['shop']['platform'] }}/{{ task.op_kwargs['job']['shop']['shop_id'] }}")
     def extract_settlements(job: dict, run_id=None) -> dict:

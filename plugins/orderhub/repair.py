@@ -55,6 +55,10 @@ def plan(end: datetime, *, url: str | None = None, shops: list[Shop] | None = No
     entry per shop, ``spans`` as ISO pairs (XCom-friendly): the ledger's open
     windows of ``entity``, and the span before ``end``."""
     shops = shops or load_shops()
+    if entity == "settlements":  # a brand's own shop has no settlement API
+        from orderhub.platforms import client_class
+
+        shops = [shop for shop in shops if client_class(shop.platform).has_settlements()]
     span = span if span is not None else rolling_span()
     pending = open_windows(url, until=end, entity=entity)
     out = []
@@ -68,6 +72,25 @@ def plan(end: datetime, *, url: str | None = None, shops: list[Shop] | None = No
                         "spans": [(a.isoformat(), b.isoformat()) for a, b in spans],
                         "open_windows": len(spans) - (1 if span > timedelta(0) else 0)})
     return out
+
+
+def plan_run(params: dict | None, interval_start: datetime, interval_end: datetime, *,
+             url: str | None = None, shops: list[Shop] | None = None,
+             entity: str = "orders") -> list[dict]:
+    """What one orders_repair (or settlements_daily) DAG run re-pulls: with
+    params ``start``/``end`` (a manual run: a historical sync, a by-hand
+    run's repair), that span and the open windows before its end, whatever
+    the run's own data interval is; without them (the hourly schedule), the
+    open windows and the rolling span before the interval's end (a day's
+    bills for settlements: the interval itself). The DAG tasks call this."""
+    params = params or {}
+    if params.get("start") and params.get("end"):
+        start, end = parse_time(params["start"]), parse_time(params["end"])
+        return plan(end, url=url, shops=shops, span=end - start, entity=entity)
+    if entity == "settlements":
+        return plan(interval_end, url=url, shops=shops, span=interval_end - interval_start,
+                    entity=entity)
+    return plan(interval_end, url=url, shops=shops, entity=entity)
 
 
 def run_job(job: dict, run_id: str, entity: str = "orders", **kwargs):
