@@ -33,14 +33,14 @@ chromium: ## install Debian's chromium if it is missing (the report test renders
 	@chromium --version
 
 test: setup chromium ## lint, then the whole test suite (unit, integration, DAG runs)
-	$(BIN)/ruff check plugins dags expectations tests
+	$(BIN)/ruff check plugins tools dags expectations tests
 	$(BIN)/pytest
 
 test-fast: setup ## the tests that need no Airflow DAG run
 	$(BIN)/pytest -m "not airflow"
 
 lint: setup ## ruff
-	$(BIN)/ruff check plugins dags expectations tests
+	$(BIN)/ruff check plugins tools dags expectations tests
 
 $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'

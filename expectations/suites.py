@@ -1,7 +1,7 @@
 """Expectation suites, in code. Every expectation carries a severity:
 ``critical`` fails the Airflow task, ``warning`` is reported but does not.
 
-A checkpoint (``CHECKS``) is a list of validations: a table, a suite and,
+A checkpoint (``checks()``) is a list of validations: a table, a suite and,
 for the marts, the column that places a row in the run's interval. Every
 check looks at the run's interval (``Interval``), so its cost follows the
 new hour, not the history: the raw and ledger checks at what the run landed,
@@ -27,8 +27,8 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 from great_expectations.expectations.metadata_types import FailureSeverity
 
-from orderhub.config import PLATFORMS
-from orderhub.mapping import read_seed, required_checks
+from orderhub.mapping import UNMAPPED_STATUS, read_seed, required_checks
+from orderhub.platforms import names
 
 ORDER_STATUS_CODES = [10, 20, 30, 40, 50]
 REFUND_STATUS_CODES = [0, 1, 2]
@@ -58,7 +58,7 @@ def _rows(description: str, query: str, severity=CRITICAL) -> gxe.UnexpectedRows
 
 def raw_completeness_suite(platform: str, interval: Interval) -> gx.ExpectationSuite:
     """Every payload landed in the interval carries every required field of
-    seeds/platform_field_map.csv (alternatives "a | b": one of them)."""
+    seeds/platform_mapping.csv (alternatives "a | b": one of them)."""
     expectations = []
     for row, paths in required_checks(platform, read_seed("platform_field_map")):
         missing = [("not " if negate else "") + f"jsonb_path_exists(payload, '{path.replace(chr(39), chr(39) * 2)}')"
@@ -90,9 +90,9 @@ def ledger_completeness_suite(interval: Interval) -> gx.ExpectationSuite:
 
 def mapping_consistency_suite(interval: Interval) -> gx.ExpectationSuite:
     return gx.ExpectationSuite(name="mapping_consistency", expectations=[
-        _rows("every raw status pair is in seeds/platform_status_map.csv",
+        _rows("every raw status pair is in seeds/platform_mapping.csv (kind status)",
               "select platform, raw_order_status, raw_refund_status, count(*) as orders"
-              " from {batch} where order_status_code is null or refund_status_code is null"
+              f" from {{batch}} where {UNMAPPED_STATUS}"
               " group by 1, 2, 3"),
         *[gxe.ExpectColumnValuesToNotBeNull(column=c, severity=CRITICAL)
           for c in REQUIRED_STANDARD],
@@ -110,7 +110,7 @@ def marts_validity_suite(interval: Interval) -> gx.ExpectationSuite:
             column="order_status_code", value_set=ORDER_STATUS_CODES, severity=CRITICAL),
         gxe.ExpectColumnValuesToBeInSet(
             column="refund_status_code", value_set=REFUND_STATUS_CODES, severity=CRITICAL),
-        gxe.ExpectColumnValuesToBeInSet(column="platform", value_set=list(PLATFORMS),
+        gxe.ExpectColumnValuesToBeInSet(column="platform", value_set=list(names()),
                                         severity=CRITICAL),
         _rows("paid = goods - discounts + shipping, within 0.01",
               "select platform, shop_id, order_id from {batch} "
@@ -166,16 +166,20 @@ class Validation:
         return f"select * from {self.schema}.{self.table} where {interval.sql(self.scope)}"  # noqa: S608 - fixed names
 
 
-# name -> what each checkpoint validates.
-CHECKS: dict[str, list[Validation]] = {
-    "raw_completeness": [Validation("raw", f"{p}_orders", lambda i, p=p: raw_completeness_suite(p, i))
-                         for p in PLATFORMS],
-    "ledger_completeness": [Validation("ops", "extraction_windows", ledger_completeness_suite)],
-    "mapping_consistency": [Validation("marts", "fct_orders", mapping_consistency_suite, "updated_at")],
-    "marts_validity": [Validation("marts", "fct_orders", marts_validity_suite, "updated_at")],
-    "reconciliation_coverage": [Validation("marts", "fct_settlement_lines",
-                                           reconciliation_coverage_suite)],
-}
+def checks() -> dict[str, list[Validation]]:
+    """Checkpoint name -> what it validates; raw completeness once per
+    registered platform, on its partition of raw.orders."""
+    return {
+        "raw_completeness": [Validation("raw", f"orders__{p}",
+                                        lambda i, p=p: raw_completeness_suite(p, i))
+                             for p in names()],
+        "ledger_completeness": [Validation("ops", "extraction_windows", ledger_completeness_suite)],
+        "mapping_consistency": [Validation("marts", "fct_orders", mapping_consistency_suite,
+                                           "updated_at")],
+        "marts_validity": [Validation("marts", "fct_orders", marts_validity_suite, "updated_at")],
+        "reconciliation_coverage": [Validation("marts", "fct_settlement_lines",
+                                               reconciliation_coverage_suite)],
+    }
 # Checkpoints run after landing and after dbt, in this order.
 AFTER_LANDING = ["raw_completeness", "ledger_completeness"]
 AFTER_DBT = ["mapping_consistency", "marts_validity"]

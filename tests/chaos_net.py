@@ -7,7 +7,7 @@ three hours somewhere in 9-11 November, starting on or off the hour, with or
 without a few hours of history synced first). The shops: two on Tmall (so the
 breaker and the learnt clock are shared between shops) and one on each other
 platform. The run is the one
-``orderhub run`` makes (:func:`orderhub.runner.plan_runs`), each DAG run
+``orderhub run`` makes (:func:`orderhub_tools.runner.plan_runs`), each DAG run
 replaced by what its extraction tasks call: ``extract_interval`` for an hourly
 run, ``repair.plan`` + ``repair.run_job`` for a repair or a span sync; a
 failed repair is tried again after the breakers have cooled down, as
@@ -37,10 +37,10 @@ from orderhub.config import ExtractionSettings, Shop, parse_time
 from orderhub.extract import RetryPolicy, WallClock, extract_interval
 from orderhub.landing import OPEN_WINDOW, drop_warehouse
 from orderhub.platforms import Credentials
-from orderhub.repair import plan, run_job
-from orderhub.runner import SANDBOX_PATHS, Step, plan_runs
-from orderhub.sandbox.gateway import sandbox_credentials
-from orderhub.sandbox.server import SandboxSpec, serve
+from orderhub.repair import plan_run, run_job
+from orderhub_tools.runner import INTERVAL, Step, plan_runs
+from orderhub_tools.sandbox import shop_credentials
+from orderhub_tools.sandbox.server import SandboxSpec, serve
 
 LAG = timedelta(minutes=3)
 SETTLE = timedelta(hours=4)  # late updates appear up to 3 hours after they happen
@@ -136,13 +136,9 @@ def net_shops(shops: list[Shop]) -> list[Shop]:
 
 
 def _credentials(seed: int, base: str, shops: list[Shop]) -> dict[str, Credentials]:
-    out = {}
-    for shop in shops:
-        app = sandbox_credentials(seed, shop.platform,
-                                  [s.shop_id for s in shops if s.platform == shop.platform])
-        out[shop.shop_id] = Credentials(base + SANDBOX_PATHS[shop.platform], app.app_key,
-                                        app.app_secret, app.token_for(shop.shop_id))
-    return out
+    return {shop.shop_id: shop_credentials(base, seed, shop.platform, shop.shop_id,
+                                           [s.shop_id for s in shops if s.platform == shop.platform])
+            for shop in shops}
 
 
 def _breaker_wait(url: str, clock: VirtualClock) -> float:
@@ -164,9 +160,8 @@ def _execute(step: Step, n: int, shops: list[Shop], url: str, creds: dict,
             failed += extract_interval(shop, a, b, run_id=run_id, credentials=creds[shop.shop_id],
                                        settings=ExtractionSettings(safety_lag=LAG),
                                        **common).windows_failed
-    else:
-        a, b = step.span
-        for job in plan(b, url=url, shops=shops, span=b - a):
+    else:  # what the repair DAG's plan_repairs task plans for this run
+        for job in plan_run(step.conf, step.at - INTERVAL, step.at, url=url, shops=shops):
             shop_id = job["shop"]["shop_id"]
             failed += run_job(job, run_id, credentials=creds[shop_id], **common).windows_failed
     return failed == 0
@@ -174,17 +169,10 @@ def _execute(step: Step, n: int, shops: list[Shop], url: str, creds: dict,
 
 def raw_latest(url: str) -> dict[tuple[str, str, str], datetime]:
     """(platform, shop, order) -> the newest modified time landed in raw."""
-    out = {}
     with psycopg.connect(url) as conn:
-        tables = [r[0] for r in conn.execute(
-            "select table_name from information_schema.tables where table_schema = 'raw'"
-            " and table_name like '%\\_orders'")]
-        for table in tables:
-            for platform, shop, order, modified in conn.execute(
-                    f"select platform, shop_id, order_id, max(modified_at) from raw.{table}"
-                    " group by 1, 2, 3"):
-                out[(platform, shop, order)] = modified
-    return out
+        return {(platform, shop, order): modified for platform, shop, order, modified in
+                conn.execute("select platform, shop_id, order_id, max(modified_at)"
+                             " from raw.orders group by 1, 2, 3")}
 
 
 def run_world(seed: int, url: str, shops: list[Shop], scale: float = SCALE) -> Outcome:

@@ -10,7 +10,7 @@ import pytest
 
 from orderhub.config import load_shops
 from orderhub.landing import drop_warehouse
-from orderhub.sandbox.server import SandboxSpec, serve
+from orderhub_tools.sandbox.server import SandboxSpec, serve
 
 TEST_SEED = 7
 TEST_SCALE = 0.03  # a small world: a few dozen orders per shop-hour at the Double 11 peak

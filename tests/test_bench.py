@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_bench_smoke_reports_every_scenario(warehouse_url):
-    result = subprocess.run([sys.executable, "-m", "orderhub.cli", "bench", "--scale", "0.0005",
+    result = subprocess.run([sys.executable, "-m", "orderhub_tools.cli", "bench", "--scale", "0.0005",
                              "--runs", "1", "--no-write"], capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -21,10 +21,11 @@ import psycopg
 import pytest
 import yaml
 
-from orderhub.config import PLATFORMS, parse_time
-from orderhub.runner import SandboxTarget, run
-from orderhub.sandbox.faults import ALL, PROFILES
-from orderhub.sandbox.server import SandboxSpec, serve
+from orderhub.config import parse_time
+from orderhub.platforms import names
+from orderhub_tools.runner import SandboxTarget, run
+from orderhub_tools.sandbox.faults import ALL, PROFILES
+from orderhub_tools.sandbox.server import SandboxSpec, serve
 from tests.truth import cli_truth, differences, fct_orders, reset
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
@@ -34,8 +35,9 @@ SCALE = 0.03
 CHAOS = [*PROFILES, ALL]  # none, flaky, incident, ..., skew, all
 # Each platform gets several profiles; request-count faults go where windows
 # are short (30 minutes: Tmall, PDD), so a small world still meets them.
+# The brand's own shop (config only) takes a paging fault.
 PLATFORM_OF = {"none": "jd", "flaky": "pdd", "incident": "jd", "throttle": "tmall",
-               "drift": "pdd", "late": "douyin", "truncated": "tmall", "dup": "pdd",
+               "drift": "pdd", "late": "douyin", "truncated": "tmall", "dup": "mall",
                "skew": "douyin", "all": "tmall"}
 # What each profile's gateway must have done for the run to count as tested.
 EVIDENCE = {"flaky": "flaky", "incident": "incident", "throttle": "throttle", "drift": "drift",
@@ -46,7 +48,7 @@ EVIDENCE = {"flaky": "flaky", "incident": "incident", "throttle": "throttle", "d
 def chaos_shops(tmp_path_factory):
     shops = [{"platform": PLATFORM_OF[profile], "shop_id": f"chaos-{profile}",
               "conn_id": f"orderhub_chaos_{profile}", "faults": profile} for profile in CHAOS]
-    assert set(PLATFORM_OF) == set(CHAOS) and set(PLATFORM_OF.values()) == set(PLATFORMS)
+    assert set(PLATFORM_OF) == set(CHAOS) and set(PLATFORM_OF.values()) == set(names())
     path = tmp_path_factory.mktemp("chaos") / "shops.yml"
     path.write_text(yaml.safe_dump({"shops": shops}))
     return path, shops

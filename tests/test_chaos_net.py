@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from orderhub.config import load_shops
-from orderhub.sandbox.faults import PROFILES
+from orderhub_tools.sandbox.faults import PROFILES
 from tests.chaos_net import net_shops, run_worlds
 
 pytestmark = pytest.mark.integration

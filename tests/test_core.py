@@ -11,7 +11,7 @@ from orderhub import jsonutil
 from orderhub.config import parse_time
 from orderhub.extract import windows
 from orderhub.platforms.base import loads
-from orderhub.sandbox.world import World
+from orderhub_tools.sandbox.world import World
 
 
 def test_money_round_trips_exactly_and_floats_are_refused():

@@ -19,7 +19,8 @@ import psycopg
 import pytest
 
 from orderhub.config import parse_time
-from orderhub.runner import SandboxTarget, dbt, ensure_manifest
+from orderhub.transform import dbt, ensure_manifest
+from orderhub_tools.runner import SandboxTarget
 from tests.truth import mart_digest, raw_counts, reset
 
 pytestmark = pytest.mark.integration
@@ -28,7 +29,7 @@ START, END = parse_time("2026-11-11T00:00"), parse_time("2026-11-11T01:00")
 
 
 def extract(env, *extra):
-    return subprocess.Popen([sys.executable, "-m", "orderhub.cli", "extract", "--platform", "pdd",
+    return subprocess.Popen([sys.executable, "-m", "orderhub_tools.cli", "extract", "--platform", "pdd",
                              "--start", START.isoformat(), "--end", END.isoformat(), *extra],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -87,7 +88,7 @@ def test_sigkill_mid_landing_then_rerun_gives_identical_marts(warehouse_url, san
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(timeout=30) == -signal.SIGKILL
     with psycopg.connect(warehouse_url) as conn:
-        assert conn.execute("select count(*) from raw.pdd_orders").fetchone()[0] == 0
+        assert conn.execute("select count(*) from raw.orders__pdd").fetchone()[0] == 0
         assert conn.execute("select count(*) from ops.extraction_windows").fetchone()[0] == 0
 
     # Re-run: everything lands, the marts equal the uninterrupted run's.

@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from orderhub.config import REPO_ROOT, parse_time
-from orderhub.runner import airflow_env, ensure_manifest
+from orderhub.transform import ensure_manifest
+from orderhub_tools.runner import airflow_env
 
 
 @pytest.fixture(scope="module")

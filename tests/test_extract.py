@@ -1,5 +1,5 @@
 """The shared extraction machinery, against a scripted platform client:
-adaptive splitting, the page cap, the circuit breaker, backward paging, the
+adaptive splitting, the circuit breaker, backward paging, the
 shared clock, time budgets (on a virtual wall clock)."""
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ class ScriptedClient(PddClient):
     max_window = timedelta(minutes=30)
     first_page = 1
 
-    def __init__(self, fail_if=lambda start, end: False, max_results=None):
+    def __init__(self, fail_if=lambda start, end: False):
         super().__init__(Credentials("http://unused", "k", "s", "t"))
         self.fail_if = fail_if
-        self.max_results = max_results
         self.calls: list[tuple[datetime, datetime, int]] = []
 
     def search_orders(self, start, end, page, page_size):
@@ -84,14 +83,6 @@ def test_a_window_that_times_out_is_split_until_it_does_not(clean_warehouse, use
     assert rows[0][0] == T0 and rows[-1][1] == T0 + timedelta(minutes=30)
     assert all(a[1] == b[0] for a, b in zip(rows, rows[1:], strict=False))  # no gap, no overlap
     assert sum(n for *_, n in rows) == 20
-
-
-def test_too_many_results_split_the_window(clean_warehouse, use):
-    use(ScriptedClient(max_results=8))
-    result = extract_shop(SHOP, T0, T0 + timedelta(minutes=30), run_id="t",
-                          credentials=Credentials("u", "k", "s", "t"), policy=FAST)
-    assert result.windows_failed == 0 and result.orders_landed == 20
-    assert all(n <= 8 for *_, n in ledger(clean_warehouse))
 
 
 def test_the_breaker_opens_and_later_windows_fail_fast(clean_warehouse, use):

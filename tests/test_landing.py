@@ -37,7 +37,7 @@ def test_same_versions_land_once_and_bad_payloads_are_quarantined(clean_warehous
         ensure_schema(conn)
         assert land(conn, _load(rows, rejected)) == 2
         assert land(conn, _load(rows, rejected)) == 0  # again: nothing new
-        raw = conn.execute("select count(*) from raw.pdd_orders").fetchone()[0]
+        raw = conn.execute("select count(*) from raw.orders__pdd").fetchone()[0]
         quarantined = conn.execute("select count(*), min(reason) from ops.quarantine").fetchone()
         ledger = conn.execute("select orders_landed, rows_inserted, attempts, outcome"
                               " from ops.extraction_windows").fetchall()
@@ -55,7 +55,7 @@ def test_a_new_version_of_an_order_is_a_new_row(clean_warehouse):
         land(conn, _load(v1))
         land(conn, _load(v2))
         land(conn, _load(v1))
-        assert conn.execute("select count(*) from raw.pdd_orders").fetchone()[0] == 2
+        assert conn.execute("select count(*) from raw.orders__pdd").fetchone()[0] == 2
 
 
 def test_a_failed_transaction_leaves_neither_rows_nor_ledger(clean_warehouse):
@@ -67,7 +67,7 @@ def test_a_failed_transaction_leaves_neither_rows_nor_ledger(clean_warehouse):
         ensure_schema(conn)
         with pytest.raises(psycopg.errors.CheckViolation):
             land(conn, load)
-        assert conn.execute("select count(*) from raw.pdd_orders").fetchone()[0] == 0
+        assert conn.execute("select count(*) from raw.orders__pdd").fetchone()[0] == 0
         assert conn.execute("select count(*) from ops.extraction_windows").fetchone()[0] == 0
 
 
@@ -79,7 +79,7 @@ def test_ensure_schema_takes_no_lock_when_current(clean_warehouse):
     with connect(clean_warehouse) as conn:
         ensure_schema(conn)
     with psycopg.connect(clean_warehouse) as lander:
-        lander.execute("lock table raw.pdd_orders in row exclusive mode")  # a landing, in flight
+        lander.execute("lock table raw.orders__pdd in row exclusive mode")  # a landing, in flight
         with connect(clean_warehouse) as conn:
             conn.execute("set lock_timeout = '2s'")
             ensure_schema(conn)  # would time out if it ran ALTER TABLE

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from orderhub.config import dbt_project_dir
-from orderhub.runner import dbt, dbt_env, ensure_manifest
+from orderhub.transform import dbt, dbt_env, ensure_manifest
 from tests.truth import mart_digest, reset
 
 pytestmark = pytest.mark.integration
@@ -25,13 +25,13 @@ SHOPS = {"tmall": "tmall-docs", "jd": "jd-docs", "pdd": "pdd-docs", "douyin": "d
 
 
 def replay(platform: str, path: Path, shop: str | None = None) -> None:
-    subprocess.run([sys.executable, "-m", "orderhub.cli", "replay", "--platform", platform,
+    subprocess.run([sys.executable, "-m", "orderhub_tools.cli", "replay", "--platform", platform,
                     "--shop", shop or SHOPS[platform], str(path)],
                    check=True, capture_output=True, text=True)
 
 
 def mapping_check() -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orderhub.cli", "mapping", "check"],
+    return subprocess.run([sys.executable, "-m", "orderhub_tools.cli", "mapping", "check"],
                           capture_output=True, text=True)
 
 
@@ -85,13 +85,16 @@ def test_mapping_check_suggests_seed_rows_for_unread_fields(replayed):
     assert check.returncode == 0, check.stdout  # nothing unmapped, nothing missing
     assert "unmapped statuses: 0" in check.stdout
     # Fields the map does not read, with the row to paste (unit guessed).
-    assert "pdd,order,pay_type,$.pay_type,,,,false,string in 1 of 1 orders" in check.stdout
-    assert "tmall,order_item,divide_order_fee,$.divide_order_fee,yuan,,,false," in check.stdout
-    assert "douyin,order_item,sum_amount,$.sum_amount,fen,,,false," in check.stdout
+    # (rows of seeds/platform_mapping.csv: platform, kind, entity, field, path, unit, ...)
+    assert "pdd,field,order,pay_type,$.pay_type,,,,false,,,,,string in 1 of 1 orders" \
+        in check.stdout
+    assert "tmall,field,order_item,divide_order_fee,$.divide_order_fee,yuan,,,false," \
+        in check.stdout
+    assert "douyin,field,order_item,sum_amount,$.sum_amount,fen,,,false," in check.stdout
     # Fields it does read, the loader's identity fields and filtered paths, are not listed.
     rows = [line.strip().split(",") for line in check.stdout.splitlines()
             if line.strip().split(",")[0] in SHOPS]
-    suggested = {(row[0], row[1], row[3]) for row in rows}
+    suggested = {(row[0], row[2], row[4]) for row in rows}
     assert ("tmall", "order_item", "$.payment") in suggested  # a line's payment: not mapped
     for covered in [("tmall", "order", "$.payment"), ("tmall", "order", "$.tid"),
                     ("tmall", "order_item", "$.refund_status"), ("jd", "order", "$.orderId"),
@@ -101,15 +104,15 @@ def test_mapping_check_suggests_seed_rows_for_unread_fields(replayed):
 
 
 def test_mapping_a_field_is_a_seed_edit(replayed, tmp_path, warehouse_url):
-    """README "Mapping a new field": a standard_fields row and one
-    platform_field_map row per platform; no SQL changes, no full refresh."""
+    """README "Mapping a new field": a standard_fields row and one field row
+    per platform in platform_mapping.csv; no SQL changes, no full refresh."""
     project = tmp_path / "dbt_project"
     shutil.copytree(dbt_project_dir(), project, ignore=shutil.ignore_patterns("target", "logs"))
     seeds = project / "seeds"
     with (seeds / "standard_fields.csv").open("a", encoding="utf-8") as f:
         f.write("29,order,payment_method,text,,how the buyer paid\n")
-    with (seeds / "platform_field_map.csv").open("a", encoding="utf-8") as f:
-        f.write("pdd,order,payment_method,$.pay_type,,,,false,\n")
+    with (seeds / "platform_mapping.csv").open("a", encoding="utf-8") as f:
+        f.write("pdd,field,order,payment_method,$.pay_type,,,,false,,,,,\n")
     with psycopg.connect(warehouse_url) as conn:
         before = conn.execute("select distinct mapping_hash from marts.fct_orders").fetchall()
 
@@ -117,7 +120,7 @@ def test_mapping_a_field_is_a_seed_edit(replayed, tmp_path, warehouse_url):
     assert result.returncode == 0, result.stdout[-3000:]
     with psycopg.connect(warehouse_url) as conn:
         methods = dict(conn.execute(
-            "select platform, max(payment_method) from intermediate.int_orders_unioned"
+            "select platform, max(payment_method) from staging.stg_orders"
             " group by 1").fetchall())
         after = conn.execute("select distinct mapping_hash from marts.fct_orders").fetchall()
     assert methods == {"pdd": "WEIXIN", "tmall": None, "jd": None, "douyin": None}
@@ -131,7 +134,8 @@ def test_incremental_equals_full_refresh_after_late_updates(replayed, tmp_path, 
     with psycopg.connect(warehouse_url) as conn:
         for platform in SHOPS:
             shift = "2 hours" if platform == "tmall" else "1 day"
-            conn.execute(f"update raw.{platform}_orders set extracted_at = extracted_at - interval '{shift}'")
+            conn.execute("update raw.orders set extracted_at = extracted_at - %s::interval"
+                         " where platform = %s", (shift, platform))
     assert build("--full-refresh").returncode == 0
     # 1. A newer version of the Tmall order: completed.
     body = fixture("tmall")
@@ -152,7 +156,7 @@ def test_incremental_equals_full_refresh_after_late_updates(replayed, tmp_path, 
                    modified="2026-11-11 20:00:09")
     with psycopg.connect(warehouse_url) as conn:
         conn.execute(
-            "insert into raw.jd_orders (platform, shop_id, order_id, modified_at, payload,"
+            "insert into raw.orders (platform, shop_id, order_id, modified_at, payload,"
             " payload_sha256, extracted_at, run_id)"
             " select 'jd', %s, %s, '2026-11-11 20:00:09+08', %s::jsonb, md5(%s),"
             " (select max(landed_at) from marts.fct_orders) - interval '1 hour', 'late-commit'",
@@ -182,7 +186,7 @@ def test_incremental_equals_full_refresh_after_late_updates(replayed, tmp_path, 
 def test_a_contract_terms_change_recomputes_every_expected_payout(replayed, tmp_path,
                                                                   warehouse_url):
     """The expected payouts are kept incrementally with the orders; an edit of
-    the contract terms (seeds/platforms.csv) recomputes all of them in the
+    the contract terms (seeds/platform_terms.csv) recomputes all of them in the
     next ordinary build, as a full refresh would, though no order landed."""
     expected = "intermediate.int_order_expected_settlement"
 
@@ -192,13 +196,14 @@ def test_a_contract_terms_change_recomputes_every_expected_payout(replayed, tmp_
                                      " group by 1").fetchall())
 
     with psycopg.connect(warehouse_url) as conn:  # Douyin's order outside the watermark's lookback
-        conn.execute("update raw.douyin_orders set extracted_at = extracted_at - interval '1 day'")
+        conn.execute("update raw.orders set extracted_at = extracted_at - interval '1 day'"
+                     " where platform = 'douyin'")
     assert build("--full-refresh").returncode == 0
     before = commissions()
     project = tmp_path / "dbt_project"
     shutil.copytree(dbt_project_dir(), project, ignore=shutil.ignore_patterns("target", "logs"))
-    terms = project / "seeds" / "platforms.csv"
-    edited = terms.read_text(encoding="utf-8").replace(",true,2,0.05,0.01", ",true,2,0.10,0.01")
+    terms = project / "seeds" / "platform_terms.csv"
+    edited = terms.read_text(encoding="utf-8").replace("douyin,2,0.05,0.01", "douyin,2,0.10,0.01")
     assert edited != terms.read_text(encoding="utf-8")  # Douyin's commission: 5 % -> 10 %
     terms.write_text(edited, encoding="utf-8")
 
@@ -225,8 +230,7 @@ def test_hourly_runs_test_and_check_the_new_data_daily_runs_everything(replayed,
     from expectations.suites import Interval
 
     with psycopg.connect(warehouse_url) as conn:  # history: landed a day ago
-        for platform in SHOPS:
-            conn.execute(f"update raw.{platform}_orders set extracted_at = extracted_at - interval '1 day'")
+        conn.execute("update raw.orders set extracted_at = extracted_at - interval '1 day'")
     assert build("--full-refresh").returncode == 0
     body = fixture("tmall")  # the new hour: a newer Tmall version (modified 12:00 Beijing)
     trade = body["trades_sold_increment_get_response"]["trades"]["trade"][0]

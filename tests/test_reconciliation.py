@@ -26,8 +26,9 @@ import pytest
 
 from orderhub.config import load_shops, parse_time
 from orderhub.reconciliation import order_history_days, recon_categories, summary
-from orderhub.runner import SandboxTarget, airflow_env, dag_test, dbt, run
-from orderhub.sandbox.server import SandboxSpec, serve
+from orderhub.transform import dbt
+from orderhub_tools.runner import SandboxTarget, airflow_env, dag_test, run
+from orderhub_tools.sandbox.server import SandboxSpec, serve
 from tests.truth import mart_digest, reset
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
@@ -69,7 +70,7 @@ def reconcile(seed: int, url: str, tmp: Path) -> tuple[dict, dict]:
     assert report.failed_runs == 0, report.runs
     out = tmp / f"truth-{seed}.jsonl"
     first = RANGE_END - timedelta(days=SETTLEMENT_DAYS)
-    subprocess.run([sys.executable, "-m", "orderhub.cli", "sandbox", "truth", "--kind",
+    subprocess.run([sys.executable, "-m", "orderhub_tools.cli", "sandbox", "truth", "--kind",
                     "reconciliation", "--seed", str(seed), "--scale", str(SCALE), "--start",
                     first.isoformat(), "--end", RANGE_END.isoformat(), "--out", str(out)],
                    check=True)
@@ -172,7 +173,7 @@ def test_an_override_resolves_a_review_item_on_top_of_the_result(seed_11, wareho
                              " order by priority").fetchall()
     assert queue
     platform, shop, order, category, amount = queue[0]
-    subprocess.run([sys.executable, "-m", "orderhub.cli", "recon", "resolve", "--platform",
+    subprocess.run([sys.executable, "-m", "orderhub_tools.cli", "recon", "resolve", "--platform",
                     platform, "--shop", shop, "--order", order, "--category", category,
                     "--resolution", "claimed", "--reason", "ticket 4711 with the platform",
                     "--by", "finance@brand"], check=True)

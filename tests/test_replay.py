@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from orderhub.config import PLATFORM_TZ
-from orderhub.runner import dbt, ensure_manifest
+from orderhub.transform import dbt, ensure_manifest
 from tests.truth import STANDARD, reset
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,7 @@ EXPECTED = {
 
 def replay(platform: str, shop: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "orderhub.cli", "replay", "--platform", platform, "--shop", shop,
+        [sys.executable, "-m", "orderhub_tools.cli", "replay", "--platform", platform, "--shop", shop,
          str(FIXTURES / f"{platform}_orders.json")], capture_output=True, text=True, check=True)
     return result.stdout
 

@@ -7,13 +7,12 @@ from datetime import timedelta
 
 import pytest
 
-from orderhub import cli
 from orderhub.config import Shop, parse_time
 from orderhub.extract import RetryPolicy, extract_shop
-from orderhub.platforms import Credentials
-from orderhub.runner import SANDBOX_PATHS, RunReport, ledger_report, plan_runs
-from orderhub.sandbox.gateway import sandbox_credentials
-from orderhub.sandbox.server import SandboxSpec, serve
+from orderhub_tools import cli
+from orderhub_tools.runner import RunReport, ledger_report, plan_runs
+from orderhub_tools.sandbox import shop_credentials
+from orderhub_tools.sandbox.server import SandboxSpec, serve
 from tests.chaos_net import VirtualClock
 
 LAG = timedelta(minutes=3)
@@ -45,8 +44,12 @@ def test_a_window_off_the_hour_syncs_its_partial_hours_exactly():
     ]
     inside = plan_runs(parse_time("2026-11-11T09:20"), parse_time("2026-11-11T09:40"), lag=LAG)
     assert spans(inside)[0] == ("orders_repair", "11 09:20", "11 09:40", "11 09:43", 1)
-    with pytest.raises(ValueError, match="empty range"):
+    with pytest.raises(ValueError, match="reversed range"):
         plan_runs(parse_time("2026-11-11T10:00"), parse_time("2026-11-11T09:00"), lag=LAG)
+    # no window: only the history sync and the reconciliation (tests/test_reconciliation.py)
+    only = plan_runs(parse_time("2026-11-08T00:00"), parse_time("2026-11-08T00:00"), lag=LAG,
+                     history=timedelta(days=9), settlement_days=3)
+    assert [s.dag_id for s in only] == ["orders_repair", "settlements_daily"]
 
 
 def test_settlement_days_are_whole_beijing_days_and_history_reaches_the_repair():
@@ -71,9 +74,8 @@ def outage_ledger(clean_warehouse):
     shops = [("pdd", "pdd-down")]
     server = serve(SandboxSpec(seed=5, shops=shops, scale=0.02, faults="outage"))
     try:
-        app = sandbox_credentials(5, "pdd", ["pdd-down"])
-        creds = Credentials(f"http://127.0.0.1:{server.server_address[1]}{SANDBOX_PATHS['pdd']}",
-                            app.app_key, app.app_secret, app.token_for("pdd-down"))
+        creds = shop_credentials(f"http://127.0.0.1:{server.server_address[1]}", 5, "pdd",
+                                 "pdd-down", ["pdd-down"])
         result = extract_shop(Shop("pdd", "pdd-down", "unused"), parse_time("2026-11-11T00:00"),
                               parse_time("2026-11-11T01:00"), run_id="t", credentials=creds,
                               policy=RetryPolicy(breaker_patience=60), clock=VirtualClock())
@@ -90,8 +92,8 @@ def test_a_run_that_cannot_complete_says_what_is_open_and_why(outage_ledger, mon
     report = ledger_report(RunReport(runs=[("orders_repair", parse_time("2026-11-11T01:00"),
                                             False)]))
     assert report.windows_open >= 2 and not report.complete
-    monkeypatch.setattr("orderhub.runner.run", lambda *a, **k: report)
-    monkeypatch.setattr("orderhub.runner.SandboxTarget.discover", classmethod(lambda cls: None))
+    monkeypatch.setattr("orderhub_tools.runner.run", lambda *a, **k: report)
+    monkeypatch.setattr("orderhub_tools.runner.SandboxTarget.discover", classmethod(lambda cls: None))
     code = cli.main(["run", "--start", "2026-11-11T00:00", "--end", "2026-11-11T01:00"])
     out = capsys.readouterr().out
     assert code == 1
@@ -100,3 +102,21 @@ def test_a_run_that_cannot_complete_says_what_is_open_and_why(outage_ledger, mon
     assert len(listed) == report.windows_open
     assert all(" failed: pdd error " in line and "504" in line for line in listed)
     assert "the last DAG run (orders_repair) failed" in out
+
+
+def test_a_manual_span_is_the_repair_span_even_when_it_is_the_runs_own_hour(clean_warehouse):
+    """The by-hand run's closing repair of a one-hour range passes params equal
+    to its data interval: they must still win over the rolling span (which
+    reaches hours back and landed orders from before the range)."""
+    from orderhub.repair import plan_run
+
+    a, b = parse_time("2026-11-11T00:00"), parse_time("2026-11-11T01:00")
+    shops = [Shop("pdd", "p1", "c"), Shop("mall", "m1", "c")]
+    manual = plan_run({"start": a.isoformat(), "end": b.isoformat()}, a, b, shops=shops)
+    assert [job["spans"] for job in manual] == [[(a.isoformat(), b.isoformat())]] * 2
+    scheduled = plan_run(None, a, b, shops=shops)
+    assert scheduled[0]["spans"] == [((b - timedelta(hours=4)).isoformat(), b.isoformat())]
+    # settlements: only the shops whose platform has a settlement API
+    bills = plan_run({"start": "2026-11-10T00:00", "end": "2026-11-11T00:00"}, a, b, shops=shops,
+                     entity="settlements")
+    assert [job["shop"]["platform"] for job in bills] == ["pdd"]

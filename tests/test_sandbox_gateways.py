@@ -11,18 +11,16 @@ import pytest
 import requests
 
 from orderhub.config import parse_time
-from orderhub.platforms import Credentials, PlatformError, client_for
-from orderhub.runner import SANDBOX_PATHS
-from orderhub.sandbox.gateway import sandbox_credentials
+from orderhub.platforms import Credentials, PlatformError, client_for, names
+from orderhub_tools.sandbox import shop_credentials
 
 T0 = parse_time("2026-11-11T00:00")
 
 
 def creds(sandbox, shops, platform) -> Credentials:
     shop_ids = [s.shop_id for s in shops if s.platform == platform]
-    c = sandbox_credentials(sandbox.sandbox.spec.seed, platform, shop_ids)
-    return Credentials(sandbox.url + SANDBOX_PATHS[platform], c.app_key, c.app_secret,
-                       c.token_for(shop_ids[0]))
+    return shop_credentials(sandbox.url, sandbox.sandbox.spec.seed, platform, shop_ids[0],
+                            shop_ids)
 
 
 @pytest.fixture(autouse=True)
@@ -30,8 +28,9 @@ def clock(sandbox):
     sandbox.sandbox.clock.set((T0 + timedelta(hours=2)).timestamp())
 
 
-# The platform's real error body for a bad signature (platform-apis.md).
-BAD_SIGNATURE = {
+# The platform's real error body for bad credentials: a bad signature where
+# the platform signs its calls, an unknown token where it does not (the mall).
+BAD_CREDENTIALS = {
     "tmall": lambda body: body["error_response"]["code"] == 25
     and body["error_response"]["msg"] == "Invalid signature",
     "jd": lambda body: body["error_response"]["code"] == "19"
@@ -39,25 +38,33 @@ BAD_SIGNATURE = {
     "pdd": lambda body: body["error_response"]["error_code"] == 20004
     and {"error_msg", "sub_msg", "request_id"} <= set(body["error_response"]),
     "douyin": lambda body: body["code"] == 40004 and {"msg", "sub_code", "log_id"} <= set(body),
+    "mall": lambda body: body["error"]["code"] == "UNAUTHORIZED" and body["error"]["message"],
 }
 
 
-@pytest.mark.parametrize("platform", ["tmall", "jd", "pdd", "douyin"])
-def test_wrong_signature_gets_the_platforms_error_body(sandbox, shops, platform):
+def test_every_registered_platform_has_its_dialect_tested():
+    assert set(BAD_CREDENTIALS) == set(names())
+
+
+@pytest.mark.parametrize("platform", names())
+def test_wrong_credentials_get_the_platforms_error_body(sandbox, shops, platform):
     good = creds(sandbox, shops, platform)
-    client = client_for(platform, replace(good, app_secret="not-the-secret"))
+    client = client_for(platform, replace(good, app_secret="not-the-secret",
+                                          access_token="not-the-token"))
     request = client.order_search_request(T0, T0 + timedelta(minutes=30), client.first_page, 10)
     response = requests.request(request.method, request.url, params=request.params,
                                 data=request.data, headers=request.headers)
     body = response.json()
-    assert BAD_SIGNATURE[platform](body), body
+    assert BAD_CREDENTIALS[platform](body), body
+    client.last_status = response.status_code
     with pytest.raises(PlatformError) as err:
         client.parse_order_search(response.text)
-    assert err.value.kind == "signature" and not err.value.retryable
+    signs = platform != "mall"  # the mall signs nothing: its token is the credential
+    assert err.value.kind == ("signature" if signs else "auth") and not err.value.retryable
 
 
-@pytest.mark.parametrize("platform", ["tmall", "jd", "pdd", "douyin"])
-def test_good_signature_returns_orders_in_the_platforms_wrapper(sandbox, shops, platform):
+@pytest.mark.parametrize("platform", names())
+def test_good_credentials_return_orders_in_the_platforms_wrapper(sandbox, shops, platform):
     client = client_for(platform, creds(sandbox, shops, platform))
     page = client.search_orders(T0, T0 + timedelta(minutes=30), client.first_page, 100)
     assert page.total > 0 and len(page.orders) == min(page.total, 100)
@@ -135,7 +142,7 @@ def test_a_client_that_went_away_is_one_line_not_a_traceback(capfd):
     import time
     from http.server import BaseHTTPRequestHandler
 
-    from orderhub.sandbox.server import SandboxServer
+    from orderhub_tools.sandbox.server import SandboxServer
 
     class Gone(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's name

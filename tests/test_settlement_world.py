@@ -12,14 +12,14 @@ import pytest
 
 from orderhub.config import parse_time
 from orderhub.platforms import Credentials, PlatformError, client_for
-from orderhub.sandbox.settlement import (
+from orderhub_tools.sandbox.settlement import (
     INJECTED,
     Settlements,
     categorize,
     local_date,
     reconciliation_truth,
 )
-from orderhub.sandbox.world import World
+from orderhub_tools.sandbox.world import World
 
 SHOPS = [("tmall", "t"), ("jd", "10001"), ("pdd", "p"), ("douyin", "40001")]
 START, END = parse_time("2026-11-05T00:00"), parse_time("2026-11-09T00:00")
@@ -103,7 +103,7 @@ def test_the_reconciliation_relations_are_what_dbt_tags_reconciliation():
     selects. A model tagged reconciliation and missing from the list (or the
     reverse) fails here."""
     from orderhub.orchestration import RECONCILIATION_RELATIONS
-    from orderhub.runner import dbt
+    from orderhub.transform import dbt
 
     listed = dbt("ls", "--select", "tag:reconciliation", "--resource-type", "model",
                  "--output", "json", "--output-keys", "name config", "--quiet").stdout

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from orderhub.config import PLATFORMS, parse_time
+from orderhub.config import parse_time
 from orderhub.landing import drop_warehouse
 
 STANDARD = ["platform", "shop_id", "order_id", "order_status_code", "refund_status_code",
@@ -22,7 +22,7 @@ STANDARD = ["platform", "shop_id", "order_id", "order_status_code", "refund_stat
 def cli_truth(seed: int, scale: float, start, end, out: Path, shops_file: Path | None = None,
               env: dict | None = None) -> list[dict]:
     """The truth through the CLI, exactly as a user asks for it, parsed back."""
-    cmd = [sys.executable, "-m", "orderhub.cli", "sandbox", "truth", "--seed", str(seed),
+    cmd = [sys.executable, "-m", "orderhub_tools.cli", "sandbox", "truth", "--seed", str(seed),
            "--scale", str(scale), "--start", start.isoformat(), "--end", end.isoformat(),
            "--out", str(out)]
     subprocess.run(cmd, check=True, env=env)
@@ -75,8 +75,8 @@ def mart_digest(url: str, table: str, exclude: tuple[str, ...] = ()) -> str:
 
 def raw_counts(url: str) -> dict:
     with psycopg.connect(url) as conn:
-        return {p: conn.execute(f"select count(*) from raw.{p}_orders").fetchone()[0]
-                for p in PLATFORMS}
+        return dict(conn.execute("select platform, count(*) from raw.orders group by 1"
+                                 " order by 1").fetchall())
 
 
 def reset(url: str) -> None:

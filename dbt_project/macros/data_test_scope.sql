@@ -19,18 +19,15 @@
 {#- A predicate: `column` within the recent hours of the newest landing in
     raw, or true when every row is tested. A mart row's landed_at is its
     raw version's extracted_at, so one bound serves staging and marts. It is
-    looked up first (an index lookup per raw table, never a scan of a view)
+    looked up first (an index lookup per raw partition, never a scan of a view)
     and written as a literal, so the planner sees how few rows pass. -#}
 {% macro recent_rows(column='landed_at') -%}
     {%- if not (execute and test_scope_is_recent()) -%}
         true
     {%- else -%}
-        {%- set newest = [] -%}
-        {%- for platform in var('platforms') -%}
-            {%- do newest.append("(select max(extracted_at) from " ~ source('raw', platform ~ '_orders') ~ ")") -%}
-        {%- endfor -%}
-        {%- set since = run_query("select coalesce(greatest(" ~ newest | join(', ') ~ ") - interval '"
-                                  ~ var('data_tests_recent_hours') ~ " hours', '-infinity')::text").rows[0][0] -%}
+        {%- set since = run_query("select coalesce((select max(extracted_at) from " ~ source('raw', 'orders')
+                                  ~ ") - interval '" ~ var('data_tests_recent_hours')
+                                  ~ " hours', '-infinity')::text").rows[0][0] -%}
         {{ column }} >= '{{ since }}'::timestamptz
     {%- endif -%}
 {%- endmacro %}

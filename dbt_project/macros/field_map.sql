@@ -1,19 +1,41 @@
 {#- Staging generated from the mapping seeds (one source of truth):
 
     seeds/standard_fields.csv     the standard fields of each entity (order,
-                                  order_item), their type and PII handling
-    seeds/platform_field_map.csv  per platform: where each standard field is in
-                                  the payload (a PostgreSQL SQL/JSON path), its
-                                  unit, a default, and whether every payload
-                                  must carry it
+                                  order_item, settlement_line), their type and
+                                  PII handling
+    seeds/platform_mapping.csv    per platform (kind = field, read through the
+                                  view platform_field_map): where each standard
+                                  field is in the payload (a PostgreSQL SQL/JSON
+                                  path), its unit, a default, and whether every
+                                  payload must carry it
 
-    Every stg_<platform>__orders / __order_items model is one call of
-    stg_orders / stg_order_items below, so mapping a field for a platform is a
-    row in platform_field_map.csv and nothing else. A standard field a
-    platform does not map is null for that platform.
+    stg_orders, stg_order_items and stg_settlement_lines are one call each of
+    the macros below: one branch per platform that has field rows (its raw
+    partition, its paths), then the branches' union, then the standard
+    columns with personal data masked. Mapping a field for a platform is a row
+    in the seed; a new platform is its rows; nothing here changes. A standard
+    field a platform does not map is null for that platform.
 
-    The seeds are read with run_query when the model is compiled (the seeds
-    are upstream of staging, so `dbt build` loads them first). -#}
+    The mapping is read with run_query when the model is compiled (the seed is
+    upstream of staging, so `dbt build` loads it first); target/compiled shows
+    the SQL each platform's branch runs. -#}
+
+{#- The platforms with field rows for an entity (at parse time: none). -#}
+{% macro mapped_platforms(entity) %}
+    {% set field_map = ref('platform_field_map') %}
+    {#- the branches read standard_fields too (field_map_rows): a dependency
+        dbt must see when parsing, when no branch exists yet -#}
+    {% set fields = ref('standard_fields') %}
+    {% if not execute %}
+        {{ return([]) }}
+    {% endif %}
+    {% set names = [] %}
+    {% set query = "select distinct platform from " ~ field_map ~ " where entity = '" ~ entity ~ "' order by 1" %}
+    {% for row in run_query(query).rows %}
+        {% do names.append(row[0]) %}
+    {% endfor %}
+    {{ return(names) }}
+{% endmacro %}
 
 {#- Rows of the field map for one platform and entity, one per standard field
     of the entity (mapped or not), in standard_fields order. -#}
@@ -82,6 +104,7 @@
         {%- if row.data_type == 'money' and row.unit == 'fen' -%}{{ fen_to_yuan(text) }}
         {%- elif row.data_type == 'money' -%}{{ yuan(text) }}
         {%- elif row.data_type == 'timestamp' and row.unit == 'unix_seconds' -%}{{ unix_ts(text) }}
+        {%- elif row.data_type == 'timestamp' and row.unit == 'iso_time' -%}{{ iso_ts(text) }}
         {%- elif row.data_type == 'timestamp' -%}{{ local_ts(text) }}
         {%- elif row.data_type == 'integer' -%}({{ text }})::numeric::integer
         {%- else -%}{{ text }}
@@ -113,26 +136,21 @@
     {{ return(columns) }}
 {% endmacro %}
 
-{#- Output column names of a staging entity (what the union selects). -#}
-{% macro standard_column_names(entity) %}
-    {%- set names = [] -%}
-    {%- for column in standard_columns(field_map_rows(var('platforms')[0], entity)) -%}
-        {%- do names.append(column.split(' as ')[-1]) -%}
-    {%- endfor -%}
-    {{ return(names) }}
-{% endmacro %}
-
-{#- A staging model of one entity from its raw table: every standard field
-    of the entity mapped (units, times, defaults), personal data masked, the
-    raw table's lineage columns kept (``lineage``: "expression as name" or a
-    column). Row by row, so a filter on extracted_at reaches raw's index. -#}
-{% macro stg_entity(platform, entity, raw_suffix, derived={}, lineage=['payload_sha256', 'extracted_at']) %}
-{%- set rows = field_map_rows(platform, entity) -%}
-with source as (
-    select * from {{ source('raw', platform ~ '_' ~ raw_suffix) }}
-),
-
-mapped as (
+{#- A staging model of one entity from its raw table, for every mapped
+    platform: each platform's branch maps every standard field of the entity
+    (its paths, units, times, defaults) from its partition of raw, the
+    branches are unioned, and the union's columns leave with personal data
+    masked, the raw table's lineage columns kept (``lineage``: "expression as
+    name" or a column). Row by row, so a filter on extracted_at reaches raw's
+    index. Each branch reads the raw table itself: one CTE that every branch
+    read would be materialized whole by PostgreSQL. -#}
+{% macro stg_entity(entity, raw_entity, derived={}, lineage=['payload_sha256', 'extracted_at']) %}
+{%- set raw = source('raw', raw_entity) -%}
+{%- set platforms = mapped_platforms(entity) -%}
+with
+{%- for platform in platforms %}
+{%- set rows = field_map_rows(platform, entity) %}
+{{ platform }} as (
     select
         platform,
         shop_id,
@@ -141,7 +159,18 @@ mapped as (
         {{ mapped_field('payload', row) }} as {{ row.field }},
         {%- endfor %}
         {{ lineage | join(',\n        ') }}
-    from source
+    from {{ raw }}
+    where platform = '{{ platform }}'
+),
+{%- endfor %}
+
+mapped as (
+    {%- for platform in platforms %}
+    select * from {{ platform }}
+    {% if not loop.last %}union all{% endif %}
+    {%- else %}
+    select null::text as platform from {{ raw }} where false
+    {%- endfor %}
 ),
 
 final as (
@@ -149,7 +178,7 @@ final as (
         platform,
         shop_id,
         order_id,
-        {%- for column in standard_columns(rows, derived) %}
+        {%- for column in standard_columns(field_map_rows(platforms[0], entity) if platforms else [], derived) %}
         {{ column }},
         {%- endfor %}
         'CNY'::text as currency,
@@ -162,11 +191,11 @@ final as (
 select * from final
 {% endmacro %}
 
-{#- One row per raw version of an order (raw keeps every version; the marts
-    pick the latest with latest_version()). -#}
-{% macro stg_orders(platform) %}
+{#- One row per raw version of an order, every platform (raw keeps every
+    version; the marts pick the latest with latest_version()). -#}
+{% macro stg_orders() %}
 {#- discount_amount: the platform's total, else the sum of the funder parts. -#}
-{{ stg_entity(platform, 'order', 'orders',
+{{ stg_entity('order', 'orders',
     derived={'discount_amount': "coalesce(discount_amount, (coalesce(merchant_discount_amount, 0)
         + coalesce(platform_discount_amount, 0) + coalesce(influencer_discount_amount, 0)
         + coalesce(payment_discount_amount, 0))::numeric(18, 2))"},
@@ -174,42 +203,45 @@ select * from final
              'extracted_at']) }}
 {% endmacro %}
 
-{#- One row per line of every raw version (the marts keep the latest). -#}
-{% macro stg_order_items(platform) %}
-{%- set order_rows = field_map_rows(platform, 'order') -%}
-{%- set rows = field_map_rows(platform, 'order_item') -%}
+{#- One row per line of every raw version, every platform (the marts keep the latest). -#}
+{% macro stg_order_items() %}
+{%- set raw = source('raw', 'orders') -%}
+{%- set platforms = mapped_platforms('order') -%}
 {%- set derived = {
     'order_item_id': "coalesce(order_item_id, order_id || '-' || line_number)",
     'unit_price': "coalesce(unit_price, (line_amount / nullif(quantity, 0))::numeric(18, 2))",
     'line_amount': "coalesce(line_amount, (unit_price * quantity)::numeric(18, 2))",
 } -%}
-with source as (
-    select * from {{ source('raw', platform ~ '_orders') }}
-),
-
-lines as (
-    select source.platform, source.shop_id, source.order_id, source.payload_sha256,
-           source.extracted_at,
-           line.item, line.line_number::integer as line_number
-    from source
+with
+{%- for platform in platforms %}
+{%- set order_rows = field_map_rows(platform, 'order') %}
+{%- set rows = field_map_rows(platform, 'order_item') %}
+{{ platform }} as (
+    select
+        source.platform,
+        source.shop_id,
+        source.order_id,
+        line.line_number::integer as line_number,
+        {%- for row in rows %}
+        {{ mapped_field('line.item', row) }} as {{ row.field }},
+        {%- endfor %}
+        source.payload_sha256,
+        source.extracted_at
+    from {{ raw }} as source
     cross join lateral jsonb_array_elements(
         {%- for row in order_rows if row.data_type == 'array' %}{{ mapped_field('source.payload', row) }}{% endfor %}
-        {%- if not execute %} '[]'::jsonb{% endif %}
     ) with ordinality as line (item, line_number)
+    where source.platform = '{{ platform }}'
 ),
+{%- endfor %}
 
-mapped as (
-    select
-        platform,
-        shop_id,
-        order_id,
-        line_number,
-        {%- for row in rows %}
-        {{ mapped_field('item', row) }} as {{ row.field }},
-        {%- endfor %}
-        payload_sha256,
-        extracted_at
-    from lines
+lines as (
+    {%- for platform in platforms %}
+    select * from {{ platform }}
+    {% if not loop.last %}union all{% endif %}
+    {%- else %}
+    select null::text as platform from {{ raw }} where false
+    {%- endfor %}
 ),
 
 final as (
@@ -218,23 +250,23 @@ final as (
         shop_id,
         order_id,
         line_number,
-        {%- for column in standard_columns(rows, derived) %}
+        {%- for column in standard_columns(field_map_rows(platforms[0], 'order_item') if platforms else [], derived) %}
         {{ column }},
         {%- endfor %}
         payload_sha256,
         extracted_at
-    from mapped
+    from lines
 )
 
 select * from final
 {% endmacro %}
 
 {#- One row per settlement record (a bill row, a settle line, a bill-file
-    row), mapped like orders from seeds/platform_field_map.csv (entity
-    settlement_line). Components are magnitudes; settle_amount is signed and,
-    when the platform gives no total, derived from the components. -#}
-{% macro stg_settlement_lines(platform) %}
-{{ stg_entity(platform, 'settlement_line', 'settlements',
+    row), every platform that settles, mapped like orders from the field rows
+    (entity settlement_line). Components are magnitudes; settle_amount is
+    signed and, when the platform gives no total, derived from the components. -#}
+{% macro stg_settlement_lines() %}
+{{ stg_entity('settlement_line', 'settlements',
     derived={'settle_amount': "coalesce(settle_amount, (coalesce(gross_amount, 0)
         + coalesce(platform_subsidy_amount, 0) + coalesce(influencer_subsidy_amount, 0)
         - coalesce(commission_amount, 0) - coalesce(service_fee_amount, 0)

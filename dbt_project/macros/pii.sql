@@ -13,12 +13,11 @@
          else regexp_replace(({{ expr }}), '[0-9]', '*', 'g') end
 {%- endmacro %}
 
-{#- Region only: province and city; street and house number never leave raw. -#}
-{% macro mask_address(province, city) -%}
-    nullif(concat_ws(' ', nullif(({{ province }}), ''), nullif(({{ city }}), '')), '') || ' ****'
-{%- endmacro %}
-
+{#- The salt is a setting of the session (orderhub.pii_salt, which dbt's
+    connections get from libpq's PGOPTIONS: orderhub.transform.dbt_env), not
+    text in the SQL: it is in no view definition, no compiled file, no log.
+    A session without it fails here rather than hash unsalted. -#}
 {% macro pii_hash(expr) -%}
     case when nullif(({{ expr }}), '') is null then null
-         else encode(sha256(convert_to('{{ env_var("ORDERHUB_PII_SALT") }}' || '|' || ({{ expr }}), 'UTF8')), 'hex') end
+         else encode(sha256(convert_to(current_setting('orderhub.pii_salt') || '|' || ({{ expr }}), 'UTF8')), 'hex') end
 {%- endmacro %}

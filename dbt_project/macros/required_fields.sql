@@ -16,6 +16,7 @@
         ~ " left join " ~ field_map ~ " as lines on lines.platform = m.platform"
         ~ " and lines.entity = 'order' and lines.standard_field = 'line_items'"
         ~ " where m.required and coalesce(m.source_path, '') <> ''"
+        ~ " and m.entity in ('order', 'order_item')"
         ~ " order by 1, 2, 3").rows -%}
     {#- One scan per platform: count(*) filter (...) per required field. -#}
     {%- set by_platform = {} -%}
@@ -45,8 +46,8 @@
         {%- do parts.append(
             "select '" ~ platform ~ "'::text as platform, checks.entity, checks.standard_field, checks.source_path,"
             ~ " checks.payloads_missing from (select " ~ counts | join(', ') ~ " from ("
-            ~ "select distinct on (shop_id, order_id) payload from " ~ source('raw', platform ~ '_orders')
-            ~ " where " ~ recent_rows('extracted_at')
+            ~ "select distinct on (shop_id, order_id) payload from " ~ source('raw', 'orders')
+            ~ " where platform = '" ~ platform ~ "' and " ~ recent_rows('extracted_at')
             ~ " order by shop_id, order_id, modified_at desc, extracted_at desc, payload_sha256 desc"
             ~ ") as latest) as counted"
             ~ " cross join lateral (values " ~ labels | join(', ')

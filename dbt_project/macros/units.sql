@@ -25,3 +25,10 @@
     case when coalesce(nullif({{ expr }}, '')::bigint, 0) = 0 then null
          else to_timestamp(({{ expr }})::bigint) end
 {%- endmacro %}
+
+{#- ISO 8601 with its offset ("2026-11-11T00:12:05+08:00"): a plain JSON
+    API's way (config-only sources). Without an offset it would be read in the
+    session's time zone, so such a field must carry one. -#}
+{% macro iso_ts(expr) -%}
+    (nullif({{ expr }}, ''))::timestamptz
+{%- endmacro %}

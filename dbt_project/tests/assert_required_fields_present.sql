@@ -12,7 +12,7 @@
                                 ~ row[4] ~ " payloads") -%}
         {%- endfor -%}
         {{ exceptions.raise_compiler_error("Required fields missing from payloads: " ~ found | join("; ")
-            ~ ". Fix the path in seeds/platform_field_map.csv or mark the field not required.") }}
+            ~ ". Fix the path in seeds/platform_mapping.csv or mark the field not required.") }}
     {%- endif -%}
 {%- endif -%}
 {{ missing_required_fields_sql() }}
@@ -20,4 +20,4 @@
 -- A gate (tag:gate): run after `dbt build`, so a missing field fails the run
 -- without holding back the marts. The second parent makes the Cosmos task
 -- group (ORDERHUB_DBT_PER_MODEL_TASKS=1) run it as its own task after staging:
--- depends_on: {{ ref('int_orders_unioned') }}
+-- depends_on: {{ ref('stg_orders') }}

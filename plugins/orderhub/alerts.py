@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import os
 import smtplib
@@ -46,6 +45,7 @@ import requests
 
 from orderhub.config import PLATFORM_TZ
 from orderhub.landing import relation_exists
+from orderhub.mapping import UNMAPPED_STATUS
 from orderhub.repair import OPEN_WINDOWS_ALL_SQL
 
 log = logging.getLogger(__name__)
@@ -132,21 +132,21 @@ def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: s
                                 f"window still {outcome if outcome != 'ok' else 'short'}"
                                 f" {after.total_seconds() / 60:.0f} min after it closed", value))
     if relation_exists(conn, "marts.fct_orders"):
-        for platform, shop, status, refund, orders in conn.execute(
-                "select platform, shop_id, raw_order_status, raw_refund_status, count(*)"
-                " from marts.fct_orders where (order_status_code is null or refund_status_code is null)"
-                # the orders the platforms modified in the interval (an index), not all history
-                " and updated_at >= %s and updated_at < %s"
-                " group by 1, 2, 3, 4 order by 1, 2, 3, 4", (start, end)):
+        # the orders the platforms modified in the interval (an index), not all history
+        unknown = ("select platform, shop_id, raw_order_status, raw_refund_status, count(*)"  # noqa: S608 - a constant
+                   f" from marts.fct_orders where {UNMAPPED_STATUS}"
+                   " and updated_at >= %s and updated_at < %s group by 1, 2, 3, 4 order by 1, 2, 3, 4")
+        for platform, shop, status, refund, orders in conn.execute(unknown, (start, end)):
             alerts.append(Alert("unknown_status", platform, shop, None, None,
-                                f"status '{status}' / refund '{refund}' not in platform_status_map",
+                                f"status '{status}' / refund '{refund}' not in the status mapping",
                                 f"{orders} orders"))
     if run_id and relation_exists(conn, "ops.validation_results"):
         for checkpoint, suite, description, expectation, observed in conn.execute(
                 "select checkpoint, suite, description, expectation, observed"
                 " from ops.validation_results where run_id = %s and not success"
                 " and severity = 'critical' order by 1, 2, 3", (run_id,)):
-            platform = suite.rsplit("_", 1)[-1] if suite.startswith("raw_completeness_") else ""
+            platform = suite.removeprefix("raw_completeness_") if suite.startswith(
+                "raw_completeness_") else ""
             alerts.append(Alert("failed_expectation", platform, "", start, end,
                                 f"{checkpoint}: {description or expectation}",
                                 f"{observed} unexpected"))
@@ -295,6 +295,3 @@ def notify(url: str, start: datetime, end: datetime, run_id: str | None,
         conn.commit()
     return new
 
-
-def describe(alerts: list[Alert]) -> str:
-    return json.dumps([a.message for a in alerts], ensure_ascii=False, indent=1)

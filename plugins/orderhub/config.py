@@ -19,7 +19,6 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLATFORM_TZ = ZoneInfo("Asia/Shanghai")  # every platform here speaks Beijing time
-PLATFORMS = ("tmall", "jd", "pdd", "douyin")
 
 
 def home() -> Path:
@@ -72,7 +71,9 @@ def shops_file() -> Path:
 
 
 def load_shops(path: Path | None = None) -> list[Shop]:
-    """The configured shops. Unknown platforms are an error, not a skip."""
+    """The configured shops. Unknown platforms (not in the registry,
+    :mod:`orderhub.platforms`) are an error, not a skip."""
+    from orderhub.platforms import names
     data = yaml.safe_load((path or shops_file()).read_text(encoding="utf-8")) or {}
     shops = []
     for row in data.get("shops", []):
@@ -83,8 +84,9 @@ def load_shops(path: Path | None = None) -> list[Shop]:
             name=row.get("name", ""),
             faults=row.get("faults", ""),
         )
-        if shop.platform not in PLATFORMS:
-            raise ValueError(f"shop {shop.shop_id}: unknown platform {shop.platform!r}")
+        if shop.platform not in names():
+            raise ValueError(f"shop {shop.shop_id}: unknown platform {shop.platform!r}"
+                             f" (known: {', '.join(names())})")
         shops.append(shop)
     keys = [(s.platform, s.shop_id) for s in shops]
     if len(keys) != len(set(keys)):

@@ -24,9 +24,8 @@ For a shop and an interval [start, end):
    refusal, not a bad argument) calls fail fast for a cool-down; then the next
    call is the probe (half-open): its success closes the breaker, its failure
    opens it again;
-5. a window that still fails on timeouts/5xx, or reports more orders than the
-   platform lets one search page through (``max_results``), is split in halves
-   down to ``min_window``; every leaf gets its own ledger row;
+5. a window that still fails on timeouts/5xx or cut-off bodies is split in
+   halves down to ``min_window``; every leaf gets its own ledger row;
 6. a time budget per window and per task: retries and back-offs never outlast
    it, so a task ends by itself, with a ``failed`` ledger row for every window
    it could not read, before Airflow's ``execution_timeout`` would kill it
@@ -342,8 +341,6 @@ class WindowFetch:
         collected: list[dict] = []
         for _ in range(self.policy.max_passes):
             total = head.total if head.total is not None else len(head.orders)
-            if self.client.max_results is not None and total > self.client.max_results:
-                raise TooManyResults(total)
             last = first + max(math.ceil(total / size), 1) - 1
             for page in range(last, first, -1):
                 collected.extend(self._page(start, end, page, size).orders)
@@ -370,12 +367,6 @@ class WindowFetch:
             if page.next_cursor is None:
                 return lines, total if total is not None else len(lines)
             cursor = page.next_cursor
-
-
-class TooManyResults(Exception):
-    def __init__(self, total: int):
-        super().__init__(f"{total} results: more than one search can page through")
-        self.total = total
 
 
 def to_rows(client: PlatformClient, payloads: list[dict],
@@ -472,10 +463,9 @@ class ShopExtraction:
             load.rows, load.rejected = to_rows(self.client, payloads, self.entity)
             if load.items_landed() + len(load.rejected) < load.api_reported_count:
                 load.outcome = "partial"
-        except (PlatformError, TooManyResults) as error:
+        except PlatformError as error:
             # Settlement windows are the platform's own bill periods: never split.
-            splittable = self.entity == "orders" and (
-                isinstance(error, TooManyResults) or error.kind in SPLITTABLE)
+            splittable = self.entity == "orders" and error.kind in SPLITTABLE
             if splittable and w_end - w_start >= 2 * self.policy.min_window:
                 middle = w_start + (w_end - w_start) / 2
                 middle = middle.replace(second=0, microsecond=0)

@@ -1,8 +1,13 @@
 """Raw landing: append-only tables, COPY, idempotent insert, ledger, quarantine.
 
-Every raw row keeps the untouched payload (JSONB) and a SHA-256 of its
-canonical JSON text. ``(shop_id, order_id, payload_sha256)`` is unique, so
-landing the same order version twice adds nothing. Rows go in through
+One raw table per entity, ``raw.orders`` and ``raw.settlements``, with the
+platform in every row and in the key, list-partitioned by platform: one
+partition per registered platform (:mod:`orderhub.platforms`), made by
+:func:`ensure_schema` when a platform is registered (docs/architecture.md says
+why one table rather than one per platform). Every raw row keeps the untouched
+payload (JSONB) and a SHA-256 of its canonical JSON text.
+``(platform, shop_id, order_id, payload_sha256)`` is unique, so landing the
+same order version twice adds nothing. Rows go in through
 ``COPY`` into a temporary table, then one ``INSERT ... ON CONFLICT DO
 NOTHING`` - in the same transaction as the ledger row that describes the
 window, so the ledger never claims rows that are not there (nor the reverse).
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,10 +25,10 @@ from pathlib import Path
 
 import psycopg
 
-from orderhub.config import PLATFORMS, database_url
+from orderhub.config import database_url
 
-# Raw tables per platform: order versions, and settlement lines (issue 5). A
-# settlement row's order_id is the order it pays out, modified_at its settle time.
+# The raw tables: order versions, and settlement lines (issue 5). A settlement
+# row's order_id is the order it pays out, modified_at its settle time.
 ENTITIES = ("orders", "settlements")
 
 SCHEMA_SQL = """
@@ -152,8 +158,9 @@ create table if not exists ops.quarantine (
 """
 
 RAW_TABLE_SQL = """
-create table if not exists raw.{table} (
-    raw_id          bigint generated always as identity primary key,
+create sequence if not exists raw.raw_id_seq;
+create table if not exists raw.{entity} (
+    raw_id          bigint      not null default nextval('raw.raw_id_seq'),
     platform        text        not null,
     shop_id         text        not null,
     order_id        text        not null,
@@ -164,15 +171,40 @@ create table if not exists raw.{table} (
     run_id          text        not null,
     window_start    timestamptz,
     window_end      timestamptz,
-    unique (shop_id, order_id, payload_sha256)
-);
--- When the version was fetched, on the platform's clock (its Date header):
--- sync latency = platform_fetched_at - modified_at, both on one clock.
-alter table raw.{table} add column if not exists platform_fetched_at timestamptz;
-create index if not exists {table}_modified_idx on raw.{table} (modified_at);
+    -- When the version was fetched, on the platform's clock (its Date header):
+    -- sync latency = platform_fetched_at - modified_at, both on one clock.
+    platform_fetched_at timestamptz,
+    primary key (platform, raw_id),
+    unique (platform, shop_id, order_id, payload_sha256)
+) partition by list (platform);
+create index if not exists {entity}_modified_idx on raw.{entity} (modified_at);
 -- Incremental marts read what landed since their watermark.
-create index if not exists {table}_extracted_idx on raw.{table} (extracted_at);
+create index if not exists {entity}_extracted_idx on raw.{entity} (extracted_at);
 """
+
+PARTITION_SQL = ("create table if not exists raw.{entity}__{platform}"
+                 " partition of raw.{entity} for values in ('{platform}')")
+
+# What the registry says of each platform, for dim_platforms and the report.
+PLATFORMS_SQL = """
+create table if not exists ops.platforms (
+    platform             text primary key,
+    name_en              text,
+    name_zh              text,
+    order_api            text,
+    money_unit           text,
+    time_format          text,
+    lists_unpaid_orders  boolean,
+    has_settlements      boolean,
+    colour               text,
+    position             integer
+);
+"""
+
+# Columns a raw row carries besides the identity (the migration copies them).
+RAW_COLUMNS = ("platform", "shop_id", "order_id", "modified_at", "payload", "payload_sha256",
+               "extracted_at", "run_id", "window_start", "window_end", "platform_fetched_at")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 # The one definition of an open ledger window: not read in full, or fewer
@@ -181,10 +213,18 @@ create index if not exists {table}_extracted_idx on raw.{table} (extracted_at);
 OPEN_WINDOW = "(outcome <> 'ok' or orders_landed < coalesce(api_reported_count, 0))"
 
 
-def raw_table(platform: str, entity: str = "orders") -> str:
-    if platform not in PLATFORMS or entity not in ENTITIES:
-        raise ValueError(f"no raw table for {platform}/{entity}")
-    return f"{platform}_{entity}"
+def raw_table(entity: str = "orders") -> str:
+    """The raw table of an entity, schema-qualified."""
+    if entity not in ENTITIES:
+        raise ValueError(f"no raw table for {entity!r}; entities: {ENTITIES}")
+    return f"raw.{entity}"
+
+
+def partition(platform: str, entity: str = "orders") -> str:
+    """The raw partition holding one platform's rows of an entity."""
+    if not _NAME.match(platform):
+        raise ValueError(f"platform name {platform!r}: lowercase letters, digits and _ only")
+    return f"{raw_table(entity)}__{platform}"
 
 
 def relation_exists(conn: psycopg.Connection, relation: str) -> bool:
@@ -196,15 +236,32 @@ def connect(url: str | None = None) -> psycopg.Connection:
     return psycopg.connect(url or database_url())
 
 
-# The DDL's fingerprint: ensure_schema runs DDL only when it changed.
-SCHEMA_VERSION = hashlib.sha256((SCHEMA_SQL + RAW_TABLE_SQL).encode()).hexdigest()[:16]
+def _registry_rows() -> list[tuple]:
+    from orderhub.platforms import clients
+
+    rows = []
+    for name, cls in clients().items():
+        if not _NAME.match(name):
+            raise ValueError(f"platform name {name!r}: lowercase letters, digits and _ only")
+        rows.append((name, cls.title or name, cls.title_zh or None, cls.order_endpoint or None,
+                     cls.money_unit or None, cls.time_format or None, cls.lists_unpaid_orders,
+                     cls.has_settlements(), cls.colour, cls.position))
+    return rows
 
 
-def _schema_current(conn: psycopg.Connection) -> bool:
+def schema_version() -> str:
+    """The DDL's fingerprint, registered platforms included: ensure_schema
+    runs DDL only when it changed (a newly registered platform gets its
+    partitions and its ops.platforms row on the next run)."""
+    text = SCHEMA_SQL + RAW_TABLE_SQL + PARTITION_SQL + PLATFORMS_SQL + repr(_registry_rows())
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _schema_current(conn: psycopg.Connection, version: str) -> bool:
     if conn.execute("select to_regclass('ops.schema_version')").fetchone()[0] is None:
         return False
     row = conn.execute("select version from ops.schema_version").fetchone()
-    return row is not None and row[0] == SCHEMA_VERSION
+    return row is not None and row[0] == version
 
 
 # Every schema OrderHub writes: raw and ops (landing), seeds and the dbt layers.
@@ -219,27 +276,72 @@ def drop_warehouse(url: str | None = None) -> None:
             conn.execute(f"drop schema if exists {schema} cascade")
 
 
-def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the raw and ops schemas and tables (idempotent, safe to race).
+def ensure_schema(conn: psycopg.Connection) -> list[str]:
+    """Create the raw and ops schemas and tables (idempotent, safe to race),
+    a raw partition per registered platform, and migrate a warehouse whose
+    raw tables are still one per platform (returns what it migrated).
 
     Every task calls it, so when the schema is current it only reads
     ops.schema_version: DDL such as ALTER TABLE takes exclusive locks, and run
     while another task is landing it would deadlock against that landing."""
-    current = _schema_current(conn)
+    version = schema_version()
+    current = _schema_current(conn, version)
     conn.commit()  # end the read, so the DDL below runs in a transaction of its own
     if current:
-        return
+        return []
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext('orderhub.ensure_schema'))")
-        if _schema_current(conn):  # another task upgraded it meanwhile
-            return
+        if _schema_current(conn, version):  # another task upgraded it meanwhile
+            return []
         conn.execute(SCHEMA_SQL)
-        for platform in PLATFORMS:
-            for entity in ENTITIES:
-                conn.execute(RAW_TABLE_SQL.format(table=raw_table(platform, entity)))
+        conn.execute(PLATFORMS_SQL)
+        platforms = [row[0] for row in _registry_rows()]
+        for entity in ENTITIES:
+            conn.execute(RAW_TABLE_SQL.format(entity=entity))
+            for platform in platforms:
+                conn.execute(PARTITION_SQL.format(entity=entity, platform=platform))
+        migrated = _migrate_per_platform_tables(conn)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into ops.platforms values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                " on conflict (platform) do update set name_en = excluded.name_en,"
+                " name_zh = excluded.name_zh, order_api = excluded.order_api,"
+                " money_unit = excluded.money_unit, time_format = excluded.time_format,"
+                " lists_unpaid_orders = excluded.lists_unpaid_orders,"
+                " has_settlements = excluded.has_settlements, colour = excluded.colour,"
+                " position = excluded.position", _registry_rows())
         conn.execute("create table if not exists ops.schema_version (version text not null)")
         conn.execute("delete from ops.schema_version")
-        conn.execute("insert into ops.schema_version values (%s)", (SCHEMA_VERSION,))
+        conn.execute("insert into ops.schema_version values (%s)", (version,))
+    return migrated
+
+
+def _migrate_per_platform_tables(conn: psycopg.Connection) -> list[str]:
+    """Raw tables of the layout before issue 16 (``raw.<platform>_<entity>``):
+    copy every row into the entity's table, in landing order, check the counts
+    and drop the old table (its staging views go with it: dbt builds them
+    again). Runs inside ensure_schema's transaction: all or nothing."""
+    old = conn.execute(
+        "select table_name from information_schema.tables where table_schema = 'raw'"
+        " and table_type = 'BASE TABLE' and table_name ~ '^[a-z][a-z0-9_]*_(orders|settlements)$'"
+        " and table_name !~ '__' order by 1").fetchall()
+    done = []
+    columns = ", ".join(RAW_COLUMNS)
+    for (table,) in old:
+        platform, entity = table.rsplit("_", 1)
+        if not _NAME.match(platform):
+            continue
+        conn.execute(PARTITION_SQL.format(entity=entity, platform=platform))
+        before = conn.execute(f"select count(*) from raw.{table}").fetchone()[0]  # noqa: S608 - raw's own tables
+        copied = conn.execute(
+            f"insert into raw.{entity} ({columns}) select {columns} from raw.{table}"  # noqa: S608
+            " order by raw_id on conflict do nothing").rowcount
+        if copied != before:
+            raise RuntimeError(f"migrating raw.{table}: {copied} of {before} rows copied"
+                               " (a version twice?); nothing was changed")
+        conn.execute(f"drop table raw.{table} cascade")
+        done.append(f"raw.{table} -> raw.{entity}: {copied} rows")
+    return done
 
 
 @dataclass
@@ -332,7 +434,7 @@ def resolve_split(conn: psycopg.Connection, load: WindowLoad, reported: int, lan
 def land(conn: psycopg.Connection, load: WindowLoad, *, ledger: bool = True) -> int:
     """Land one window in one transaction; returns the number of new raw rows.
     ``ledger=False`` for replayed files: they describe no API window."""
-    table = raw_table(load.platform, load.entity)
+    table = raw_table(load.entity)
     with conn.transaction():
         inserted = 0
         if load.rows:
@@ -348,12 +450,12 @@ def land(conn: psycopg.Connection, load: WindowLoad, *, ledger: bool = True) -> 
                         copy.write_row((row.order_id, row.modified_at, row.payload_text,
                                         row.payload_sha256))
                 cur.execute(
-                    f"insert into raw.{table} (platform, shop_id, order_id, modified_at, payload,"  # noqa: S608 - table name from a fixed list
+                    f"insert into {table} (platform, shop_id, order_id, modified_at, payload,"  # noqa: S608 - table name from a fixed list
                     " payload_sha256, run_id, window_start, window_end, platform_fetched_at)"
                     " select distinct on (order_id, payload_sha256) %s, %s, order_id, modified_at,"
                     " payload::jsonb, payload_sha256, %s, %s, %s, %s from landing_batch"
                     " order by order_id, payload_sha256"
-                    " on conflict (shop_id, order_id, payload_sha256) do nothing",
+                    " on conflict (platform, shop_id, order_id, payload_sha256) do nothing",
                     (load.platform, load.shop_id, load.run_id, load.window_start, load.window_end,
                      load.fetched_at),
                 )

@@ -4,11 +4,17 @@ Reads the seeds (``dbt_project/seeds``: the one source of truth, as files,
 so the report is right even before ``dbt seed``) and the latest version of
 every order in ``raw``, and reports:
 
-* every raw status pair ``platform_status_map`` does not map, with the number
-  of orders carrying it and a seed row to paste;
-* every required field (``platform_field_map.required``) that payloads lack;
-* every payload field the field map does not read, with the number of orders
-  carrying it and a suggested ``platform_field_map`` row.
+* every raw status pair the status rows do not map, with the number of orders
+  carrying it and a seed row to paste;
+* every required field (``required`` in the field rows) that payloads lack;
+* every payload field the field rows do not read, with the number of orders
+  carrying it and a suggested row;
+* every registered platform without field rows, and every platform with
+  rows that is not registered (the registry and the seed must agree).
+
+The mapping lives in one seed, ``seeds/platform_mapping.csv`` (``kind`` field
+or status); ``platform_field_map`` and ``platform_status_map`` are its two
+halves, as dbt's views of the same names show them.
 
 Exit status 1 when a status is unmapped or a required field is missing (the
 same conditions that fail ``dbt build``); uncovered fields are information.
@@ -23,16 +29,41 @@ from pathlib import Path
 
 import psycopg
 
-from orderhub.config import PLATFORMS, dbt_project_dir
-from orderhub.landing import raw_table
-from orderhub.platforms import CLIENTS
+from orderhub.config import dbt_project_dir
+from orderhub.landing import partition, relation_exists
+from orderhub.platforms import client_class, names
 
 SEEDS = dbt_project_dir() / "seeds"
+# The one definition, in Python, of an order whose status pair the mapping
+# lacks, in the marts (alerts, GX; dbt's twin: macros/fail_on_unmapped_statuses.sql).
+UNMAPPED_STATUS = "(order_status_code is null or refund_status_code is null)"
+MAPPING = "platform_mapping"
+MAPPING_COLUMNS = ("platform", "kind", "entity", "standard_field", "source_path", "unit",
+                   "aggregate", "default_value", "required", "raw_order_status",
+                   "raw_refund_status", "order_status_code", "refund_status_code", "note")
+# The mapping seed's two halves, as dbt's views (models/mapping) show them.
+HALVES = {
+    "platform_field_map": ("field", ("platform", "entity", "standard_field", "source_path", "unit",
+                                     "aggregate", "default_value", "required", "note")),
+    "platform_status_map": ("status", ("platform", "raw_order_status", "raw_refund_status",
+                                       "order_status_code", "refund_status_code", "note")),
+}
 
 
 def read_seed(name: str, seeds: Path = SEEDS) -> list[dict[str, str]]:
+    """A seed's rows, from its file (right even before ``dbt seed``);
+    ``platform_field_map`` and ``platform_status_map`` are the mapping seed's halves."""
+    if name in HALVES:
+        kind, columns = HALVES[name]
+        return [{c: row[c] for c in columns} for row in read_seed(MAPPING, seeds)
+                if row["kind"] == kind]
     with (seeds / f"{name}.csv").open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+def mapping_row(**values: str) -> str:
+    """One line of the mapping seed, ready to paste."""
+    return ",".join(_csv(str(values.get(column, ""))) for column in MAPPING_COLUMNS)
 
 
 def strip_filters(path: str) -> str:
@@ -62,9 +93,10 @@ def strip_filters(path: str) -> str:
 
 def covered_paths(platform: str, field_map: list[dict[str, str]]) -> set[str]:
     """Paths (filters removed) that the field map or the loader reads."""
-    rows = [r for r in field_map if r["platform"] == platform]
+    rows = [r for r in field_map if r["platform"] == platform
+            and r["entity"] in ("order", "order_item")]
     lines = next((r["source_path"] for r in rows if r["standard_field"] == "line_items"), "")
-    covered = set(CLIENTS[platform].identity_paths)
+    covered = set(client_class(platform).identity_paths)
     for row in rows:
         if row["standard_field"] == "line_items":
             continue  # the line array: its fields are mapped one by one
@@ -90,7 +122,7 @@ def suggest_unit(platform: str, name: str, json_type: str) -> str:
     if any(word in lowered for word in ("time", "created", "modified", "date")):
         return "unix_seconds" if json_type == "number" else "local_time"
     if any(word in lowered for word in ("fee", "amount", "price", "payment", "discount")):
-        return "fen" if platform == "douyin" and json_type == "number" else "yuan"
+        return client_class(platform).number_unit if json_type == "number" else "yuan"
     return ""
 
 
@@ -100,24 +132,33 @@ class Report:
     missing_required: list[dict] = field(default_factory=list)
     uncovered_fields: list[dict] = field(default_factory=list)
     orders: dict[str, int] = field(default_factory=dict)
+    unmapped_platforms: list[str] = field(default_factory=list)  # registered, no field rows
+    unregistered_platforms: list[str] = field(default_factory=list)  # rows, not registered
 
     @property
     def ok(self) -> bool:
-        return not self.unmapped_statuses and not self.missing_required
+        return not (self.unmapped_statuses or self.missing_required or self.unmapped_platforms
+                    or self.unregistered_platforms)
 
     def render(self) -> str:
         out = ["orders checked (latest versions): "
                + ", ".join(f"{p} {n}" for p, n in self.orders.items())]
+        if self.unmapped_platforms:
+            out.append("registered platforms without field rows in"
+                       f" dbt_project/seeds/platform_mapping.csv: {', '.join(self.unmapped_platforms)}")
+        if self.unregistered_platforms:
+            out.append("platforms with mapping rows that no client or config/sources file"
+                       f" registers: {', '.join(self.unregistered_platforms)}")
         out.append(f"\nunmapped statuses: {len(self.unmapped_statuses)}")
         if self.unmapped_statuses:
-            out.append("  add to dbt_project/seeds/platform_status_map.csv:")
+            out.append("  add to dbt_project/seeds/platform_mapping.csv:")
             out += [f"  {s['seed_row']}    # {s['orders']} orders" for s in self.unmapped_statuses]
         out.append(f"\nrequired fields missing from payloads: {len(self.missing_required)}")
         out += [f"  {m['platform']} {m['entity']}.{m['standard_field']} ({m['source_path']}):"
                 f" missing in {m['orders']} orders" for m in self.missing_required]
         out.append(f"\npayload fields the field map does not read: {len(self.uncovered_fields)}")
         if self.uncovered_fields:
-            out.append("  to map one, add its row to dbt_project/seeds/platform_field_map.csv"
+            out.append("  to map one, add its row to dbt_project/seeds/platform_mapping.csv"
                        " (and a standard_fields.csv row if the standard field is new):")
             out += [f"  {u['seed_row']}" for u in self.uncovered_fields]
         return "\n".join(out)
@@ -172,15 +213,22 @@ def check(conn: psycopg.Connection, seeds: Path = SEEDS) -> Report:
     field_map = read_seed("platform_field_map", seeds)
     status_map = read_seed("platform_status_map", seeds)
     report = Report()
-    for platform in PLATFORMS:
-        table = f"raw.{raw_table(platform)}"
-        if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is None:
+    mapped = {r["platform"] for r in field_map}
+    report.unmapped_platforms = [p for p in names() if p not in mapped]
+    report.unregistered_platforms = sorted(mapped - set(names()))
+    if conn.execute("select to_regclass('raw.orders')").fetchone()[0] is None:
+        return report
+    for platform in names():
+        table = partition(platform)
+        if not relation_exists(conn, table):
             continue
         rows = {r["standard_field"]: r for r in field_map
                 if r["platform"] == platform and r["entity"] == "order"}
         latest = LATEST.format(table=table)
         report.orders[platform] = conn.execute(
-            f"select count(*) from ({latest}) l").fetchone()[0]  # noqa: S608 - table from PLATFORMS
+            f"select count(*) from ({latest}) l").fetchone()[0]  # noqa: S608 - a partition name
+        if not report.orders[platform]:
+            continue
         report.unmapped_statuses += _unmapped_statuses(conn, platform, latest, rows, status_map)
         report.missing_required += _missing_required(conn, platform, latest, field_map)
         covered = covered_paths(platform, field_map)
@@ -196,8 +244,11 @@ def check(conn: psycopg.Connection, seeds: Path = SEEDS) -> Report:
             report.uncovered_fields.append({
                 "platform": platform, "entity": entity, "path": path, "json_type": json_type,
                 "orders": orders,
-                "seed_row": f"{platform},{entity},{name},{_csv(source)},{unit},,,false,"
-                            f"{json_type} in {orders} of {report.orders[platform]} orders",
+                "seed_row": mapping_row(platform=platform, kind="field", entity=entity,
+                                        standard_field=name, source_path=source, unit=unit,
+                                        required="false",
+                                        note=f"{json_type} in {orders} of"
+                                             f" {report.orders[platform]} orders"),
             })
     return report
 
@@ -231,8 +282,9 @@ def _unmapped_statuses(conn, platform, latest, rows, status_map) -> list[dict]:
         out.append({
             "platform": platform, "raw_order_status": raw_status, "raw_refund_status": raw_refund,
             "orders": orders,
-            "seed_row": f"{platform},{_csv(str(raw_status))},{_csv(str(raw_refund))},"
-                        f"{order_code},{refund_code},TODO describe",
+            "seed_row": mapping_row(platform=platform, kind="status", raw_order_status=raw_status,
+                                    raw_refund_status=raw_refund, order_status_code=order_code,
+                                    refund_status_code=refund_code, note="TODO describe"),
         })
     return out
 
@@ -243,7 +295,8 @@ def required_checks(platform: str, field_map: list[dict[str, str]]) -> list[tupl
     every alternative, ``negate`` is True and the path does not exist, or
     ``negate`` is False and the path (some line without the field) does.
     Shared by `orderhub mapping check` and the GX raw_completeness suite."""
-    rows = [r for r in field_map if r["platform"] == platform]
+    rows = [r for r in field_map if r["platform"] == platform
+            and r["entity"] in ("order", "order_item")]
     lines = next((r["source_path"] for r in rows if r["standard_field"] == "line_items"), "")
     checks = []
     for row in rows:

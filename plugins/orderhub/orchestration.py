@@ -1,4 +1,5 @@
-"""Pieces both DAGs share: default arguments, the dbt task group, the GX task.
+"""Pieces the DAGs share (orders_incremental, orders_repair, settlements_daily):
+default arguments, schedules, the dbt task group, the GX and alert tasks.
 
 Imported by the DAG files at parse time, so nothing here touches a database
 or the network; Cosmos only reads dbt's ``target/manifest.json``.
@@ -20,8 +21,9 @@ DBT_ENV = {
                        ("PASSWORD", "password or ''"), ("NAME", "schema")]
 } | {
     # The salt for buyer hashes: an Airflow Variable (AIRFLOW_VAR_ORDERHUB_PII_SALT
-    # or a secrets backend). Missing, the template fails the task: no unsalted hashes.
-    "ORDERHUB_PII_SALT": "{{ var.value.orderhub_pii_salt }}",
+    # or a secrets backend), given to dbt's connections as a session setting
+    # (orderhub.transform.salt_options). Missing, the template fails the task.
+    "PGOPTIONS": "-c orderhub.pii_salt={{ var.value.orderhub_pii_salt }}",
 }
 
 
@@ -150,12 +152,11 @@ def test_scope_env(reconciliation: bool) -> dict[str, str]:
 def run_dbt_build(reconciliation: bool = False) -> dict:
     from airflow.sdk import BaseHook, Variable
 
-    from orderhub.runner import dbt, dbt_env
+    from orderhub.transform import dbt, dbt_env
 
     url = BaseHook.get_connection(WAREHOUSE_CONN).get_uri()
-    env = {**dbt_env(url),
-           # No salt, no hashes: a missing Variable fails the task.
-           "ORDERHUB_PII_SALT": Variable.get("orderhub_pii_salt"),
+    # No salt, no hashes: a missing Variable fails the task.
+    env = {**dbt_env(url, salt=Variable.get("orderhub_pii_salt")),
            **test_scope_env(reconciliation)}
     failed = []
     for args in dbt_build_steps(url, reconciliation):

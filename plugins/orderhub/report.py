@@ -22,10 +22,10 @@ from pathlib import Path
 
 import psycopg
 
-from orderhub.config import PLATFORM_TZ, PLATFORMS
+from orderhub.config import PLATFORM_TZ
 from orderhub.landing import relation_exists
+from orderhub.platforms import clients
 
-COLORS = {"tmall": "#ff5000", "jd": "#e1251b", "pdd": "#f4b400", "douyin": "#161823"}
 WIDTH, HEIGHT, PAD = 720, 220, 40
 
 
@@ -129,9 +129,13 @@ def render(data: dict, start: datetime, end: datetime, title: str = "OrderHub ru
     # 1. orders per platform per hour: one bar per (hour, platform), grouped by hour
     hours = sorted({h for h, _, _ in data["orders"]})
     counts = {(h, p): n for h, p, n in data["orders"]}
-    order_bars = [Bar(f"{_local(h):%H:%M}" if p == PLATFORMS[0] else "", float(counts.get((h, p), 0)),
-                      COLORS[p], f"{_local(h):%m-%d %H:%M} {p}: {counts.get((h, p), 0)} orders")
-                  for h in hours for p in PLATFORMS]
+    # the registry's platforms that have orders here, in its order and colours
+    colours = {name: cls.colour for name, cls in clients().items()
+               if any(p == name for _, p, _ in data["orders"])}
+    platforms = list(colours)
+    order_bars = [Bar(f"{_local(h):%H:%M}" if p == platforms[0] else "", float(counts.get((h, p), 0)),
+                      colours[p], f"{_local(h):%m-%d %H:%M} {p}: {counts.get((h, p), 0)} orders")
+                  for h in hours for p in platforms]
     # 2. latency histogram in 5-minute buckets
     latency = [float(x) for x in data["latency"]]
     buckets: dict[int, int] = {}
@@ -151,10 +155,10 @@ def render(data: dict, start: datetime, end: datetime, title: str = "OrderHub ru
     health = _table(["platform", "orders", "latency p50 (s)", "latency p95 (s)", "completeness",
                      "field completeness", "open windows"], data["health"])
     failed_checks = [(c, s, d, sev, obs) for c, s, d, sev, ok, obs, _ in data["checks"] if not ok]
-    legend = " ".join(f'<span class="key" style="background:{c}"></span>{p}' for p, c in COLORS.items())
+    legend = " ".join(f'<span class="key" style="background:{c}"></span>{p}' for p, c in colours.items())
     charts = [
         ("Orders per platform per hour", legend + bar_chart("orders-per-hour", order_bars,
-                                                           every=len(PLATFORMS))),
+                                                           every=max(len(platforms), 1))),
         (f"Sync latency ({len(latency)} versions; platform fetch time minus modified time)",
          bar_chart("latency", latency_bars, every=max(1, len(latency_bars) // 12))),
         (f"Completeness per extraction window ({len(window_bars)} windows; red = short or failed)",

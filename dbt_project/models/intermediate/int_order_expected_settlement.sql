@@ -26,7 +26,7 @@
 
 {%- set inputs_hash -%}
     md5(
-        (select string_agg(terms::text, '|' order by terms::text) from {{ ref('platforms') }} as terms)
+        (select string_agg(terms::text, '|' order by terms::text) from {{ ref('platform_terms') }} as terms)
         || coalesce((select mapping_hash from {{ ref('fct_orders') }} limit 1), '')
     )
 {%- endset %}
@@ -39,7 +39,7 @@ with orders as (
 ),
 
 terms as (
-    select * from {{ ref('platforms') }}
+    select * from {{ ref('platform_terms') }}
 ),
 
 components as (

@@ -12,4 +12,4 @@ select
     source_modified_at,
     date_trunc('hour', source_modified_at) as hour_start,
     extract(epoch from platform_fetched_at - source_modified_at) as latency_seconds
-from {{ ref('int_orders_unioned') }}
+from {{ ref('stg_orders') }}

@@ -2,7 +2,7 @@
     platform_status_map seed. An unmapped pair leaves the codes null here;
     fct_orders then fails the run naming it (macros/fail_on_unmapped_statuses.sql). -#}
 with orders as (
-    select * from {{ ref('int_orders_unioned') }}
+    select * from {{ ref('stg_orders') }}
 ),
 
 status_map as (

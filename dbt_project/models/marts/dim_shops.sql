@@ -3,7 +3,7 @@ with shops as (
 ),
 
 platforms as (
-    select * from {{ ref('platforms') }}
+    select * from {{ source('ops', 'platforms') }}
 ),
 
 final as (

@@ -31,7 +31,7 @@ lines as (
         orders.landed_at,
         orders.mapping_hash,
         items.*
-    from {{ ref('int_order_items_unioned') }} as items
+    from {{ ref('stg_order_items') }} as items
     inner join orders
         on orders.platform = items.platform
         and orders.shop_id = items.shop_id

@@ -83,7 +83,6 @@ class ApiCall:
 class Page:
     orders: list[dict[str, Any]]
     total: int | None
-    has_next: bool | None = None
 
 
 @dataclass
@@ -118,13 +117,24 @@ def parse_local_time(text: str) -> datetime:
 
 
 class PlatformClient:
-    """One shop on one platform. Subclasses fill in the dialect."""
+    """One shop on one platform. Subclasses fill in the dialect, and describe
+    their platform for the registry (:mod:`orderhub.platforms`): a subclass
+    with a ``platform`` name in a module of this package *is* a platform."""
 
     platform: ClassVar[str]
+    # What the registry knows of the platform (ops.platforms, dim_platforms, the report).
+    title: ClassVar[str] = ""  # "Tmall / Taobao"
+    title_zh: ClassVar[str] = ""
+    money_unit: ClassVar[str] = ""  # how its order API writes money
+    time_format: ClassVar[str] = ""
+    lists_unpaid_orders: ClassVar[bool] = True  # does its order API show unpaid orders?
+    number_unit: ClassVar[str] = "yuan"  # the unit of a bare JSON number amount (mapping check)
+    colour: ClassVar[str] = "#7f7f7f"  # the report draws it in this colour
+    position: ClassVar[int] = 100  # where it is listed among the platforms
+
     max_window: ClassVar[timedelta]  # longest modified-time window the API accepts
     max_page_size: ClassVar[int] = 100
     first_page: ClassVar[int] = 1  # page numbering base
-    max_results: ClassVar[int | None] = None  # most results one search can page through
     identity_paths: ClassVar[tuple[str, ...]] = ()  # payload fields order_identity reads
     order_endpoint: ClassVar[str] = ""  # the order search API's method name
     # Settlements (issue 5): the settlement API's method name, its longest
@@ -142,6 +152,13 @@ class PlatformClient:
         self.clock_offset = 0.0  # learned from the gateway's Date header when it refuses ours
         self.server_clock_offset: float | None = None  # last seen Date header minus our clock
         self.api_calls: list[ApiCall] = []  # drained by the extractor after each window
+        self.last_status = 0  # the last answer's HTTP status and headers, for parsers
+        self.last_headers: dict[str, str] = {}
+
+    @classmethod
+    def has_settlements(cls) -> bool:
+        """Whether the platform has a settlement API this client speaks."""
+        return bool(cls.settlement_endpoint)
 
     def now(self) -> float:
         """Our clock, corrected by what the gateway told us of its own."""
@@ -222,6 +239,7 @@ class PlatformClient:
             host = urlsplit(request.url).netloc
             raise PlatformError(self.platform, code, f"{type(exc).__name__} talking to {host}",
                                 retryable=True, kind="transport") from None
+        self.last_status, self.last_headers = response.status_code, dict(response.headers)
         server_date = response.headers.get("Date")
         if server_date:
             try:

@@ -65,6 +65,13 @@ def error_from(body: dict[str, Any]) -> PlatformError:
 
 class DouyinClient(PlatformClient):
     platform = "douyin"
+    title = "Douyin shop"
+    title_zh = "抖店"
+    money_unit = "integer fen"
+    time_format = "Unix seconds"
+    number_unit = "fen"
+    colour = "#161823"
+    position = 4
     max_window = timedelta(days=1)  # UNCONFIRMED limit; the sandbox enforces the same
     first_page = 0
 

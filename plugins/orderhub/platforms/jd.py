@@ -67,6 +67,13 @@ def error_from(body: dict[str, Any]) -> PlatformError:
 
 class JdClient(PlatformClient):
     platform = "jd"
+    title = "JD"
+    title_zh = "京东"
+    money_unit = "yuan string"
+    time_format = "Beijing-time string"
+    lists_unpaid_orders = False  # unpaid orders: jingdong.pop.order.notPayOrderInfo
+    colour = "#e1251b"
+    position = 2
     max_window = timedelta(days=1)  # JOS allows a month; a day keeps pages few
     first_page = 1
 

@@ -56,6 +56,13 @@ def error_from(body: dict[str, Any]) -> PlatformError:
 
 class PddClient(PlatformClient):
     platform = "pdd"
+    title = "Pinduoduo"
+    title_zh = "拼多多"
+    money_unit = "yuan number"
+    time_format = "Beijing-time string"
+    lists_unpaid_orders = False
+    colour = "#f4b400"
+    position = 3
     max_window = timedelta(minutes=30)
     first_page = 1
 
@@ -99,7 +106,7 @@ class PddClient(PlatformClient):
     def parse_order_search(self, text: str) -> Page:
         result = self._result(text, RESPONSE_KEY)
         return Page(orders=result.get("order_sn_list") or [],
-                    total=int(result.get("total_count", 0)), has_next=result.get("has_next"))
+                    total=int(result.get("total_count", 0)))
 
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).

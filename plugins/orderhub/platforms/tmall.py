@@ -73,6 +73,12 @@ def error_from(body: dict[str, Any]) -> PlatformError:
 
 class TmallClient(PlatformClient):
     platform = "tmall"
+    title = "Tmall / Taobao"
+    title_zh = "天猫/淘宝"
+    money_unit = "yuan string"
+    time_format = "Beijing-time string"
+    colour = "#ff5000"
+    position = 1
     max_window = timedelta(minutes=30)  # TOP allows 1 day, recommends 30 minutes or less
     first_page = 1
 
@@ -116,8 +122,7 @@ class TmallClient(PlatformClient):
     def parse_order_search(self, text: str) -> Page:
         result = self._result(text, RESPONSE_KEY)
         trades = (result.get("trades") or {}).get("trade") or []
-        return Page(orders=trades, total=int(result.get("total_results", 0)),
-                    has_next=result.get("has_next"))
+        return Page(orders=trades, total=int(result.get("total_results", 0)))
 
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).

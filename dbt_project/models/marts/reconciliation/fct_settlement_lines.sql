@@ -1,10 +1,10 @@
-{#- One row per settlement record the platforms booked, standardized: a
-    Tmall or PDD bill row (one money movement), a JD or Douyin settle line
-    (several components). Components are magnitudes; settle_amount is what
+{#- One row per settlement record the platforms booked, standardized: a bill
+    row (one money movement) or a settle line (several components), whatever
+    the platform's own shape. Components are magnitudes; settle_amount is what
     the shop received from the record, signed. A record landed again with a
     changed payload keeps its latest landing. -#}
 with lines as (
-    select * from {{ ref('int_settlement_lines_unioned') }}
+    select * from {{ ref('stg_settlement_lines') }}
 ),
 
 latest as (

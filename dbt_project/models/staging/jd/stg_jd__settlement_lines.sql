@@ -1,1 +1,0 @@
-{{ stg_settlement_lines('jd') }}

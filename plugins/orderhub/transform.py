@@ -1,0 +1,61 @@
+"""dbt, the transform step: its profile from the warehouse URL, its CLI on
+the project, and the manifest Cosmos renders DAGs from. Used by the DAGs'
+dbt task (orderhub.orchestration) and by every command that builds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from orderhub.config import database_url, dbt_project_dir, pii_salt
+
+
+def salt_options(salt: str) -> str:
+    """libpq's PGOPTIONS giving every dbt connection the buyer-hash salt as
+    the session setting orderhub.pii_salt (macros/pii.sql): the salt stays
+    out of the SQL text, compiled files and view definitions."""
+    escaped = salt.replace("\\", "\\\\").replace(" ", "\\ ")
+    return f"-c orderhub.pii_salt={escaped}"
+
+
+def dbt_env(url: str | None = None, salt: str | None = None) -> dict[str, str]:
+    """The warehouse URL split into the variables dbt_project/profiles.yml
+    reads, and the salt as a session setting (``salt``: else ``pii_salt()``)."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url or database_url())
+    return {
+        "ORDERHUB_DB_HOST": parts.hostname or "127.0.0.1",
+        "ORDERHUB_DB_PORT": str(parts.port or 5432),
+        "ORDERHUB_DB_USER": unquote(parts.username or "postgres"),
+        "ORDERHUB_DB_PASSWORD": unquote(parts.password or ""),
+        "ORDERHUB_DB_NAME": parts.path.lstrip("/") or "postgres",
+        "PGOPTIONS": salt_options(salt if salt is not None else pii_salt()),
+    }
+
+
+def dbt(*args: str, check: bool = True, capture: bool = True, project: Path | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the dbt CLI on the project (or a copy of it) against the configured
+    warehouse (or the profile variables in ``env``, see ``dbt_env``)."""
+    project = project or dbt_project_dir()
+    cmd = [str(Path(sys.executable).with_name("dbt")), *args,
+           "--project-dir", str(project), "--profiles-dir", str(project)]
+    return subprocess.run(cmd, env={**os.environ, **(env or dbt_env())}, check=check, text=True,
+                          capture_output=capture, cwd=project)
+
+
+def ensure_manifest() -> Path:
+    """Cosmos renders the DAG from target/manifest.json: (re)parse when stale."""
+    project = dbt_project_dir()
+    manifest = project / "target" / "manifest.json"
+    sources = [p for p in project.rglob("*") if p.is_file() and p.suffix in (".sql", ".yml", ".csv")
+               and "target" not in p.parts and "logs" not in p.parts]
+    newest = max(p.stat().st_mtime for p in sources)
+    if not manifest.exists() or manifest.stat().st_mtime < newest:
+        result = dbt("parse", check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"dbt parse failed:\n{result.stdout}\n{result.stderr}")
+    return manifest

@@ -1,0 +1,379 @@
+"""The ``orderhub`` command. Times are ISO 8601; without an offset, Asia/Shanghai."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+
+from orderhub.config import load_shops, parse_time
+from orderhub.platforms import names as platform_names
+from orderhub_tools.sandbox.faults import CHOICES
+
+DEFAULT_SEED = 42
+DEFAULT_START = "2026-11-11T00:00:00+08:00"
+DEFAULT_END = "2026-11-11T03:00:00+08:00"
+
+
+def _spec(args):
+    from orderhub_tools.sandbox.server import SandboxSpec
+
+    shops = load_shops()
+    return SandboxSpec(seed=args.seed, shops=[(s.platform, s.shop_id) for s in shops],
+                       scale=args.scale, faults=getattr(args, "faults", "none"),
+                       shop_faults={s.shop_id: s.faults for s in shops if s.faults})
+
+
+def cmd_db(args) -> int:
+    from orderhub import warehouse
+
+    if args.action == "start":
+        print(warehouse.start())
+    elif args.action == "stop":
+        warehouse.stop()
+    elif args.action == "migrate":
+        from orderhub.landing import connect, ensure_schema
+
+        with connect() as conn:
+            migrated = ensure_schema(conn)
+        print("\n".join(migrated) if migrated else
+              "nothing to migrate: raw is one table per entity already")
+        if migrated:
+            print("dbt builds staging and the marts again at the next run (`dbt build`)")
+    else:
+        from orderhub.config import database_url
+
+        print(database_url())
+    return 0
+
+
+def cmd_sandbox_serve(args) -> int:
+    import signal
+
+    from orderhub_tools.runner import SandboxTarget
+    from orderhub_tools.sandbox.server import serve
+
+    server = serve(_spec(args), host=args.host, port=args.port)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    SandboxTarget.state_file().write_text(json.dumps({"url": url, "seed": args.seed,
+                                                      "scale": args.scale}))
+    print(f"sandbox (seed {args.seed}, scale {args.scale}) listening on {url}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _iso(ts: int | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def cmd_sandbox_truth(args) -> int:
+    from orderhub_tools.sandbox.settlement import reconciliation_truth
+    from orderhub_tools.sandbox.world import World
+
+    spec = _spec(args)
+    world = World(spec.seed, spec.shops, spec.scale)
+    start, end = int(parse_time(args.start).timestamp()), int(parse_time(args.end).timestamp())
+    if args.kind == "reconciliation":
+        # [start, end): the settlement days reconciled (whole Beijing days)
+        rows = reconciliation_truth(world, start, end)
+        noun = "orders and settlement lines with a difference"
+    else:
+        rows = world.truth(start, end)
+        noun = "orders"
+    with open(args.out, "w", encoding="utf-8") as out:
+        for row in rows:
+            row = {k: (_iso(v) if k.endswith("_at") else str(v) if k.endswith(("_amount", "_fee"))
+                       else v) for k, v in row.items()}
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print(f"{len(rows)} {noun} -> {args.out}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from orderhub_tools.runner import SandboxTarget, run
+
+    sandbox = SandboxTarget.discover() if not args.real else None
+    if sandbox:
+        print(f"sandbox at {sandbox.url} (seed {sandbox.seed}): connections point there")
+    report = run(parse_time(args.start), parse_time(args.end), sandbox=sandbox,
+                 repair=not args.no_repair,
+                 settle=timedelta(hours=args.settle_hours) if args.settle_hours else None,
+                 history=timedelta(days=args.history_days),
+                 settlement_days=args.settlement_days)
+    print_run_report(report)
+    return 0 if report.complete else 1
+
+
+def print_run_report(report) -> None:
+    """What a by-hand run did, and - when it could not complete - what is
+    still open and why (the ledger's own words)."""
+    from orderhub_tools.runner import airflow_home
+
+    print(f"{len(report.runs)} DAG runs ({report.failed_runs} failed); windows failed first:"
+          f" {report.windows_failed_first}, repaired: {report.windows_repaired},"
+          f" still open: {report.windows_open}")
+    if report.open_windows:
+        print("still open after the repairs (ops.extraction_windows; the hourly orders_repair"
+              " re-pulls them, or `orderhub extract`):")
+        for line in report.describe_open():
+            print(line)
+    if report.runs and not report.runs[-1][2]:
+        print(f"the last DAG run ({report.runs[-1][0]}) failed: its output is in"
+              f" {airflow_home() / f'last_{report.runs[-1][0]}.log'}")
+
+
+def cmd_demo(args) -> int:
+    from orderhub_tools.demo import demo
+
+    return demo(seed=args.seed, start=parse_time(args.start), end=parse_time(args.end),
+                fresh=args.fresh, scale=args.scale, faults=args.faults,
+                settlement_days=args.settlement_days)
+
+
+def cmd_extract(args) -> int:
+    from orderhub.extract import extract_shop
+    from orderhub_tools.runner import SandboxTarget
+
+    shops = [s for s in load_shops() if s.platform == args.platform
+             and (args.shop is None or s.shop_id == args.shop)]
+    if not shops:
+        print(f"no configured shop matches {args.platform}/{args.shop}", file=sys.stderr)
+        return 2
+    sandbox = SandboxTarget.discover()
+    if sandbox:
+        import os
+
+        os.environ.update(sandbox.connections(load_shops()))
+    start, end = parse_time(args.start), parse_time(args.end)
+    run_id = f"manual__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+    failed = 0
+    for shop in shops:
+        def progress(upto, result, shop=shop):
+            done = (upto - start) / (end - start)
+            bar = "#" * int(done * 30)
+            failed = f", {result.windows_failed} window(s) FAILED" if result.windows_failed else ""
+            print(f"\r{shop.platform}/{shop.shop_id} [{bar:<30}] {done:5.0%} read{failed}",
+                  end="", flush=True)
+
+        result = extract_shop(shop, start, end, run_id=run_id, progress=progress)
+        failed += result.windows_failed
+        print(f"\n  {result.as_dict()}")
+    return 1 if failed else 0
+
+
+def cmd_replay(args) -> int:
+    from pathlib import Path
+
+    from orderhub.replay import replay
+
+    shop = args.shop
+    if shop is None:
+        candidates = [s.shop_id for s in load_shops() if s.platform == args.platform]
+        if len(candidates) != 1:
+            print(f"--shop is needed: {args.platform} has shops {candidates}", file=sys.stderr)
+            return 2
+        shop = candidates[0]
+    for r in replay(args.platform, shop, [Path(f) for f in args.files], kind=args.kind):
+        print(f"{r.file}: {r.orders} orders, {r.inserted} new raw rows, {r.quarantined} quarantined")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    import os
+
+    from orderhub import warehouse
+    from orderhub_tools import bench
+
+    if not os.environ.get("ORDERHUB_DATABASE_URL"):
+        warehouse.start()
+    os.environ["ORDERHUB_DATABASE_URL"] = bench.bench_database()
+    print(f"benchmark database: {os.environ['ORDERHUB_DATABASE_URL']}")
+    only = tuple(int(s) for s in args.scenarios.split(",")) if args.scenarios else bench.SCENARIOS
+    info, results = bench.run_bench(scale=args.scale, runs=args.runs, only=only)
+    print(bench.render(info, results, args.scale))
+    if not args.no_write:
+        # a partial run keeps its own table beside the full one
+        name = "benchmarks" if only == bench.SCENARIOS else (
+            f"benchmarks-scale{args.scale:g}-scenarios{'-'.join(map(str, only))}")
+        bench.write(info, results, args.scale, name=name)
+        print(f"written: docs/{name}.md, docs/{name}.json")
+    return 0
+
+
+def cmd_docs(args) -> int:
+    import great_expectations as gx
+
+    from expectations.checkpoints import data_docs_index, gx_home
+    from orderhub.config import dbt_project_dir
+    from orderhub.transform import dbt
+
+    result = dbt("docs", "generate", check=False)
+    if result.returncode != 0:
+        print(result.stdout[-3000:], file=sys.stderr)
+        return result.returncode
+    print(f"dbt docs: {dbt_project_dir() / 'target' / 'index.html'}")
+    gx.get_context(mode="file", project_root_dir=str(gx_home())).build_data_docs()
+    print(f"GX Data Docs: {data_docs_index()}")
+    return 0
+
+
+def cmd_recon_resolve(args) -> int:
+    from orderhub.reconciliation import resolve
+
+    resolve(args.platform, args.shop, args.order, args.category, args.resolution, args.reason,
+            args.by)
+    print("recorded in ops.recon_overrides; applied at the next dbt build (settlements_daily)")
+    return 0
+
+
+def cmd_recon_summary(args) -> int:
+    from orderhub.reconciliation import print_summary, summary
+
+    print_summary(summary(parse_time(args.start).date(), parse_time(args.end).date()))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from orderhub.report import write_report
+
+    out = write_report(Path(args.out), parse_time(args.start), parse_time(args.end))
+    print(f"report: {out.resolve()}")
+    return 0
+
+
+def cmd_mapping_check(args) -> int:
+    from dataclasses import asdict
+
+    from orderhub.config import database_url
+    from orderhub.landing import connect
+    from orderhub.mapping import check
+
+    with connect(database_url()) as conn:
+        report = check(conn)
+    if args.json:
+        print(json.dumps(asdict(report), ensure_ascii=False, indent=2, default=str))
+    else:
+        print(report.render())
+    return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="orderhub", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="the embedded warehouse")
+    db.add_argument("action", choices=["start", "stop", "url", "migrate"],
+                    help="migrate: bring the warehouse's raw and ops tables up to date"
+                         " (every run does it too)")
+    db.set_defaults(func=cmd_db)
+
+    sandbox = sub.add_parser("sandbox", help="the platform sandbox")
+    sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    for name, func in (("serve", cmd_sandbox_serve), ("truth", cmd_sandbox_truth)):
+        p = sandbox_sub.add_parser(name)
+        p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+        p.add_argument("--scale", type=float, default=1.0, help="order volume multiplier")
+        p.set_defaults(func=func)
+        if name == "serve":
+            p.add_argument("--port", type=int, default=0)
+            p.add_argument("--faults", default="none", choices=list(CHOICES))
+            p.add_argument("--host", default="127.0.0.1")
+        else:
+            p.add_argument("--kind", default="orders", choices=["orders", "reconciliation"],
+                           help="orders: their state; reconciliation: the category of every"
+                                " order or settlement line that must show a difference")
+            p.add_argument("--start", required=True)
+            p.add_argument("--end", required=True)
+            p.add_argument("--out", required=True)
+
+    run = sub.add_parser("run", help="run the DAGs through Airflow for every hour in a range")
+    run.add_argument("--start", required=True)
+    run.add_argument("--end", required=True)
+    run.add_argument("--real", action="store_true",
+                     help="ignore a running sandbox; use the connections Airflow has")
+    run.add_argument("--no-repair", action="store_true", help="skip the closing orders_repair run")
+    run.add_argument("--settle-hours", type=float, default=0,
+                     help="run orders_repair once more this many hours later (late updates)")
+    run.add_argument("--history-days", type=float, default=0,
+                     help="first sync this many days of order history before --start"
+                          " (one orders_repair run with a span)")
+    run.add_argument("--settlement-days", type=int, default=0,
+                     help="then reconcile this many whole days before --start"
+                          " (one settlements_daily run with a span)")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="warehouse + sandbox + DAG runs + a summary")
+    demo.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    demo.add_argument("--scale", type=float, default=0.1,
+                      help="order volume multiplier (1.0: a full-size brand; see make bench)")
+    demo.add_argument("--settlement-days", type=int, default=2,
+                      help="reconcile this many days before --start (0: orders only)")
+    demo.add_argument("--start", default=DEFAULT_START)
+    demo.add_argument("--end", default=DEFAULT_END)
+    demo.add_argument("--fresh", action="store_true", help="start from an empty warehouse")
+    demo.add_argument("--faults", default="none", choices=list(CHOICES),
+                      help="sandbox fault profile (docs/sandbox.md)")
+    demo.set_defaults(func=cmd_demo)
+
+    extract = sub.add_parser("extract", help="re-pull a range by hand (same code as the DAG)")
+    extract.add_argument("--platform", required=True)
+    extract.add_argument("--shop")
+    extract.add_argument("--start", required=True)
+    extract.add_argument("--end", required=True)
+    extract.set_defaults(func=cmd_extract)
+
+    replay = sub.add_parser("replay", help="land saved API responses through the normal loader")
+    replay.add_argument("--platform", required=True, choices=platform_names())
+    replay.add_argument("--kind", default="orders", choices=["orders"])
+    replay.add_argument("--shop", help="shop id (needed when the platform has several)")
+    replay.add_argument("files", nargs="+")
+    replay.set_defaults(func=cmd_replay)
+
+    bench = sub.add_parser("bench", help="benchmarks: OrderHub vs the limit and the alternatives")
+    bench.add_argument("--scale", type=float, default=1.0, help="data volume multiplier")
+    bench.add_argument("--runs", type=int, default=3, help="runs per scenario (median)")
+    bench.add_argument("--scenarios", help="comma-separated scenario numbers (default: all six)")
+    bench.add_argument("--no-write", action="store_true", help="print only (no docs/benchmarks.*)")
+    bench.set_defaults(func=cmd_bench)
+
+    docs = sub.add_parser("docs", help="build dbt docs and the GX Data Docs; print their paths")
+    docs.set_defaults(func=cmd_docs)
+
+    report = sub.add_parser("report", help="a self-contained HTML run report with charts")
+    report.add_argument("--out", default="report.html")
+    report.add_argument("--start", default=DEFAULT_START)
+    report.add_argument("--end", default=DEFAULT_END)
+    report.set_defaults(func=cmd_report)
+
+    recon = sub.add_parser("recon", help="reconciliation: summaries and resolving review items")
+    recon_sub = recon.add_subparsers(dest="recon_command", required=True)
+    resolve = recon_sub.add_parser("resolve", help="resolve a review item (ops.recon_overrides)")
+    for name in ("platform", "shop", "order", "category", "resolution", "reason", "by"):
+        resolve.add_argument(f"--{name}", required=True)
+    resolve.set_defaults(func=cmd_recon_resolve)
+    recon_summary = recon_sub.add_parser("summary", help="consistency, differences, review queue")
+    recon_summary.add_argument("--start", required=True, help="first day reconciled")
+    recon_summary.add_argument("--end", required=True, help="day after the last")
+    recon_summary.set_defaults(func=cmd_recon_summary)
+
+    mapping = sub.add_parser("mapping", help="the field and status mapping seeds")
+    mapping_sub = mapping.add_subparsers(dest="mapping_command", required=True)
+    mapping_check = mapping_sub.add_parser(
+        "check", help="unmapped statuses, missing required fields and unread payload fields,"
+                      " with seed rows to paste (exit 1 on unmapped or missing)")
+    mapping_check.add_argument("--json", action="store_true", help="machine-readable output")
+    mapping_check.set_defaults(func=cmd_mapping_check)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""``orderhub demo``: the whole path on one machine, then a summary.
+
+Starts the warehouse and the sandbox, points every configured shop's
+connection at the sandbox, and runs through Airflow:
+
+1. ``orders_repair`` once with a span: the order history a reconciliation
+   needs (the settlement days plus recon_order_history_days before them);
+2. ``settlements_daily`` once for the ``settlement_days`` days before the
+   window: settlement lines, the reconciliation marts, the audit record;
+3. ``orders_incremental`` for each hour of the window, then ``orders_repair``.
+
+Then it prints per platform: orders landed in raw, orders in ``fct_orders``,
+orders in the sandbox's truth, and status counts; the health figures; the
+reconciliation summary of the settlement days (consistency rate, differences
+by category with amounts, review queue) next to the sandbox's reconciliation
+truth; and writes the run report (``orderhub report``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+
+from expectations.checkpoints import data_docs_index
+from orderhub.config import database_url, home, load_shops
+from orderhub.landing import connect, drop_warehouse, ensure_schema, relation_exists
+from orderhub.platforms import names
+from orderhub.report import write_report
+from orderhub_tools.runner import SandboxTarget, run, settlement_range
+from orderhub_tools.sandbox.faults import OUTAGE
+from orderhub_tools.sandbox.server import SandboxSpec, serve
+
+
+def summary(start: datetime, end: datetime, truth: list[dict]) -> tuple[list[dict], bool]:
+    with connect() as conn:
+        ensure_schema(conn)
+        landed = dict(conn.execute("select platform, count(distinct (shop_id, order_id))"
+                                   " from raw.orders group by 1").fetchall())
+        fct, statuses = {}, []
+        if relation_exists(conn, "marts.fct_orders"):  # no dbt build has succeeded yet
+            fct = dict(conn.execute("select platform, count(*) from marts.fct_orders"
+                                    " group by 1").fetchall())
+            statuses = conn.execute("select platform, order_status_code, count(*)"
+                                    " from marts.fct_orders group by 1, 2 order by 1, 2").fetchall()
+    truth_counts = Counter(row["platform"] for row in truth)
+    rows, all_equal = [], True
+    for platform in sorted({s.platform for s in load_shops()}, key=names().index):
+        status = {code: n for p, code, n in statuses if p == platform}
+        equal = fct.get(platform, 0) == truth_counts.get(platform, 0)
+        all_equal &= equal
+        rows.append({"platform": platform, "landed": landed.get(platform, 0),
+                     "fct_orders": fct.get(platform, 0), "truth": truth_counts.get(platform, 0),
+                     "equal": equal, "status_counts": status})
+    return rows, all_equal
+
+
+def print_health(start: datetime, end: datetime) -> None:
+    """The health mart's figures for the window, per platform."""
+    with connect() as conn:
+        if not relation_exists(conn, "marts.rpt_ingestion_health"):
+            print("\nhealth: marts.rpt_ingestion_health is not built (no dbt build succeeded)")
+            return
+        rows = conn.execute(
+            "select platform, percentile_disc(0.5) within group (order by latency_p50_seconds),"
+            " max(latency_p95_seconds), max(latency_max_seconds),"
+            " sum(ledger_orders_landed), sum(api_reported_count), min(field_completeness_rate),"
+            " sum(open_windows) from marts.rpt_ingestion_health"
+            " where hour_start >= %s and hour_start < %s group by 1 order by 1", (start, end)).fetchall()
+    print("\nhealth (marts.rpt_ingestion_health; latency = platform fetch time - modified time)")
+    # complete: orders landed / orders the platform reported, over the ledger's windows
+    print(f"{'platform':<8} {'p50 (s)':>8} {'p95 (s)':>8} {'max (s)':>8} {'complete':>9}"
+          f" {'fields':>8} {'open':>5}")
+    for platform, p50, p95, top, landed, reported, fields, open_windows in rows:
+        rate = f"{landed / reported:.2%}" if reported else "-"
+        print(f"{platform:<8} {p50 or 0:>8.0f} {p95 or 0:>8.0f} {top or 0:>8.0f} {rate:>9}"
+              f" {fields or 0:>8.2%} {open_windows:>5}")
+
+
+def print_reconciliation(world, first: datetime, start: datetime, books_until: datetime) -> bool:
+    """The reconciliation summary of [first, start) beside the truth's counts
+    (the books - the orders - synced until ``books_until``)."""
+    from collections import Counter
+
+    from orderhub.reconciliation import print_summary, summary
+    from orderhub_tools.sandbox.settlement import reconciliation_truth
+
+    s = summary(first.date(), start.date())
+    print_summary(s)
+    truth = Counter(r["category"] for r in reconciliation_truth(
+        world, int(first.timestamp()), int(start.timestamp()), int(books_until.timestamp())))
+    found = {c: d["orders"] for c, d in s["differences"].items()}
+    equal = found == dict(truth)
+    print(f"sandbox truth by category: {dict(sorted(truth.items()))}"
+          f" ({'equal' if equal else 'DIFFERENT'})")
+    return equal
+
+
+def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 0.1,
+         faults: str = "none", settle: timedelta | None = None, settlement_days: int = 2) -> int:
+    began = time.monotonic()
+    print(f"warehouse: {database_url()}")
+    if fresh:
+        drop_warehouse()
+        print("warehouse reset (--fresh)")
+    shops = load_shops()
+    spec = SandboxSpec(seed=seed, shops=[(s.platform, s.shop_id) for s in shops], scale=scale,
+                       faults=faults)
+    if settle is None and faults in ("late", "all"):
+        settle = timedelta(hours=4)  # late updates appear up to 3 hours after they happen
+    server = serve(spec)
+    target = SandboxTarget(f"http://127.0.0.1:{server.server_address[1]}", seed)
+    SandboxTarget.state_file().write_text(json.dumps({"url": target.url, "seed": seed,
+                                                      "scale": scale}))
+    print(f"sandbox: {target.url} (seed {seed}, scale {scale}, {len(shops)} shops, faults {faults})")
+    from orderhub.reconciliation import order_history_days
+
+    history = timedelta(0)
+    if settlement_days:
+        # whole Beijing days of bills before the window's day, and the order
+        # history a reconciliation of them needs, synced up to the window
+        first, last = settlement_range(start, settlement_days)
+        history = start - first + timedelta(days=order_history_days())
+    try:
+        report = run(start, end, sandbox=target, settle=settle, history=history,
+                     settlement_days=settlement_days)
+    finally:
+        server.shutdown()
+        SandboxTarget.state_file().unlink(missing_ok=True)
+    # everything synced: the history before the window, then the window
+    synced_from = start - history
+    truth = server.sandbox.world.truth(int(synced_from.timestamp()), int(end.timestamp()))
+    rows, all_equal = summary(synced_from, end, truth)
+    print(f"\norders modified in [{synced_from.isoformat()}, {end.isoformat()})"
+          f" (history + window), {time.monotonic() - began:.0f}s")
+    print(f"{'platform':<8} {'landed':>8} {'fct_orders':>11} {'truth':>8}  status counts")
+    for r in rows:
+        codes = " ".join(f"{c}:{n}" for c, n in sorted(r["status_counts"].items()))
+        mark = "=" if r["equal"] else "!="
+        print(f"{r['platform']:<8} {r['landed']:>8} {r['fct_orders']:>11} {mark}{r['truth']:>7}  {codes}")
+    print(f"DAG runs: {len(report.runs)} ({report.failed_runs} failed); ledger windows that failed"
+          f" first: {report.windows_failed_first}, repaired: {report.windows_repaired},"
+          f" still open: {report.windows_open}")
+    for line in report.describe_open():
+        print(line)
+    total = sum(r["fct_orders"] for r in rows)
+    print(f"{'total':<8} {sum(r['landed'] for r in rows):>8} {total:>11}  {len(truth):>7}")
+    print_health(start, end)
+    recon_equal = True
+    if settlement_days:
+        # the reconciliation is as of the settlements_daily run, whose books (orders)
+        # were synced until the window's start; the hourly runs after it leave it alone
+        recon_equal = print_reconciliation(server.sandbox.world, first, last, start)
+    out = write_report(home() / "report.html", start, end)
+    print(f"\nreport: {out}")
+    print(f"GX Data Docs: {data_docs_index()}")
+    if not report.complete:
+        print("the run could not complete: the windows above are still open"
+              + (" (the fault profile outlasts every repair)" if faults == OUTAGE else ""))
+        return 1
+    if not (all_equal and recon_equal):
+        print("the warehouse differs from the sandbox truth" + ("" if fresh else
+              " (the warehouse held earlier data: try --fresh)"))
+        return 1 if fresh else 0
+    return 0
