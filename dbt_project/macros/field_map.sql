@@ -165,12 +165,7 @@ with
 {%- endfor %}
 
 mapped as (
-    {%- for platform in platforms %}
-    select * from {{ platform }}
-    {% if not loop.last %}union all{% endif %}
-    {%- else %}
-    select null::text as platform from {{ raw }} where false
-    {%- endfor %}
+    {{ union_branches(platforms, raw) }}
 ),
 
 final as (
@@ -190,6 +185,17 @@ final as (
 
 select * from final
 {% endmacro %}
+
+{#- The platforms' branches (CTEs named after them), one under the other:
+    the union point of a staging model. -#}
+{% macro union_branches(platforms, raw) -%}
+    {%- for platform in platforms %}
+    select * from {{ platform }}
+    {% if not loop.last %}union all{% endif %}
+    {%- else %}
+    select null::text as platform from {{ raw }} where false
+    {%- endfor %}
+{%- endmacro %}
 
 {#- One row per raw version of an order, every platform (raw keeps every
     version; the marts pick the latest with latest_version()). -#}
@@ -236,12 +242,7 @@ with
 {%- endfor %}
 
 lines as (
-    {%- for platform in platforms %}
-    select * from {{ platform }}
-    {% if not loop.last %}union all{% endif %}
-    {%- else %}
-    select null::text as platform from {{ raw }} where false
-    {%- endfor %}
+    {{ union_branches(platforms, raw) }}
 ),
 
 final as (

@@ -37,18 +37,27 @@ def sources_dir() -> Path:
     return Path(os.environ.get("ORDERHUB_SOURCES_DIR", REPO_ROOT / "config" / "sources"))
 
 
+def discover(package: str, path: list[str], base: type, machinery: set[str]) -> dict[str, type]:
+    """Platform name -> the class of it a package's modules define: every
+    subclass of ``base`` with its own ``platform`` attribute, in every module
+    of the package but its ``machinery`` (the platform registry here, the
+    sandbox's gateways in orderhub_tools.sandbox)."""
+    found: dict[str, type] = {}
+    for module in pkgutil.iter_modules(path):
+        if module.name in machinery or module.name.startswith("_"):
+            continue
+        namespace = importlib.import_module(f"{package}.{module.name}")
+        for value in vars(namespace).values():
+            if (isinstance(value, type) and issubclass(value, base)
+                    and value.__module__ == namespace.__name__ and "platform" in vars(value)):
+                found[value.platform] = value
+    return found
+
+
 @cache
 def clients() -> dict[str, type[PlatformClient]]:
     """Every platform's client class, in listing order (``position``, then name)."""
-    found: dict[str, type[PlatformClient]] = {}
-    for module in pkgutil.iter_modules(__path__):
-        if module.name in _MACHINERY or module.name.startswith("_"):
-            continue
-        namespace = importlib.import_module(f"{__name__}.{module.name}")
-        for value in vars(namespace).values():
-            if (isinstance(value, type) and issubclass(value, PlatformClient)
-                    and value.__module__ == namespace.__name__ and "platform" in vars(value)):
-                found[value.platform] = value
+    found = discover(__name__, __path__, PlatformClient, _MACHINERY)
     from orderhub.platforms.rest import source_clients
 
     for name, cls in source_clients(sources_dir()).items():
@@ -76,4 +85,4 @@ def client_for(platform: str, credentials: Credentials, **kwargs) -> PlatformCli
 
 
 __all__ = ["Credentials", "Page", "PlatformClient", "PlatformError", "client_class",
-           "client_for", "clients", "names", "sources_dir"]
+           "client_for", "clients", "discover", "names", "sources_dir"]

@@ -8,8 +8,6 @@ is one new module here; nothing else in the sandbox lists platforms).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import cache
 
 # Modules of this package that are the sandbox's machinery, not a platform.
@@ -19,18 +17,10 @@ _MACHINERY = {"faults", "gateway", "server", "settlement", "world"}
 @cache
 def gateways() -> dict:
     """Platform name -> its gateway class, in the platform registry's order."""
-    from orderhub.platforms import names
+    from orderhub.platforms import discover, names
     from orderhub_tools.sandbox.gateway import Gateway
 
-    found = {}
-    for module in pkgutil.iter_modules(__path__):
-        if module.name in _MACHINERY or module.name.startswith("_"):
-            continue
-        namespace = importlib.import_module(f"{__name__}.{module.name}")
-        for value in vars(namespace).values():
-            if (isinstance(value, type) and issubclass(value, Gateway)
-                    and value.__module__ == namespace.__name__ and "platform" in vars(value)):
-                found[value.platform] = value
+    found = discover(__name__, __path__, Gateway, _MACHINERY)
     order = {name: i for i, name in enumerate(names())}
     return dict(sorted(found.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
 
