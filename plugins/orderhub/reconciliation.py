@@ -6,7 +6,7 @@ item (:func:`resolve`), and summarises a range for ``orderhub demo`` and
 ``orderhub recon summary`` (:func:`summary`).
 
 An audit record holds three hashes: of the rules in force (``recon_rules``
-and the contract terms in ``platforms``), of the inputs (the settlement
+and the contract terms in ``platform_terms``), of the inputs (the settlement
 lines and the books' orders the range judges) and of the result (every
 judged order's status, category, amounts and action). Re-running a range over
 unchanged data appends a record with the same three hashes.
@@ -53,7 +53,7 @@ RESULT_HASH_SQL = """
 RULES_HASH_SQL = """
     select md5(coalesce((select string_agg(r::text, '|' order by r::text) from seeds.recon_rules r), '')
                || '#' || coalesce((select string_agg(p::text, '|' order by p::text)
-                                   from seeds.platforms p), ''))"""
+                                   from seeds.platform_terms p), ''))"""
 
 
 def dbt_var(name: str):
