@@ -93,7 +93,7 @@ def test_the_cosmos_task_group_renders_one_task_per_model(dagbag):
             "assert not b.import_errors, b.import_errors;"
             "d = b.dags['orders_incremental'];"
             "ids = {t.task_id for t in d.tasks};"
-            "assert {'dbt.fct_orders_model_build', 'dbt.stg_tmall__orders_model_build'} <= ids, ids;"
+            "assert {'dbt.fct_orders_model_build', 'dbt.stg_orders_model_build'} <= ids, ids;"
             "assert d.get_task('check_marts').upstream_task_ids <= {i for i in ids if i.startswith('dbt.')};"
             "print('ok', len(ids))")
     env = airflow_env({"ORDERHUB_DBT_PER_MODEL_TASKS": "1"})

@@ -143,7 +143,7 @@ def test_a_short_window_fails_ledger_completeness_naming_the_shop(broken_run):
 
 def test_an_unmapped_status_fails_mapping_consistency(broken_run):
     rows = failed(broken_run, "mapping_consistency")
-    status = [r for r in rows if "platform_status_map" in (r[1] or "")]
+    status = [r for r in rows if "platform_mapping.csv (kind status)" in (r[1] or "")]
     assert status and UNMAPPED in status[0][3]
     # JD's missing shipping fee is an unpopulated required standard field too.
     assert ("mapping_consistency", "expect_column_values_to_not_be_null column=shipping_fee") in {

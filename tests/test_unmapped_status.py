@@ -57,4 +57,4 @@ def test_an_unmapped_status_fails_the_run_and_is_named(warehouse_url, shops):
     report = subprocess.run([sys.executable, "-m", "orderhub_tools.cli", "mapping", "check"],
                             capture_output=True, text=True)
     assert report.returncode == 1
-    assert f"tmall,{UNMAPPED},NO_REFUND," in report.stdout
+    assert f"tmall,status,,,,,,,,{UNMAPPED},NO_REFUND," in report.stdout
