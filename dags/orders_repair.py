@@ -13,19 +13,20 @@ one hour longer so that it also catches what shows up three hours late.
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from orderhub.orchestration import (
     dbt_task_group,
     hourly_dag,
     run_checkpoints,
     send_alerts,
+    span_from,
+    span_params,
 )
 
 
 @dag(**hourly_dag(dag_id="orders_repair", tags=["orderhub", "orders", "repair", "hourly"], doc_md=__doc__,
-                  params={"start": Param(None, type=["null", "string"]),
-                          "end": Param(None, type=["null", "string"])}))
+                  params=span_params(live=True)))
 def orders_repair():
     @task
     def plan_repairs(params=None, data_interval_start=None, data_interval_end=None) -> list[dict]:
@@ -51,8 +52,12 @@ def orders_repair():
         return run_checkpoints(AFTER_DBT, data_interval_start, data_interval_end, run_id)
 
     @task(trigger_rule="all_done")
-    def alert(data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
-        return send_alerts(data_interval_start, data_interval_end, run_id)
+    def alert(params=None, data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
+        """A history sync is summarized once; a live repair gets the hourly rules."""
+        from orderhub.repair import sync_mode
+
+        start, end = span_from(params, data_interval_start, data_interval_end)
+        return send_alerts(start, end, run_id, kind=sync_mode(params))
 
     repair_shop.expand(job=plan_repairs()) >> dbt_task_group() >> check_marts() >> alert()
 

@@ -14,7 +14,7 @@ fails (every line matched or categorized, each day ties out to the cent).
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from orderhub.orchestration import (
     daily_dag,
@@ -22,13 +22,13 @@ from orderhub.orchestration import (
     run_checkpoints,
     send_alerts,
     span_from,
+    span_params,
 )
 
 
 @dag(**daily_dag(dag_id="settlements_daily", tags=["orderhub", "settlements", "reconciliation", "daily"],
                  doc_md=__doc__,
-                 params={"start": Param(None, type=["null", "string"]),
-                         "end": Param(None, type=["null", "string"])}))
+                 params=span_params()))
 def settlements_daily():
     @task
     def list_shops(params=None, data_interval_start=None, data_interval_end=None) -> list[dict]:
@@ -68,7 +68,7 @@ def settlements_daily():
     def alert(params=None, data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
         """Differences over tolerance waiting for review, failed checks, open windows."""
         start, end = span_from(params, data_interval_start, data_interval_end)
-        return send_alerts(start, end, run_id)
+        return send_alerts(start, end, run_id, kind="settlements")
 
     extracted = extract_settlements.expand(job=list_shops())
     extracted >> dbt_task_group(reconciliation=True) >> check_reconciliation() >> audit() >> alert()

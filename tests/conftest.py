@@ -10,7 +10,10 @@ import pytest
 
 from orderhub.config import load_shops
 from orderhub.landing import drop_warehouse
+from orderhub_tools.cli import quiet_environment
 from orderhub_tools.sandbox.server import SandboxSpec, serve
+
+quiet_environment()  # the tests' own processes are as quiet as the commands
 
 TEST_SEED = 7
 TEST_SCALE = 0.03  # a small world: a few dozen orders per shop-hour at the Double 11 peak

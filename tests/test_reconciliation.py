@@ -173,6 +173,21 @@ def test_an_override_resolves_a_review_item_on_top_of_the_result(seed_11, wareho
                              " order by priority").fetchall()
     assert queue
     platform, shop, order, category, amount = queue[0]
+    # Only an open difference of that category can be resolved.
+    with psycopg.connect(warehouse_url) as conn:
+        has = {row[0] for row in conn.execute(
+            "select difference_category from marts.fct_order_reconciliation where platform = %s"
+            " and shop_id = %s and order_id = %s", (platform, shop, order))}
+    other = next(c for c in recon_categories() if c not in has)
+    for wrong_order, wrong_category, answer in (
+            (order, other, f"not as {other}"),
+            ("no-such-order", category, "has no reconciliation difference")):
+        refused = subprocess.run(
+            [sys.executable, "-m", "orderhub_tools.cli", "recon", "resolve", "--platform",
+             platform, "--shop", shop, "--order", wrong_order, "--category", wrong_category,
+             "--resolution", "claimed", "--reason", "r", "--by", "me"],
+            capture_output=True, text=True)
+        assert refused.returncode == 2 and answer in refused.stderr, refused.stderr
     subprocess.run([sys.executable, "-m", "orderhub_tools.cli", "recon", "resolve", "--platform",
                     platform, "--shop", shop, "--order", order, "--category", category,
                     "--resolution", "claimed", "--reason", "ticket 4711 with the platform",

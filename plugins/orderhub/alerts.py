@@ -12,7 +12,16 @@ Rules (each alert names platform, shop, window and a number):
 * ``failed_expectation``: a critical GX expectation failed in this run (ops.validation_results);
 * ``reconciliation_review``: reconciliation differences over their rule's tolerance
   (action manual_review in seeds/recon_rules.csv, not resolved) among the orders
-  reconciled in the interval, per shop and category (marts.rpt_recon_review_queue).
+  reconciled in the interval, per shop and category (marts.rpt_recon_review_queue);
+* ``backfill_summary``: a sync of a span of history (a manual repair run with
+  params start/end) is summarized once - what was synced, what is still open -
+  instead of an alert per backfilled hour.
+
+Which rules apply depends on the run (``kind``): a live run (the hourly
+DAGs) gets every rule, with sync latency over live versions only (a version a
+history sync read is "late" by days, and says nothing of intake); a backfill
+run gets its summary, unknown statuses and failed expectations; a settlement
+run gets its windows, failed expectations and the review queue.
 
 Channels are Airflow connections, because webhook URLs carry tokens:
 
@@ -44,7 +53,7 @@ import psycopg
 import requests
 
 from orderhub.config import PLATFORM_TZ
-from orderhub.landing import relation_exists
+from orderhub.landing import OPEN_WINDOW, relation_exists
 from orderhub.mapping import UNMAPPED_STATUS
 from orderhub.repair import OPEN_WINDOWS_ALL_SQL
 
@@ -102,11 +111,20 @@ def _seconds(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
 
-def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: str | None) -> list[Alert]:
-    """Every alert rule for the interval [start, end) and the run ``run_id``."""
+RUN_KINDS = ("live", "backfill", "settlements")
+
+
+def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: str | None,
+             kind: str = "live") -> list[Alert]:
+    """The alert rules of a run of ``kind`` for the interval [start, end) and
+    the run ``run_id``."""
+    if kind not in RUN_KINDS:
+        raise ValueError(f"run kind {kind!r}: one of {RUN_KINDS}")
     alerts: list[Alert] = []
     latency = _seconds("ORDERHUB_ALERT_LATENCY_SECONDS", 2 * 3600)
-    if relation_exists(conn, "intermediate.int_order_version_latency"):
+    if kind == "backfill":
+        alerts += backfill_summary(conn, start, end)
+    if kind == "live" and relation_exists(conn, "intermediate.int_order_version_latency"):
         # The shop-hours of rpt_ingestion_health that start in [start, end),
         # computed from the versions modified in them: a range on the modified
         # time reaches the raw tables' index, so the rule reads the interval,
@@ -116,12 +134,13 @@ def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: s
                 " round(percentile_cont(0.95) within group (order by latency_seconds)::numeric, 1) as p95"
                 " from intermediate.int_order_version_latency"
                 " where source_modified_at >= %s and source_modified_at < %s"
+                " and sync_mode = 'live'"
                 " group by 1, 2, 3) as hours where p95 > %s order by 1, 2, 3",
                 (_hour_ceiling(start), _hour_ceiling(end), latency)):
             alerts.append(Alert("sync_latency", platform, shop, hour, hour + timedelta(hours=1),
                                 f"p95 sync latency above {latency:.0f} s", f"{p95:.0f} s"))
     after = timedelta(seconds=_seconds("ORDERHUB_ALERT_INCOMPLETE_AFTER_SECONDS", 3600))
-    if relation_exists(conn, "ops.extraction_windows"):
+    if kind != "backfill" and relation_exists(conn, "ops.extraction_windows"):
         for (platform, shop, _entity, w_start, w_end, outcome, reported, landed, *_
              ) in conn.execute(OPEN_WINDOWS_ALL_SQL):
             if w_end > end - after:
@@ -150,7 +169,7 @@ def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: s
             alerts.append(Alert("failed_expectation", platform, "", start, end,
                                 f"{checkpoint}: {description or expectation}",
                                 f"{observed} unexpected"))
-    if relation_exists(conn, "marts.rpt_recon_review_queue"):
+    if kind != "backfill" and relation_exists(conn, "marts.rpt_recon_review_queue"):
         for platform, shop, category, orders, amount in conn.execute(
                 "select platform, shop_id, difference_category, count(*), sum(difference_amount)"
                 " from marts.rpt_recon_review_queue"
@@ -161,6 +180,25 @@ def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: s
                                 f"{category} differences need review (rpt_recon_review_queue)",
                                 f"{orders} orders, {amount:.2f} yuan"))
     return alerts
+
+
+def backfill_summary(conn: psycopg.Connection, start: datetime, end: datetime) -> list[Alert]:
+    """One alert for a sync of the span [start, end): windows read, orders
+    landed, windows still open (with the first reason)."""
+    if not relation_exists(conn, "ops.extraction_windows"):
+        return []
+    summary = ("select count(*), coalesce(sum(orders_landed), 0),"  # noqa: S608 - a constant
+               f" count(*) filter (where {OPEN_WINDOW}), min(last_error) filter (where {OPEN_WINDOW})"
+               " from ops.extraction_windows where entity = 'orders' and sync_mode = 'backfill'"
+               " and window_start >= %s and window_end <= %s")
+    windows, orders, still_open, reason = conn.execute(summary, (start, end)).fetchone()
+    if not windows:
+        return []
+    value = f"{windows} windows, {orders} orders landed, {still_open} still open"
+    if still_open:
+        value += f" (first: {reason[:120]})" if reason else ""
+    return [Alert("backfill_summary", "", "", start, end,
+                  "history sync done" if not still_open else "history sync incomplete", value)]
 
 
 # -- message shapes --------------------------------------------------------------
@@ -266,12 +304,12 @@ def _email(conn) -> Email:
 
 
 def notify(url: str, start: datetime, end: datetime, run_id: str | None,
-           channels: list[Webhook | Email]) -> list[Alert]:
+           channels: list[Webhook | Email], kind: str = "live") -> list[Alert]:
     """Evaluate the rules, send what was not sent before, record it; returns the new alerts."""
     with psycopg.connect(url) as conn:
         conn.execute(ALERTS_SQL)
         new = []
-        for alert in evaluate(conn, start, end, run_id):
+        for alert in evaluate(conn, start, end, run_id, kind):
             inserted = conn.execute(
                 "insert into ops.alerts (kind, platform, shop_id, window_start, window_end,"
                 " subject, value, message, run_id, channels) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"

@@ -18,6 +18,13 @@ from zoneinfo import ZoneInfo
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class UserError(ValueError):
+    """Something the user gave is wrong (an argument, a config file, a file to
+    replay) or a precondition does not hold (the warehouse is unreachable).
+    The message says what and what to do; the CLI prints it without a
+    traceback and exits non-zero. Programming errors stay exceptions."""
 PLATFORM_TZ = ZoneInfo("Asia/Shanghai")  # every platform here speaks Beijing time
 
 
@@ -72,34 +79,62 @@ def shops_file() -> Path:
 
 def load_shops(path: Path | None = None) -> list[Shop]:
     """The configured shops. Unknown platforms (not in the registry,
-    :mod:`orderhub.platforms`) are an error, not a skip."""
+    :mod:`orderhub.platforms`) are an error, not a skip; so is a file that is
+    missing, not YAML, or whose shops lack a platform, shop_id or conn_id
+    (:class:`UserError`, naming the file and the shop)."""
     from orderhub.platforms import names
-    data = yaml.safe_load((path or shops_file()).read_text(encoding="utf-8")) or {}
+
+    path = path or shops_file()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise UserError(f"shops file {path} does not exist (ORDERHUB_SHOPS_FILE)") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" line {where.line + 1}" if where else ""
+        raise UserError(f"shops file {path}{line}: not valid YAML"
+                        f" ({getattr(exc, 'problem', None) or exc})") from None
+    rows = data.get("shops") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise UserError(f"shops file {path}: expected a list under 'shops:'")
     shops = []
-    for row in data.get("shops", []):
-        shop = Shop(
-            platform=row["platform"],
-            shop_id=str(row["shop_id"]),
-            conn_id=row["conn_id"],
-            name=row.get("name", ""),
-            faults=row.get("faults", ""),
-        )
+    for n, row in enumerate(rows, 1):
+        missing = [key for key in ("platform", "shop_id", "conn_id")
+                   if not isinstance(row, dict) or not row.get(key)]
+        if missing:
+            raise UserError(f"shops file {path}: shop #{n} lacks {', '.join(missing)}"
+                            " (each shop needs platform, shop_id and conn_id)")
+        shop = Shop(platform=str(row["platform"]), shop_id=str(row["shop_id"]),
+                    conn_id=str(row["conn_id"]), name=row.get("name", ""),
+                    faults=row.get("faults", ""))
         if shop.platform not in names():
-            raise ValueError(f"shop {shop.shop_id}: unknown platform {shop.platform!r}"
-                             f" (known: {', '.join(names())})")
+            raise UserError(f"shops file {path}: shop {shop.shop_id}: unknown platform"
+                            f" {shop.platform!r} (known: {', '.join(names())})")
         shops.append(shop)
     keys = [(s.platform, s.shop_id) for s in shops]
     if len(keys) != len(set(keys)):
-        raise ValueError(f"duplicate (platform, shop_id) in {path or shops_file()}")
+        raise UserError(f"shops file {path}: a (platform, shop_id) appears twice")
     return shops
 
 
 def parse_time(text: str) -> datetime:
     """ISO 8601; without an offset the time means Asia/Shanghai."""
-    value = datetime.fromisoformat(text)
+    try:
+        value = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise UserError(f"{text!r} is not a time: ISO 8601, such as 2026-11-11T09:00"
+                        " (Beijing time) or 2026-11-11T09:00+08:00") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=PLATFORM_TZ)
     return value
+
+
+def time_range(start: str, end: str, *, allow_empty: bool = False) -> tuple[datetime, datetime]:
+    """``--start``/``--end`` as times, checked before any work: start before end."""
+    a, b = parse_time(start), parse_time(end)
+    if b < a or (b == a and not allow_empty):
+        raise UserError(f"--end ({end}) must be after --start ({start})")
+    return a, b
 
 
 def utc(value: datetime) -> datetime:

@@ -410,9 +410,11 @@ class ShopExtraction:
 
     def __init__(self, shop: Shop, run_id: str, credentials: Credentials | None,
                  url: str | None, policy: RetryPolicy | None, progress: Callable | None,
-                 entity: str = "orders", clock: WallClock = SYSTEM_CLOCK):
+                 entity: str = "orders", clock: WallClock = SYSTEM_CLOCK,
+                 sync_mode: str = "live"):
         self.shop = shop
         self.entity = entity
+        self.sync_mode = sync_mode
         self.run_id = run_id
         self.client = client_for(shop.platform, credentials or Credentials.from_airflow(shop.conn_id))
         self.policy = policy or RetryPolicy.from_env()
@@ -451,7 +453,7 @@ class ShopExtraction:
         returns (orders the platform reported, distinct orders landed, the
         error if any part of it failed)."""
         load = WindowLoad(self.shop.platform, self.shop.shop_id, self.entity, w_start,
-                          w_end, self.run_id)
+                          w_end, self.run_id, sync_mode=self.sync_mode)
         fetch = WindowFetch(self.client, self.policy, breaker, platform_clock, self.clock,
                             task_deadline=self.deadline)
         try:
@@ -499,12 +501,15 @@ class ShopExtraction:
 def extract_windows(shop: Shop, spans: Iterable[tuple[datetime, datetime]], *, run_id: str,
                     credentials: Credentials | None = None, database_url: str | None = None,
                     policy: RetryPolicy | None = None, progress: Callable | None = None,
-                    entity: str = "orders", clock: WallClock = SYSTEM_CLOCK) -> ShopResult:
+                    entity: str = "orders", clock: WallClock = SYSTEM_CLOCK,
+                    sync_mode: str = "live") -> ShopResult:
     """Pull and land every order of one shop modified in each span (or, with
     ``entity="settlements"``, every settlement line booked in it).
-    ``progress(window_end, result)`` is called after each window."""
+    ``progress(window_end, result)`` is called after each window.
+    ``sync_mode``: "live" (the hourly runs and their repairs) or "backfill"
+    (a sync of a span of history), kept on the ledger and the raw rows."""
     return ShopExtraction(shop, run_id, credentials, database_url, policy, progress,
-                          entity, clock).run(spans)
+                          entity, clock, sync_mode).run(spans)
 
 
 def extract_shop(shop: Shop, start: datetime, end: datetime, *, run_id: str, **kwargs) -> ShopResult:

@@ -56,6 +56,8 @@ create table if not exists ops.extraction_windows (
     last_attempt_at     timestamptz not null default now(),
     primary key (platform, shop_id, entity, window_start, window_end)
 );
+-- live (the hourly runs, their repairs) or backfill (a sync of a span of history)
+alter table ops.extraction_windows add column if not exists sync_mode text not null default 'live';
 
 create table if not exists ops.circuit_breakers (
     platform              text primary key,
@@ -132,14 +134,22 @@ create table if not exists ops.recon_audit (
     result        jsonb       not null,
     result_hash   text        not null
 );
-create or replace function ops.recon_audit_immutable() returns trigger
+-- The audit trail is append-only in the database, not only in the docs:
+-- a person's resolutions and the run records refuse UPDATE and DELETE.
+create or replace function ops.refuse_change() returns trigger
     language plpgsql as $$
 begin
-    raise exception 'ops.recon_audit is append-only: audit records are never changed or deleted';
+    raise exception '% is append-only: its rows are never changed or deleted', TG_TABLE_NAME
+        using hint = 'append a newer row instead (the latest applies)';
 end $$;
 drop trigger if exists recon_audit_immutable on ops.recon_audit;
-create trigger recon_audit_immutable before update or delete on ops.recon_audit
-    for each row execute function ops.recon_audit_immutable();
+drop function if exists ops.recon_audit_immutable();
+drop trigger if exists append_only on ops.recon_audit;
+create trigger append_only before update or delete or truncate on ops.recon_audit
+    for each statement execute function ops.refuse_change();
+drop trigger if exists append_only on ops.recon_overrides;
+create trigger append_only before update or delete or truncate on ops.recon_overrides
+    for each statement execute function ops.refuse_change();
 
 create table if not exists ops.quarantine (
     quarantine_id   bigint generated always as identity primary key,
@@ -174,9 +184,13 @@ create table if not exists raw.{entity} (
     -- When the version was fetched, on the platform's clock (its Date header):
     -- sync latency = platform_fetched_at - modified_at, both on one clock.
     platform_fetched_at timestamptz,
+    -- live: read by the hourly runs and their repairs; backfill: by a sync of
+    -- a span of history (health and alerts keep the two apart)
+    sync_mode       text        not null default 'live',
     primary key (platform, raw_id),
     unique (platform, shop_id, order_id, payload_sha256)
 ) partition by list (platform);
+alter table raw.{entity} add column if not exists sync_mode text not null default 'live';
 create index if not exists {entity}_modified_idx on raw.{entity} (modified_at);
 -- Incremental marts read what landed since their watermark.
 create index if not exists {entity}_extracted_idx on raw.{entity} (extracted_at);
@@ -376,6 +390,7 @@ class WindowLoad:
     outcome: str = "ok"
     last_error: str | None = None
     fetched_at: datetime | None = None  # on the platform's clock
+    sync_mode: str = "live"  # or "backfill": a sync of a span of history
     calls: list = field(default_factory=list)  # platforms.base.ApiCall, for ops.api_calls
 
     def items_landed(self) -> int:
@@ -387,13 +402,16 @@ class WindowLoad:
 
 
 def register_shop(conn: psycopg.Connection, platform: str, shop_id: str, *, name: str = "",
-                  conn_id: str = "") -> None:
-    """Record (or refresh) a shop in ops.shops."""
-    conn.execute(
-        "insert into ops.shops (platform, shop_id, shop_name, conn_id) values (%s, %s, %s, %s)"
-        " on conflict (platform, shop_id) do update set shop_name = excluded.shop_name,"
-        " conn_id = excluded.conn_id, last_seen_at = now()",
-        (platform, shop_id, name or None, conn_id or None))
+                  conn_id: str = "", refresh: bool = True) -> None:
+    """Record a shop in ops.shops; ``refresh`` (an extraction, from the shops
+    config) also updates its name and connection - a replay does not."""
+    insert = "insert into ops.shops (platform, shop_id, shop_name, conn_id) values (%s, %s, %s, %s)"
+    if refresh:
+        insert += (" on conflict (platform, shop_id) do update set shop_name = excluded.shop_name,"
+                   " conn_id = excluded.conn_id, last_seen_at = now()")
+    else:
+        insert += " on conflict (platform, shop_id) do nothing"
+    conn.execute(insert, (platform, shop_id, name or None, conn_id or None))
     conn.commit()
 
 
@@ -451,13 +469,14 @@ def land(conn: psycopg.Connection, load: WindowLoad, *, ledger: bool = True) -> 
                                         row.payload_sha256))
                 cur.execute(
                     f"insert into {table} (platform, shop_id, order_id, modified_at, payload,"  # noqa: S608 - table name from a fixed list
-                    " payload_sha256, run_id, window_start, window_end, platform_fetched_at)"
+                    " payload_sha256, run_id, window_start, window_end, platform_fetched_at,"
+                    " sync_mode)"
                     " select distinct on (order_id, payload_sha256) %s, %s, order_id, modified_at,"
-                    " payload::jsonb, payload_sha256, %s, %s, %s, %s from landing_batch"
+                    " payload::jsonb, payload_sha256, %s, %s, %s, %s, %s from landing_batch"
                     " order by order_id, payload_sha256"
                     " on conflict (platform, shop_id, order_id, payload_sha256) do nothing",
                     (load.platform, load.shop_id, load.run_id, load.window_start, load.window_end,
-                     load.fetched_at),
+                     load.fetched_at, load.sync_mode),
                 )
                 inserted = cur.rowcount
         for bad in load.rejected:
@@ -485,8 +504,9 @@ def land(conn: psycopg.Connection, load: WindowLoad, *, ledger: bool = True) -> 
             """
             insert into ops.extraction_windows as w (platform, shop_id, entity, window_start,
                 window_end, api_reported_count, orders_received, orders_landed, rows_inserted,
-                rows_quarantined, pages, attempts, outcome, first_outcome, last_error, run_id)
-            values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+                rows_quarantined, pages, attempts, outcome, first_outcome, last_error, run_id,
+                sync_mode)
+            values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
             on conflict (platform, shop_id, entity, window_start, window_end) do update set
                 api_reported_count = excluded.api_reported_count,
                 orders_received = excluded.orders_received,
@@ -503,6 +523,6 @@ def land(conn: psycopg.Connection, load: WindowLoad, *, ledger: bool = True) -> 
             (load.platform, load.shop_id, load.entity, load.window_start, load.window_end,
              load.api_reported_count, len(load.rows) + len(load.rejected), distinct_orders,
              inserted, len(load.rejected), load.pages, load.attempts, load.outcome,
-             load.outcome, load.last_error, load.run_id),
+             load.outcome, load.last_error, load.run_id, load.sync_mode),
         )
     return inserted

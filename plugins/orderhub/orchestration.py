@@ -71,6 +71,28 @@ def daily_dag(**kwargs) -> dict:
     return {**hourly_dag(**kwargs), "schedule": daily(), "dagrun_timeout": timedelta(hours=6)}
 
 
+# A manual run's params: what the Airflow UI's trigger form shows and checks.
+SPAN_PARAMS = {
+    "start": ("ISO 8601 time the span starts at, e.g. 2026-11-11T00:00:00+08:00 (without an"
+              " offset: Beijing time). Leave empty for the run's own data interval."),
+    "end": "ISO 8601 time the span ends before (exclusive), e.g. 2026-11-12T00:00:00+08:00.",
+}
+
+
+def span_params(live: bool = False) -> dict:
+    """Params start/end (and live, for the repair DAG) with descriptions and formats."""
+    from airflow.sdk import Param
+
+    params = {name: Param(None, type=["null", "string"], format="date-time", description=text)
+              for name, text in SPAN_PARAMS.items()}
+    if live:
+        params["live"] = Param(False, type="boolean", description=(
+            "With start/end: the span is part of the live cycle (a by-hand run's partial"
+            " hours and closing repair), not a history sync: its versions count for"
+            " sync latency and its alerts are hourly."))
+    return params
+
+
 def span_from(params: dict | None, start: datetime, end: datetime) -> tuple[datetime, datetime]:
     """The run's span: its data interval, or a manual run's ``start``/``end``
     params (ISO times; a backfill of a range in one run)."""
@@ -149,21 +171,33 @@ def test_scope_env(reconciliation: bool) -> dict[str, str]:
     return {"ORDERHUB_DBT_TEST_SCOPE": "all" if reconciliation else "recent"}
 
 
-def run_dbt_build(reconciliation: bool = False) -> dict:
-    from airflow.sdk import BaseHook, Variable
-
+def build_marts(url: str, salt: str, *, reconciliation: bool = False,
+                scope: str | None = None, echo=print) -> list[str]:
+    """What a DAG's dbt.build task runs: the build, then the gates, against
+    ``url`` with ``salt``; returns the steps that failed (their output is
+    echoed). ``scope``: the data test scope (default: the DAG's, see
+    test_scope_env); ``orderhub dbt build`` uses "all". Shared by the DAG task
+    and the CLI, so a replay is built exactly as a DAG run builds."""
     from orderhub.transform import dbt, dbt_env
 
-    url = BaseHook.get_connection(WAREHOUSE_CONN).get_uri()
-    # No salt, no hashes: a missing Variable fails the task.
-    env = {**dbt_env(url, salt=Variable.get("orderhub_pii_salt")),
-           **test_scope_env(reconciliation)}
+    env = {**dbt_env(url, salt=salt), **test_scope_env(reconciliation)}
+    if scope:
+        env["ORDERHUB_DBT_TEST_SCOPE"] = scope
     failed = []
     for args in dbt_build_steps(url, reconciliation):
         result = dbt(*args, check=False, env=env)
-        print(result.stdout)
+        echo(result.stdout)
         if result.returncode != 0:
             failed.append(" ".join(args))
+    return failed
+
+
+def run_dbt_build(reconciliation: bool = False) -> dict:
+    from airflow.sdk import BaseHook, Variable
+
+    url = BaseHook.get_connection(WAREHOUSE_CONN).get_uri()
+    # No salt, no hashes: a missing Variable fails the task.
+    failed = build_marts(url, Variable.get("orderhub_pii_salt"), reconciliation=reconciliation)
     if failed:
         raise RuntimeError(f"dbt failed: {', '.join(failed)} (the errors are in the log above)")
     return {"ok": True}
@@ -205,14 +239,15 @@ def run_checkpoints(names: list[str], start: datetime | None = None, end: dateti
     return {o.name: {"evaluated": o.evaluated, "failed": len(o.failures)} for o in outcomes}
 
 
-def send_alerts(start: datetime, end: datetime, run_id: str | None) -> dict:
-    """Evaluate the alert rules for the run and send the new alerts to the
-    configured channels (orderhub.alerts)."""
+def send_alerts(start: datetime, end: datetime, run_id: str | None, kind: str = "live") -> dict:
+    """Evaluate the alert rules of a run of ``kind`` (live, backfill,
+    settlements) and send the new alerts to the configured channels
+    (orderhub.alerts)."""
     from orderhub.alerts import channels_from_airflow, notify
     from orderhub.config import database_url
 
     channels = channels_from_airflow()
-    new = notify(database_url(), start, end, run_id, channels)
+    new = notify(database_url(), start, end, run_id, channels, kind)
     for alert in new:
         print(alert.message)
     return {"new_alerts": len(new), "channels": [type(c).__name__ for c in channels]}

@@ -21,7 +21,7 @@ from decimal import Decimal
 
 import psycopg
 
-from orderhub.landing import connect, ensure_schema
+from orderhub.landing import connect, ensure_schema, relation_exists
 
 # Per range: the settlement lines landed in it and the orders the reconciliation judged.
 INPUTS_SQL = {
@@ -120,11 +120,31 @@ def _hash(value: dict) -> str:
 def resolve(platform: str, shop_id: str, order_id: str, category: str, resolution: str,
             reason: str, resolved_by: str, url: str | None = None) -> None:
     """A person resolves a review item: appended to ops.recon_overrides and
-    applied on top of the computed result at the next dbt run."""
-    if not reason.strip() or not resolved_by.strip():
-        raise ValueError("a resolution needs a reason and who resolved it")
+    applied on top of the computed result at the next dbt run. Only an order
+    the reconciliation shows with a difference of that category can be
+    resolved (a later resolution of the same item supersedes the earlier)."""
+    from orderhub.config import UserError
+
+    if not reason.strip() or not resolved_by.strip() or not resolution.strip():
+        raise UserError("a resolution needs --resolution, --reason and --by")
+    if category not in recon_categories():
+        raise UserError(f"unknown category {category!r}: {', '.join(recon_categories())}")
     with connect(url) as conn:
         ensure_schema(conn)
+        if not relation_exists(conn, "marts.fct_order_reconciliation"):
+            raise UserError("nothing is reconciled yet (marts.fct_order_reconciliation):"
+                            " run settlements_daily first")
+        found = conn.execute(
+            "select difference_category from marts.fct_order_reconciliation"
+            " where platform = %s and shop_id = %s and order_id = %s"
+            " and reconciliation_status = 'difference'",
+            (platform, shop_id, order_id)).fetchall()
+        if not found:
+            raise UserError(f"{platform}/{shop_id} order {order_id} has no reconciliation"
+                            " difference to resolve (marts.rpt_recon_review_queue lists them)")
+        if category not in {row[0] for row in found}:
+            raise UserError(f"{platform}/{shop_id} order {order_id} differs as"
+                            f" {', '.join(sorted(row[0] for row in found))}, not as {category}")
         conn.execute(
             "insert into ops.recon_overrides (platform, shop_id, order_id, category, resolution,"
             " reason, resolved_by) values (%s, %s, %s, %s, %s, %s, %s)",

@@ -86,11 +86,26 @@ def plan_run(params: dict | None, interval_start: datetime, interval_end: dateti
     params = params or {}
     if params.get("start") and params.get("end"):
         start, end = parse_time(params["start"]), parse_time(params["end"])
-        return plan(end, url=url, shops=shops, span=end - start, entity=entity)
-    if entity == "settlements":
-        return plan(interval_end, url=url, shops=shops, span=interval_end - interval_start,
+        jobs = plan(end, url=url, shops=shops, span=end - start, entity=entity)
+        mode = sync_mode(params)
+    elif entity == "settlements":
+        jobs = plan(interval_end, url=url, shops=shops, span=interval_end - interval_start,
                     entity=entity)
-    return plan(interval_end, url=url, shops=shops, entity=entity)
+        mode = "live"
+    else:
+        jobs = plan(interval_end, url=url, shops=shops, entity=entity)
+        mode = "live"
+    return [{**job, "sync_mode": mode} for job in jobs]
+
+
+def sync_mode(params: dict | None) -> str:
+    """A run's sync mode: a manual run with a span syncs history ("backfill"),
+    unless it says it is part of the live cycle (params live: a by-hand run's
+    partial hours and closing repair); every scheduled run is "live"."""
+    params = params or {}
+    if params.get("start") and params.get("end") and not params.get("live"):
+        return "backfill"
+    return "live"
 
 
 def run_job(job: dict, run_id: str, entity: str = "orders", **kwargs):
@@ -99,4 +114,5 @@ def run_job(job: dict, run_id: str, entity: str = "orders", **kwargs):
     from orderhub.extract import extract_windows
 
     spans = [(parse_time(a), parse_time(b)) for a, b in job["spans"]]
-    return extract_windows(Shop(**job["shop"]), spans, run_id=run_id, entity=entity, **kwargs)
+    return extract_windows(Shop(**job["shop"]), spans, run_id=run_id, entity=entity,
+                           sync_mode=job.get("sync_mode", "live"), **kwargs)

@@ -2,7 +2,7 @@
 SVG and CSS, no scripts or fonts from anywhere) for a time range:
 
 * orders per platform per hour (marts.rpt_ingestion_health),
-* the sync-latency distribution (every landed version),
+* the sync-latency distribution (every version a live run landed),
 * completeness per extraction window (the ledger),
 * reconciliation differences by category and amount, and the review queue
   (arrive with the settlement marts, issue 5; the page says so),
@@ -90,11 +90,12 @@ def gather(conn: psycopg.Connection, start: datetime, end: datetime) -> dict:
             " round(avg(field_completeness_rate), 4), sum(open_windows)"
             " from marts.rpt_ingestion_health where hour_start >= %s and hour_start < %s"
             " group by 1 order by 1", (start, end)).fetchall()
-    if relation_exists(conn, "intermediate.int_orders_unioned"):
+    if relation_exists(conn, "intermediate.int_order_version_latency"):
+        # the one definition of sync latency, over live versions (as the health mart)
         data["latency"] = [r[0] for r in conn.execute(
-            "select extract(epoch from platform_fetched_at - source_modified_at)"
-            " from intermediate.int_orders_unioned where source_modified_at >= %s"
-            " and source_modified_at < %s and platform_fetched_at is not null", (start, end))]
+            "select latency_seconds from intermediate.int_order_version_latency"
+            " where source_modified_at >= %s and source_modified_at < %s"
+            " and sync_mode = 'live'", (start, end))]
     if relation_exists(conn, "ops.extraction_windows"):
         data["windows"] = conn.execute(
             "select platform, shop_id, window_start, window_end, api_reported_count, orders_landed,"

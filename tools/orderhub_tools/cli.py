@@ -7,13 +7,27 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 
-from orderhub.config import load_shops, parse_time
+from orderhub.config import UserError, load_shops, time_range
 from orderhub.platforms import names as platform_names
 from orderhub_tools.sandbox.faults import CHOICES
 
 DEFAULT_SEED = 42
 DEFAULT_START = "2026-11-11T00:00:00+08:00"
 DEFAULT_END = "2026-11-11T03:00:00+08:00"
+
+
+def quiet_environment() -> None:
+    """No warning from the environment on every command: a machine without a
+    login session has no XDG_RUNTIME_DIR, which libraries that keep runtime
+    files warn about; OrderHub's home holds one of its own."""
+    import os
+
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        from orderhub.config import home
+
+        runtime = home() / "run"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
 
 
 def _spec(args):
@@ -75,9 +89,12 @@ def cmd_sandbox_truth(args) -> int:
     from orderhub_tools.sandbox.settlement import reconciliation_truth
     from orderhub_tools.sandbox.world import World
 
+    first, last = time_range(args.start, args.end)
+    if args.kind == "reconciliation":
+        first, last = whole_days(first, last)
     spec = _spec(args)
     world = World(spec.seed, spec.shops, spec.scale)
-    start, end = int(parse_time(args.start).timestamp()), int(parse_time(args.end).timestamp())
+    start, end = int(first.timestamp()), int(last.timestamp())
     if args.kind == "reconciliation":
         # [start, end): the settlement days reconciled (whole Beijing days)
         rows = reconciliation_truth(world, start, end)
@@ -94,13 +111,42 @@ def cmd_sandbox_truth(args) -> int:
     return 0
 
 
+def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """A range of settlement days: whole Beijing days (a platform's bill is
+    one); a range that is not is widened to the days it touches, and said so."""
+    from orderhub_tools.runner import beijing_midnight
+
+    first = beijing_midnight(start)
+    last = beijing_midnight(end)
+    if last < end:
+        last += timedelta(days=1)
+    if (first, last) != (start, end):
+        print(f"(whole Beijing days: [{first.date()}, {last.date()}))", file=sys.stderr)
+    return first, last
+
+
+def check_warehouse() -> None:
+    """A precondition of every command that writes: the warehouse answers
+    (in seconds, before any DAG run starts)."""
+    import psycopg
+
+    from orderhub.config import database_url
+
+    with psycopg.connect(database_url(), connect_timeout=5):
+        pass
+
+
 def cmd_run(args) -> int:
     from orderhub_tools.runner import SandboxTarget, run
 
+    start, end = time_range(args.start, args.end,
+                            allow_empty=bool(args.history_days or args.settlement_days))
+    load_shops()  # a broken shops file stops here, not inside Airflow
+    check_warehouse()
     sandbox = SandboxTarget.discover() if not args.real else None
     if sandbox:
         print(f"sandbox at {sandbox.url} (seed {sandbox.seed}): connections point there")
-    report = run(parse_time(args.start), parse_time(args.end), sandbox=sandbox,
+    report = run(start, end, sandbox=sandbox,
                  repair=not args.no_repair,
                  settle=timedelta(hours=args.settle_hours) if args.settle_hours else None,
                  history=timedelta(days=args.history_days),
@@ -130,26 +176,29 @@ def print_run_report(report) -> None:
 def cmd_demo(args) -> int:
     from orderhub_tools.demo import demo
 
-    return demo(seed=args.seed, start=parse_time(args.start), end=parse_time(args.end),
-                fresh=args.fresh, scale=args.scale, faults=args.faults,
-                settlement_days=args.settlement_days)
+    start, end = time_range(args.start, args.end)
+    load_shops()
+    check_warehouse()
+    return demo(seed=args.seed, start=start, end=end, fresh=args.fresh, scale=args.scale,
+                faults=args.faults, settlement_days=args.settlement_days)
 
 
 def cmd_extract(args) -> int:
     from orderhub.extract import extract_shop
     from orderhub_tools.runner import SandboxTarget
 
+    start, end = time_range(args.start, args.end)
     shops = [s for s in load_shops() if s.platform == args.platform
              and (args.shop is None or s.shop_id == args.shop)]
     if not shops:
-        print(f"no configured shop matches {args.platform}/{args.shop}", file=sys.stderr)
-        return 2
+        raise UserError(f"no configured shop matches {args.platform}/{args.shop or '*'}"
+                        " (config/shops.yml)")
+    check_warehouse()
     sandbox = SandboxTarget.discover()
     if sandbox:
         import os
 
         os.environ.update(sandbox.connections(load_shops()))
-    start, end = parse_time(args.start), parse_time(args.end)
     run_id = f"manual__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
     failed = 0
     for shop in shops:
@@ -175,12 +224,16 @@ def cmd_replay(args) -> int:
     if shop is None:
         candidates = [s.shop_id for s in load_shops() if s.platform == args.platform]
         if len(candidates) != 1:
-            print(f"--shop is needed: {args.platform} has shops {candidates}", file=sys.stderr)
-            return 2
+            raise UserError(f"--shop is needed: {args.platform} has shops {candidates}")
         shop = candidates[0]
-    for r in replay(args.platform, shop, [Path(f) for f in args.files], kind=args.kind):
-        print(f"{r.file}: {r.orders} orders, {r.inserted} new raw rows, {r.quarantined} quarantined")
-    return 0
+    check_warehouse()
+    results = replay(args.platform, shop, [Path(f) for f in args.files], kind=args.kind)
+    for result in results:
+        print(result.line())
+    refused = sum(not r.landed for r in results)
+    if refused:
+        print(f"{refused} of {len(results)} files refused; the others landed", file=sys.stderr)
+    return 1 if refused else 0
 
 
 def cmd_bench(args) -> int:
@@ -234,7 +287,8 @@ def cmd_recon_resolve(args) -> int:
 def cmd_recon_summary(args) -> int:
     from orderhub.reconciliation import print_summary, summary
 
-    print_summary(summary(parse_time(args.start).date(), parse_time(args.end).date()))
+    first, last = whole_days(*time_range(args.start, args.end))
+    print_summary(summary(first.date(), last.date()))
     return 0
 
 
@@ -243,8 +297,28 @@ def cmd_report(args) -> int:
 
     from orderhub.report import write_report
 
-    out = write_report(Path(args.out), parse_time(args.start), parse_time(args.end))
+    start, end = time_range(args.start, args.end)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out = write_report(out, start, end)
     print(f"report: {out.resolve()}")
+    return 0
+
+
+def cmd_dbt_build(args) -> int:
+    """The marts built as a DAG's dbt task builds them: dbt build, then the gates."""
+    from orderhub.config import database_url, pii_salt
+    from orderhub.orchestration import build_marts
+    from orderhub.transform import ensure_manifest
+
+    check_warehouse()
+    ensure_manifest()
+    failed = build_marts(database_url(), pii_salt(), reconciliation=args.reconciliation,
+                         scope="all", echo=lambda out: print(out[-4000:]))
+    if failed:
+        print(f"dbt failed: {', '.join(failed)} (the errors are above)", file=sys.stderr)
+        return 1
+    print("marts built; the gates passed")
     return 0
 
 
@@ -265,7 +339,10 @@ def cmd_mapping_check(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_environment()
     parser = argparse.ArgumentParser(prog="orderhub", description=__doc__)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of any failure, expected or not")
     sub = parser.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="the embedded warehouse")
@@ -282,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--scale", type=float, default=1.0, help="order volume multiplier")
         p.set_defaults(func=func)
         if name == "serve":
-            p.add_argument("--port", type=int, default=0)
+            p.add_argument("--port", type=port, default=0)
             p.add_argument("--faults", default="none", choices=list(CHOICES))
             p.add_argument("--host", default="127.0.0.1")
         else:
@@ -363,6 +440,15 @@ def main(argv: list[str] | None = None) -> int:
     recon_summary.add_argument("--end", required=True, help="day after the last")
     recon_summary.set_defaults(func=cmd_recon_summary)
 
+    dbt = sub.add_parser("dbt", help="dbt, the way the DAGs run it")
+    dbt_sub = dbt.add_subparsers(dest="dbt_command", required=True)
+    dbt_build = dbt_sub.add_parser(
+        "build", help="build the marts as a DAG's dbt task does (dbt build, then the gate tests):"
+                      " after a replay, or by hand")
+    dbt_build.add_argument("--reconciliation", action="store_true",
+                           help="also rebuild the reconciliation marts (as settlements_daily)")
+    dbt_build.set_defaults(func=cmd_dbt_build)
+
     mapping = sub.add_parser("mapping", help="the field and status mapping seeds")
     mapping_sub = mapping.add_subparsers(dest="mapping_command", required=True)
     mapping_check = mapping_sub.add_parser(
@@ -372,7 +458,53 @@ def main(argv: list[str] | None = None) -> int:
     mapping_check.set_defaults(func=cmd_mapping_check)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as error:  # noqa: BLE001 - the one place expected failures become messages
+        if args.debug:
+            raise
+        message = explain(error)
+        if message is None:
+            raise  # a genuine bug: the traceback is what is needed
+        print(f"orderhub {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def explain(error: Exception) -> str | None:
+    """The plain words for an expected failure (None: not an expected one)."""
+    import psycopg
+
+    from orderhub.config import UserError
+    from orderhub.platforms import PlatformError
+
+    if isinstance(error, UserError):
+        return str(error)
+    if isinstance(error, psycopg.OperationalError):
+        from orderhub.config import database_url
+
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return (f"cannot reach the warehouse at {_where(database_url())}: {first}."
+                " Start it (`orderhub db start`) or set ORDERHUB_DATABASE_URL.")
+    if isinstance(error, PlatformError):
+        return f"the platform refused: {error}"
+    if isinstance(error, FileNotFoundError | PermissionError | IsADirectoryError):
+        return f"{error.strerror}: {error.filename}"
+    return None
+
+
+def _where(url: str) -> str:
+    """host:port/database of a URL, never its password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 5432}{parts.path}"
+
+
+def port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (0-65535; 0: any free one)")
+    return value
 
 
 if __name__ == "__main__":

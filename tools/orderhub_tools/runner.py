@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -214,12 +215,12 @@ def plan_runs(start: datetime, end: datetime, *, lag: timedelta, history: timede
     for a, b, whole in pieces(start, end):
         if whole:
             steps.append(Step("orders_incremental", b, b + lag))
-        else:
+        else:  # a partial hour of the window: part of the live cycle, not history
             steps.append(Step("orders_repair", b, b + lag,
-                              {"start": a.isoformat(), "end": b.isoformat()}))
+                              {"start": a.isoformat(), "end": b.isoformat(), "live": True}))
     if repair and end > start:
         reach = start - min(history, rolling_span())
-        conf = {"start": reach.isoformat(), "end": end.isoformat()}
+        conf = {"start": reach.isoformat(), "end": end.isoformat(), "live": True}
         steps.append(Step("orders_repair", end, end + lag, conf, repair_attempts))
         if settle:
             steps.append(Step("orders_repair", end, end + settle + lag, conf, repair_attempts))
@@ -264,7 +265,7 @@ class RunReport:
 
 
 def dag_test(dag_id: str, at: datetime, env: dict[str, str], defer_marts: bool = False,
-             conf: dict | None = None) -> bool:
+             conf: dict | None = None, echo=print) -> bool:
     """One complete DAG run through ``airflow dags test``; True if it succeeded.
 
     ``dags test DAG DATE`` infers the data interval the way a manual run does:
@@ -275,10 +276,56 @@ def dag_test(dag_id: str, at: datetime, env: dict[str, str], defer_marts: bool =
         args += ["--conf", json.dumps(conf)]
     if defer_marts:
         args += ["--mark-success-pattern", DEFER_MARTS]
-    result = airflow(*args, env=env, check=False, capture=True)
+    cmd = [str(Path(sys.executable).with_name("airflow")), *args]
     log = airflow_home() / f"last_{dag_id}.log"
-    log.write_text(result.stdout + result.stderr)
-    return result.returncode == 0 and "state=failed" not in result.stdout + result.stderr
+    progress = TaskProgress(echo)
+    with log.open("w") as out, subprocess.Popen(
+            cmd, env=env, cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, bufsize=1) as proc:
+        for line in proc.stdout:
+            out.write(line)
+            progress.read(line)
+        code = proc.wait()
+    return code == 0 and not progress.saw_failure
+
+
+TASK_EVENT = re.compile(r"\[DAG TEST\] (starting|end task) task_id=(\S+) map_index=(-?\d+)")
+TASK_STATE = re.compile(r"new_state=(\w+)")
+
+
+class TaskProgress:
+    """What a DAG run is doing, from ``airflow dags test``'s log: a failed
+    task is said at once, and a run that has been quiet for ``every`` seconds
+    says how far it is (a history sync can take many minutes)."""
+
+    def __init__(self, echo, every: float = 30) -> None:
+        self.echo, self.every = echo, every
+        self.began = self.said = time.monotonic()
+        self.done, self.failed, self.current, self.state = 0, [], "", ""
+        self.saw_failure = False  # a task or the run itself ended failed
+
+    def read(self, line: str) -> None:
+        self.saw_failure = self.saw_failure or "state=failed" in line
+        if state := TASK_STATE.search(line):
+            self.state = state.group(1)
+        if not (event := TASK_EVENT.search(line)):
+            return
+        kind, task, index = event.groups()
+        name = task if index == "-1" else f"{task}[{index}]"
+        if kind == "starting":
+            self.current, self.state = name, ""
+        else:
+            self.done += 1
+            if self.state == "failed":
+                self.failed.append(name)
+                self._say(f"    {name} failed")
+        if time.monotonic() - self.said >= self.every:
+            self._say(f"    ... {time.monotonic() - self.began:.0f}s: {self.done} tasks done,"
+                      f" now {self.current}")
+
+    def _say(self, text: str) -> None:
+        self.echo(text)
+        self.said = time.monotonic()
 
 
 def ledger_report(report: RunReport, url: str | None = None) -> RunReport:
@@ -351,7 +398,7 @@ def run(start: datetime, end: datetime, *, sandbox: SandboxTarget | None = None,
                     if step.dag_id != "orders_incremental" else "")
                  + (f", attempt {attempt}" if attempt > 1 else "") + " ...")
             ok = dag_test(step.dag_id, step.at, env, defer_marts=defer_marts and not last,
-                          conf=step.conf)
+                          conf=step.conf, echo=echo)
             report.runs.append((step.dag_id, step.at, ok))
             if ok:
                 break

@@ -11,5 +11,8 @@ select
     order_id,
     source_modified_at,
     date_trunc('hour', source_modified_at) as hour_start,
-    extract(epoch from platform_fetched_at - source_modified_at) as latency_seconds
+    extract(epoch from platform_fetched_at - source_modified_at) as latency_seconds,
+    -- live: read by the hourly cycle; backfill: by a sync of history (its
+    -- "latency" is the age of the history, not how fast intake is)
+    sync_mode
 from {{ ref('stg_orders') }}

@@ -1,7 +1,9 @@
 {{ config(materialized='view') }}
 
 -- Order health per platform × shop × hour (the hour an order version was
--- modified): sync latency, completeness against the platforms' own counts,
+-- modified): sync latency of the live versions (a history sync's versions are
+-- counted apart: their "latency" is the age of the history), completeness
+-- against the platforms' own counts,
 -- field completeness and open ledger windows. A view: always current, no
 -- cost per run. An hour filter on it does not narrow what it reads (the hour
 -- is computed, and the full join hides it): the report reads a few hours of
@@ -17,9 +19,12 @@ latency as (
         hour_start,
         count(distinct order_id) as orders_landed,
         count(*) as versions_landed,
-        percentile_cont(0.5) within group (order by latency_seconds) as latency_p50_seconds,
-        percentile_cont(0.95) within group (order by latency_seconds) as latency_p95_seconds,
-        max(latency_seconds) as latency_max_seconds
+        count(*) filter (where sync_mode = 'backfill') as versions_backfilled,
+        percentile_cont(0.5) within group (order by latency_seconds)
+            filter (where sync_mode = 'live') as latency_p50_seconds,
+        percentile_cont(0.95) within group (order by latency_seconds)
+            filter (where sync_mode = 'live') as latency_p95_seconds,
+        max(latency_seconds) filter (where sync_mode = 'live') as latency_max_seconds
     from versions
     group by 1, 2, 3
 ),
@@ -59,6 +64,7 @@ final as (
         coalesce(latency.hour_start, ledger.hour_start) as hour_start,
         coalesce(latency.orders_landed, 0) as orders_landed,
         coalesce(latency.versions_landed, 0) as versions_landed,
+        coalesce(latency.versions_backfilled, 0) as versions_backfilled,
         round(latency.latency_p50_seconds::numeric, 1) as latency_p50_seconds,
         round(latency.latency_p95_seconds::numeric, 1) as latency_p95_seconds,
         round(latency.latency_max_seconds::numeric, 1) as latency_max_seconds,

@@ -137,6 +137,10 @@ class PlatformClient:
     first_page: ClassVar[int] = 1  # page numbering base
     identity_paths: ClassVar[tuple[str, ...]] = ()  # payload fields order_identity reads
     order_endpoint: ClassVar[str] = ""  # the order search API's method name
+    # Every order answer the platform's APIs give (search, list, increment,
+    # detail): dotted paths from the body to a list of orders or to one order,
+    # tried in turn (orderhub replay reads saved answers through them).
+    order_responses: ClassVar[tuple[str, ...]] = ()
     # Settlements (issue 5): the settlement API's method name, its longest
     # window, and the payload fields line_identity reads.
     settlement_endpoint: ClassVar[str] = ""
@@ -175,6 +179,28 @@ class PlatformClient:
 
     def parse_order_search(self, text: str) -> Page:
         raise NotImplementedError
+
+    def raise_for_error(self, body: Any) -> None:
+        """Raise the platform's error (a PlatformError with its code and
+        message) if ``body`` is the platform's error answer."""
+
+    def parse_order_response(self, text: str) -> list[dict[str, Any]]:
+        """The orders of any order answer of the platform's APIs
+        (``order_responses``): a list, or one order; its error answer raises."""
+        body = self.parse_json(text)
+        self.raise_for_error(body)
+        for path in self.order_responses:
+            node: Any = body
+            for step in path.split("."):
+                node = node.get(step) if isinstance(node, dict) else None
+            if isinstance(node, list):
+                return node
+            if isinstance(node, dict):
+                return [node]
+        known = ", ".join(path.split(".")[0] for path in self.order_responses) or "none"
+        raise PlatformError(self.platform, "malformed",
+                            f"not an order answer of {self.platform}'s APIs (known: {known})",
+                            kind="malformed")
 
     def order_identity(self, order: dict[str, Any]) -> tuple[str, datetime]:
         """(order id, modified time) of one order payload; KeyError/ValueError

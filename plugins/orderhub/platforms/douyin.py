@@ -121,6 +121,12 @@ class DouyinClient(PlatformClient):
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).
     identity_paths = ("$.order_id", "$.update_time")
+    order_responses = ("data.shop_order_list",  # order.searchList
+                       "data.shop_order_detail")  # order.orderDetail
+
+    def raise_for_error(self, body: Any) -> None:
+        if isinstance(body, dict) and "code" in body and body["code"] != 10000:
+            raise error_from(body)
 
     def order_identity(self, order: dict[str, Any]) -> tuple[str, datetime]:
         return str(order["order_id"]), datetime.fromtimestamp(int(order["update_time"]), UTC)

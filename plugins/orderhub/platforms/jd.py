@@ -128,6 +128,14 @@ class JdClient(PlatformClient):
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).
     identity_paths = ("$.orderId", "$.modified")
+    # jingdong.pop.order.search / .enSearch; the detail API's shape is UNCONFIRMED
+    order_responses = (f"{RESPONSE_KEY}.searchorderinfo_result.orderInfoList",
+                       "jingdong_pop_order_enSearch_responce.searchorderinfo_result.orderInfoList",
+                       "jingdong_pop_order_get_responce.orderDetailInfo.orderInfo")
+
+    def raise_for_error(self, body: Any) -> None:
+        if isinstance(body, dict) and "error_response" in body:
+            raise error_from(body["error_response"])
 
     def order_identity(self, order: dict[str, Any]) -> tuple[str, datetime]:
         return str(order["orderId"]), parse_local_time(order["modified"])

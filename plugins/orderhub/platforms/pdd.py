@@ -111,6 +111,13 @@ class PddClient(PlatformClient):
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).
     identity_paths = ("$.order_sn", "$.updated_at")
+    order_responses = (f"{RESPONSE_KEY}.order_sn_list",  # pdd.order.number.list.increment.get
+                       "order_list_get_response.order_list",  # pdd.order.list.get
+                       "order_info_get_response.order_info")  # pdd.order.information.get
+
+    def raise_for_error(self, body: Any) -> None:
+        if isinstance(body, dict) and "error_response" in body:
+            raise error_from(body["error_response"])
 
     def order_identity(self, order: dict[str, Any]) -> tuple[str, datetime]:
         return str(order["order_sn"]), parse_local_time(order["updated_at"])

@@ -153,11 +153,14 @@ class RestSourceClient(PlatformClient):
         return PlatformError(self.platform, str(code if code is not None else self.last_status),
                              str(message or f"HTTP {self.last_status}"), kind=kind)
 
-    def parse_order_search(self, text: str) -> Page:
-        body = self.parse_json(text)
+    def raise_for_error(self, body: Any) -> None:
         error = self._error(body)
         if error:
             raise error
+
+    def parse_order_search(self, text: str) -> Page:
+        body = self.parse_json(text)
+        self.raise_for_error(body)
         records = path_value(body, self._orders["records_path"])
         total = path_value(body, self._orders["paginator"]["total_path"])
         if not isinstance(records, list) or total is None:
@@ -203,6 +206,7 @@ def load_source(path: Path) -> type[RestSourceClient]:
         "first_page": int(pager.get("first_page", 1)),
         "order_endpoint": f"{orders.get('method', 'GET')} {orders['path']}",
         "identity_paths": (orders["id_path"], orders["modified_path"]),
+        "order_responses": (orders["records_path"].removeprefix("$."),),
         "__module__": __name__,
     })
 

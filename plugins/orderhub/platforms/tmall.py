@@ -127,6 +127,13 @@ class TmallClient(PlatformClient):
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).
     identity_paths = ("$.tid", "$.tid_str", "$.modified")
+    order_responses = (f"{RESPONSE_KEY}.trades.trade",  # taobao.trades.sold.increment.get
+                       "trades_sold_get_response.trades.trade",  # taobao.trades.sold.get
+                       "trade_fullinfo_get_response.trade")  # taobao.trade.fullinfo.get
+
+    def raise_for_error(self, body: Any) -> None:
+        if isinstance(body, dict) and "error_response" in body:
+            raise error_from(body["error_response"])
 
     def order_identity(self, order: dict[str, Any]) -> tuple[str, datetime]:
         order_id = order.get("tid_str") or order["tid"]
