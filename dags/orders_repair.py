@@ -6,7 +6,9 @@ Per shop: every ledger window that is failed, partial or short, plus a rolling
 re-pull of the last ORDERHUB_REPAIR_HOURS (4) hours before the interval end
 (updates up to 3 hours late; see orderhub.repair).
 A manual run with params ``start``/``end`` re-pulls that span instead of the
-rolling one: a historical sync (`orderhub run --history-days`, the demo).
+rolling one: a historical sync (`orderhub run --history-days`, the demo);
+with ``open_only`` as well, only the ledger's open windows up to ``end`` (the
+retry of such a run: what its first try read is already landed).
 The standing version of the article's "re-pull the last three hours" script,
 one hour longer so that it also catches what shows up three hours late.
 """

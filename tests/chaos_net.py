@@ -148,7 +148,7 @@ def _breaker_wait(url: str, clock: VirtualClock) -> float:
     return max(float(until or 0) - clock.time(), 0.0) + 1
 
 
-def _execute(step: Step, n: int, shops: list[Shop], url: str, creds: dict,
+def _execute(step: Step, n: int, attempt: int, shops: list[Shop], url: str, creds: dict,
              clock: VirtualClock) -> bool:
     """What the DAG run's extraction tasks do; True when no window failed."""
     run_id = f"net__{n}__{step.dag_id}"
@@ -161,7 +161,8 @@ def _execute(step: Step, n: int, shops: list[Shop], url: str, creds: dict,
                                        settings=ExtractionSettings(safety_lag=LAG),
                                        **common).windows_failed
     else:  # what the repair DAG's plan_repairs task plans for this run
-        for job in plan_run(step.conf, step.at - INTERVAL, step.at, url=url, shops=shops):
+        for job in plan_run(step.conf_for(attempt), step.at - INTERVAL, step.at, url=url,
+                            shops=shops):
             shop_id = job["shop"]["shop_id"]
             failed += run_job(job, run_id, credentials=creds[shop_id], **common).windows_failed
     return failed == 0
@@ -194,7 +195,7 @@ def run_world(seed: int, url: str, shops: list[Shop], scale: float = SCALE) -> O
                 if attempt:
                     clock.sleep(_breaker_wait(url, clock))
                 server.sandbox.clock.set(step.clock.timestamp())
-                if _execute(step, n, shops, url, creds, clock):
+                if _execute(step, n, attempt + 1, shops, url, creds, clock):
                     break
                 failed_runs.append(f"{step.dag_id} #{n} attempt {attempt + 1}")
         world = server.sandbox.world

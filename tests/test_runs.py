@@ -120,3 +120,47 @@ def test_a_manual_span_is_the_repair_span_even_when_it_is_the_runs_own_hour(clea
     bills = plan_run({"start": "2026-11-10T00:00", "end": "2026-11-11T00:00"}, a, b, shops=shops,
                      entity="settlements")
     assert [job["shop"]["platform"] for job in bills] == ["pdd"]
+
+
+def test_a_repair_tried_again_re_pulls_only_what_is_still_open(outage_ledger):
+    """The closing repair's first try reads its whole span; its retries read
+    the ledger's open windows alone (what the first try landed stays landed;
+    reading it again would only meet the faults again)."""
+    from orderhub.repair import plan_run
+
+    a, b = parse_time("2026-11-11T00:00"), parse_time("2026-11-11T01:00")
+    step = plan_runs(a, b, lag=LAG)[-1]
+    assert step.dag_id == "orders_repair" and step.attempts == 3
+    shops = [Shop("pdd", "pdd-down", "c"), Shop("pdd", "pdd-fine", "c")]
+    first = plan_run(step.conf_for(1), a, b, url=outage_ledger, shops=shops)
+    again = plan_run(step.conf_for(2), a, b, url=outage_ledger, shops=shops)
+    assert [job["shop"]["shop_id"] for job in first] == ["pdd-down", "pdd-fine"]
+    assert (a.isoformat(), b.isoformat()) in first[0]["spans"]
+    # the retry: one job, the open windows of the failing shop, not the span
+    assert [job["shop"]["shop_id"] for job in again] == ["pdd-down"]
+    assert len(again[0]["spans"]) == again[0]["open_windows"] >= 2
+    assert (a.isoformat(), b.isoformat()) not in again[0]["spans"]
+    assert step.conf_for(2)["live"] and not step.conf_for(1).get("open_only")
+
+
+def test_a_run_reads_its_windows_oldest_first_each_once(clean_warehouse):
+    """A repair's open window that is also one of its span's windows is read
+    once, and the newest window last (where an index still catching up is
+    given the most time), whatever order the spans come in."""
+    shops = [("pdd", "pdd-ok")]
+    server = serve(SandboxSpec(seed=5, shops=shops, scale=0.02))
+    read = []
+    try:
+        creds = shop_credentials(f"http://127.0.0.1:{server.server_address[1]}", 5, "pdd",
+                                 "pdd-ok", ["pdd-ok"])
+        from orderhub.extract import extract_windows
+
+        newest = (parse_time("2026-11-11T01:30"), parse_time("2026-11-11T01:32"))
+        extract_windows(Shop("pdd", "pdd-ok", "unused"),
+                        [newest, (parse_time("2026-11-11T00:00"), newest[1])], run_id="t",
+                        credentials=creds, database_url=clean_warehouse, clock=VirtualClock(),
+                        progress=lambda end, result: read.append(end))
+    finally:
+        server.shutdown()
+    assert read == sorted(read) and len(read) == len(set(read))
+    assert read[-1] == newest[1] and read.count(newest[1]) == 1

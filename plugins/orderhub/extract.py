@@ -117,6 +117,7 @@ class RetryPolicy:
     def from_env(cls) -> RetryPolicy:
         return cls(
             page_size=int(os.environ.get("ORDERHUB_PAGE_SIZE", 100)),
+            base_delay=float(os.environ.get("ORDERHUB_RETRY_BASE_SECONDS", 0.5)),
             breaker_cooldown=float(os.environ.get("ORDERHUB_BREAKER_COOLDOWN_SECONDS", 30)),
             breaker_patience=float(os.environ.get("ORDERHUB_BREAKER_PATIENCE_SECONDS", 5 * 60)),
             task_deadline=float(os.environ.get("ORDERHUB_TASK_DEADLINE_SECONDS", 25 * 60)),
@@ -435,16 +436,17 @@ class ShopExtraction:
             learnt = platform_clock.offset()
             if learnt is not None:  # what another task learnt of the gateway's clock
                 self.client.clock_offset = learnt
-            for span_start, span_end in spans:
-                size = (self.client.settlement_max_window if self.entity == "settlements"
-                        else self.client.max_window)
-                for w_start, w_end in windows(span_start, span_end, size):
-                    if (w_start, w_end) in self.done:
-                        continue  # a repair's open window inside its rolling span
-                    self.done.add((w_start, w_end))
-                    self._window(conn, breaker, platform_clock, w_start, w_end)
-                    if self.progress:
-                        self.progress(w_end, self.result)
+            size = (self.client.settlement_max_window if self.entity == "settlements"
+                    else self.client.max_window)
+            # Oldest first, each window once (a repair's open window may also
+            # be one of its rolling span's): the newest windows, where an index
+            # may still be catching up, are read as late as the run allows.
+            chosen = sorted({w for a, b in spans for w in windows(a, b, size)} - self.done)
+            for w_start, w_end in chosen:
+                self.done.add((w_start, w_end))
+                self._window(conn, breaker, platform_clock, w_start, w_end)
+                if self.progress:
+                    self.progress(w_end, self.result)
         return self.result
 
     def _window(self, conn, breaker: Breaker, platform_clock: PlatformClock, w_start: datetime,

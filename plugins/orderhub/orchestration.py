@@ -90,6 +90,10 @@ def span_params(live: bool = False) -> dict:
             "With start/end: the span is part of the live cycle (a by-hand run's partial"
             " hours and closing repair), not a history sync: its versions count for"
             " sync latency and its alerts are hourly."))
+        params["open_only"] = Param(False, type="boolean", description=(
+            "Re-pull only the ledger's open windows up to the end, not the span: the"
+            " retry of a repair whose first run read the span and left a few windows"
+            " open (a retry that re-read everything would meet the faults again)."))
     return params
 
 

@@ -79,14 +79,16 @@ def plan_run(params: dict | None, interval_start: datetime, interval_end: dateti
              entity: str = "orders") -> list[dict]:
     """What one orders_repair (or settlements_daily) DAG run re-pulls: with
     params ``start``/``end`` (a manual run: a historical sync, a by-hand
-    run's repair), that span and the open windows before its end, whatever
+    run's repair), that span and the open windows before its end (with
+    ``open_only``, the open windows alone: a repair's retry), whatever
     the run's own data interval is; without them (the hourly schedule), the
     open windows and the rolling span before the interval's end (a day's
     bills for settlements: the interval itself). The DAG tasks call this."""
     params = params or {}
     if params.get("start") and params.get("end"):
         start, end = parse_time(params["start"]), parse_time(params["end"])
-        jobs = plan(end, url=url, shops=shops, span=end - start, entity=entity)
+        span = timedelta(0) if params.get("open_only") else end - start
+        jobs = plan(end, url=url, shops=shops, span=span, entity=entity)
         mode = sync_mode(params)
     elif entity == "settlements":
         jobs = plan(interval_end, url=url, shops=shops, span=interval_end - interval_start,
