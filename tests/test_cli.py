@@ -234,7 +234,8 @@ def test_extract_shows_failed_windows_as_failed(tmp_path, empty):
         result = orderhub("extract", "--platform", "pdd", "--start", "2026-11-11T00:00",
                           "--end", "2026-11-11T01:00",
                           env={**empty, "ORDERHUB_SHOPS_FILE": str(shops),
-                               "ORDERHUB_BREAKER_PATIENCE_SECONDS": "0"})
+                               "ORDERHUB_BREAKER_PATIENCE_SECONDS": "0",
+                               "ORDERHUB_RETRY_BASE_SECONDS": "0.05"})
     finally:
         server.shutdown()
         state.unlink(missing_ok=True) if saved is None else state.write_text(saved)

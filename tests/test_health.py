@@ -15,6 +15,8 @@ import hashlib
 import hmac
 import json
 import socketserver
+import subprocess
+import sys
 import threading
 import urllib.parse
 from datetime import timedelta
@@ -25,7 +27,7 @@ import pytest
 
 from orderhub.alerts import Alert, dingtalk_signed, webhook_body
 from orderhub.config import parse_time
-from orderhub_tools.runner import SandboxTarget, run
+from orderhub_tools.runner import SandboxTarget, airflow_home, run
 from orderhub_tools.sandbox.server import SandboxSpec, serve
 from orderhub_tools.sandbox.tmall import UNMAPPED
 from tests.truth import reset
@@ -134,6 +136,31 @@ def test_a_dropped_field_fails_raw_completeness_naming_platform_and_field(broken
         ("raw_completeness_jd", "jd order.shipping_fee ($.freightPrice) is in every payload")}
 
 
+def test_an_unmapped_status_fails_the_run_and_is_named(broken_run):
+    """Nothing silently dropped: the status the seed lacks fails the DAG run
+    (dbt's gate, after the build), named with its platform; raw keeps those
+    orders and fct_orders shows them without a code (never a guessed one)
+    beside the good orders; `orderhub mapping check` gives the row to paste."""
+    log = (airflow_home() / "last_orders_incremental.log").read_text()
+    assert f"Unmapped platform statuses: tmall order status '{UNMAPPED}'" in log
+    assert "Add rows to seeds/platform_mapping.csv (kind status)" in log
+    with psycopg.connect(broken_run) as conn:
+        landed = conn.execute("select count(distinct order_id) from raw.orders__tmall"
+                              " where payload->>'status' = %s", (UNMAPPED,)).fetchone()[0]
+        uncoded = conn.execute("select count(*) from marts.fct_orders where raw_order_status = %s"
+                               " and order_status_code is null", (UNMAPPED,)).fetchone()[0]
+        coded = conn.execute("select count(*) from marts.fct_orders"
+                             " where order_status_code is not null").fetchone()[0]
+        failed_windows = conn.execute("select count(*) from ops.extraction_windows"
+                                      " where outcome = 'failed'").fetchone()[0]
+    assert landed > 0 and uncoded == landed and coded > 0
+    assert failed_windows == 0  # every window was read: the mapping failed the run
+    report = subprocess.run([sys.executable, "-m", "orderhub_tools.cli", "mapping", "check"],
+                            capture_output=True, text=True)
+    assert report.returncode == 1
+    assert f"tmall,status,,,,,,,,{UNMAPPED},NO_REFUND," in report.stdout
+
+
 def test_a_short_window_fails_ledger_completeness_naming_the_shop(broken_run):
     rows = failed(broken_run, "ledger_completeness")
     descriptions = {desc for _, desc, _, _ in rows}
@@ -229,8 +256,6 @@ def test_the_report_draws_its_charts_in_headless_chromium(broken_run, tmp_path):
     """`orderhub report` writes one self-contained page; Chromium lays it out
     and the page's own check counts the charts whose marks have a size."""
     import shutil
-    import subprocess
-    import sys
 
     out = tmp_path / "report.html"
     result = subprocess.run([sys.executable, "-m", "orderhub_tools.cli", "report", "--out", str(out),

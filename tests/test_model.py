@@ -25,9 +25,12 @@ SHOPS = {"tmall": "tmall-docs", "jd": "jd-docs", "pdd": "pdd-docs", "douyin": "d
 
 
 def replay(platform: str, path: Path, shop: str | None = None) -> None:
-    subprocess.run([sys.executable, "-m", "orderhub_tools.cli", "replay", "--platform", platform,
-                    "--shop", shop or SHOPS[platform], str(path)],
-                   check=True, capture_output=True, text=True)
+    """What ``orderhub replay`` does (tests/test_replay.py runs the command),
+    in this process: the fixture lands four files before each test."""
+    from orderhub.replay import replay as land_files
+
+    results = land_files(platform, shop or SHOPS[platform], [path])
+    assert all(r.landed for r in results), [r.line() for r in results]
 
 
 def mapping_check() -> subprocess.CompletedProcess:
