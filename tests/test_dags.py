@@ -121,3 +121,40 @@ def test_dag_files_do_no_io_at_parse_time(dagbag):
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "orders_repair" in result.stdout
+
+
+def test_two_dbt_builds_at_once_never_overlap(warehouse_url, monkeypatch):
+    """orders_incremental and orders_repair both build at the top of the hour:
+    what their dbt.build tasks run (build_marts) takes turns on the warehouse's
+    lock. dbt itself is replaced by a step that takes a moment and records
+    when it ran; the lock is the real one, on the real warehouse."""
+    import subprocess
+    import threading
+    import time
+
+    from orderhub import transform
+    from orderhub.orchestration import build_marts
+
+    steps: list[tuple[str, float, float]] = []
+
+    def dbt_step(*args, **kwargs):
+        began = time.monotonic()
+        time.sleep(0.4)
+        steps.append((threading.current_thread().name, began, time.monotonic()))
+        return subprocess.CompletedProcess(args, 0, stdout="", stderr="")
+
+    monkeypatch.setattr(transform, "dbt", dbt_step)
+    said: list[str] = []
+    builds = [threading.Thread(target=build_marts, args=(warehouse_url, "salt"),
+                               kwargs={"echo": said.append}, name=name)
+              for name in ("orders_incremental", "orders_repair")]
+    for build in builds:
+        build.start()
+    for build in builds:
+        build.join(timeout=60)
+    spans = {name: (min(a for n, a, _ in steps if n == name), max(b for n, _, b in steps if n == name))
+             for name in ("orders_incremental", "orders_repair")}
+    assert len(steps) == 4  # the build and the gates, twice
+    first, second = sorted(spans.values())
+    assert first[1] <= second[0], spans  # one build ended before the other began
+    assert any("waiting for it to end" in line for line in said)

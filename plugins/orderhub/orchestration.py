@@ -182,17 +182,18 @@ def build_marts(url: str, salt: str, *, reconciliation: bool = False,
     echoed). ``scope``: the data test scope (default: the DAG's, see
     test_scope_env); ``orderhub dbt build`` uses "all". Shared by the DAG task
     and the CLI, so a replay is built exactly as a DAG run builds."""
-    from orderhub.transform import dbt, dbt_env
+    from orderhub.transform import dbt, dbt_env, one_build_at_a_time
 
     env = {**dbt_env(url, salt=salt), **test_scope_env(reconciliation)}
     if scope:
         env["ORDERHUB_DBT_TEST_SCOPE"] = scope
     failed = []
-    for args in dbt_build_steps(url, reconciliation):
-        result = dbt(*args, check=False, env=env)
-        echo(result.stdout)
-        if result.returncode != 0:
-            failed.append(" ".join(args))
+    with one_build_at_a_time(url, echo):
+        for args in dbt_build_steps(url, reconciliation):
+            result = dbt(*args, check=False, env=env)
+            echo(result.stdout)
+            if result.returncode != 0:
+                failed.append(" ".join(args))
     return failed
 
 

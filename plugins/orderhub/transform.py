@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from orderhub.config import database_url, dbt_project_dir, pii_salt
@@ -45,6 +47,33 @@ def dbt(*args: str, check: bool = True, capture: bool = True, project: Path | No
            "--project-dir", str(project), "--profiles-dir", str(project)]
     return subprocess.run(cmd, env={**os.environ, **(env or dbt_env())}, check=check, text=True,
                           capture_output=capture, cwd=project)
+
+
+# The advisory lock every dbt build of the marts holds on the warehouse.
+BUILD_LOCK_SQL = "select pg_advisory_lock(hashtext('orderhub: dbt build'))"
+TRY_BUILD_LOCK_SQL = "select pg_try_advisory_lock(hashtext('orderhub: dbt build'))"
+
+
+@contextmanager
+def one_build_at_a_time(url: str, echo=print) -> Iterator[None]:
+    """Hold the warehouse's dbt-build lock: a second build (another DAG's
+    dbt.build task, ``orderhub dbt build``) waits until the first ends.
+
+    ``orders_incremental`` and ``orders_repair`` both run at the top of the
+    hour and build the same incremental models; two builds of one model at
+    once would race on its table. The lock is PostgreSQL's own (a session
+    advisory lock), held where the conflict is, so it holds for every
+    deployment shape (one scheduler or several, Celery or Kubernetes
+    workers, a CLI run beside the DAGs), and it goes with the session: a
+    killed task never leaves it behind. docs/architecture.md says why not
+    an Airflow pool alone."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        if not conn.execute(TRY_BUILD_LOCK_SQL).fetchone()[0]:
+            echo("another dbt build is running on this warehouse: waiting for it to end")
+            conn.execute(BUILD_LOCK_SQL)
+        yield  # leaving the block closes the session, which releases the lock
 
 
 def ensure_manifest() -> Path:
