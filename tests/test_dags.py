@@ -81,7 +81,7 @@ def test_settlements_run_daily_extract_then_reconcile_then_check_then_audit(dagb
     assert dag.get_task("alert").upstream_task_ids == {"audit"}
     assert set(dag.params) == {"start", "end"}
     # a repair run with a span is a backfill unless it says it is live (docs/extraction.md)
-    assert set(dagbag.dags["orders_repair"].params) == {"start", "end", "live"}
+    assert set(dagbag.dags["orders_repair"].params) == {"start", "end", "live", "open_only"}
 
 
 def test_the_cosmos_task_group_renders_one_task_per_model(dagbag):
