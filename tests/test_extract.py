@@ -265,3 +265,35 @@ def test_in_a_long_outage_only_the_first_caller_waits(clean_warehouse, use):
                           run_id="t2", credentials=creds, policy=policy, clock=clock)
     assert second.windows_failed == 2 and clock.time() - began < 30
     assert all("breaker-open" in error for error in second.errors)
+
+
+def test_after_a_long_outage_one_failed_probe_does_not_fail_the_repair(clean_warehouse, use):
+    """The outage outlasted the patience, so callers fail fast while the
+    breaker is open. The gateway is back, but flaky: the first probe after the
+    cool-down fails. Half-open, the breaker lets the next probes decide
+    (HALF_OPEN_FAILURES in a row would open it again), so the repair reads
+    every window; judged by that one probe, it would fail them all."""
+    clock = VirtualClock()
+    back_at = clock.time() + 200
+    calls_after = []
+
+    def fail_if(start, end):
+        if clock.time() < back_at:
+            return True
+        calls_after.append((start, end))
+        return len(calls_after) % 4 == 1  # the first answer after the outage fails, then 1 in 4
+
+    use(ScriptedClient(fail_if=fail_if))
+    policy = RetryPolicy(max_attempts=3, base_delay=0.5, breaker_threshold=3,
+                         breaker_cooldown=30, breaker_patience=60,
+                         min_window=timedelta(minutes=30))
+    creds = Credentials("u", "k", "s", "t")
+    first = extract_shop(SHOP, T0, T0 + timedelta(hours=1), run_id="t1", credentials=creds,
+                         policy=policy, clock=clock)
+    assert first.windows_failed == 2
+    clock.sleep(max(back_at - clock.time(), 0) + 31)  # the gateway is back, the cool-down over
+    repair = extract_shop(SHOP, T0, T0 + timedelta(hours=1), run_id="t2", credentials=creds,
+                          policy=policy, clock=clock)
+    assert repair.windows_failed == 0 and repair.orders_landed == 40
+    consecutive, _, still_open = breaker_row(clean_warehouse)
+    assert consecutive == 0 and not still_open

@@ -77,6 +77,8 @@ SPLITTABLE = GATEWAY_FAILURES
 # Consecutive clock refusals one call may re-sync through before it gives up
 # (a gateway whose Date header does not match what it accepts).
 MAX_RESYNCS = 3
+# Gateway failures in a row that open a half-open breaker again (Breaker).
+HALF_OPEN_FAILURES = 3
 
 
 class WallClock:
@@ -146,10 +148,14 @@ class Breaker:
 
     Only gateway failures count (:data:`GATEWAY_FAILURES`); throttling and
     clock refusals say the gateway is up, and neither open nor close it. Open,
-    it lets no call through until ``opened_until``. After that the next call
-    goes through as the probe: success closes it (and ends the outage),
-    failure (the count is still at the threshold) opens it for another
-    cool-down. ``open_since`` is when the outage began: callers wait for the
+    it lets no call through until ``opened_until``. After that it is half-open:
+    calls go through as probes; a success closes it (and ends the outage),
+    and :data:`HALF_OPEN_FAILURES` gateway failures in a row open it for
+    another cool-down. One failed probe is not enough: a gateway that is back
+    but flaky (a 5xx in every few answers) would otherwise be judged by a
+    single answer after every cool-down, and a long run could meet a failing
+    probe at each one, while a gateway still down fails three probes at
+    once. ``open_since`` is when the outage began: callers wait for the
     probe moment while it is younger than the policy's patience, and fail fast
     after that (:class:`WindowFetch`)."""
 
@@ -185,6 +191,17 @@ class Breaker:
             return
         if error.kind not in GATEWAY_FAILURES:
             return
+        # Half-open (the cool-down over, not yet closed): the first failed
+        # probe leaves it half-open with HALF_OPEN_FAILURES - 1 failures to go.
+        self.conn.execute(
+            """
+            update ops.circuit_breakers set consecutive_failures = %(n)s - %(h)s,
+                last_error = %(e)s
+            where platform = %(p)s and opened_until <= to_timestamp(%(now)s)
+              and consecutive_failures >= %(n)s
+            """,
+            {"p": self.platform, "e": str(error)[:500], "n": self.policy.breaker_threshold,
+             "h": HALF_OPEN_FAILURES, "now": self.clock.time()})
         self.conn.execute(
             """
             insert into ops.circuit_breakers as b (platform, consecutive_failures, last_error)
@@ -283,6 +300,9 @@ class WindowFetch:
         if self.breaker is None or error.kind not in GATEWAY_FAILURES:
             return False
         wait, outage, _ = self.breaker.state()
+        if wait == 0 and outage > 0:  # half-open: its probes decide, as long as it is open
+            return (outage <= self.policy.breaker_patience
+                    and self.clock.monotonic() < self.deadline)
         return self._worth_waiting(wait, outage)
 
     def _call(self, request: Callable, what: str):
