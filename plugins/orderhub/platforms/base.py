@@ -94,6 +94,15 @@ class SettlementPage:
 
 
 @dataclass(frozen=True)
+class Verified:
+    """A push whose signature verified: the app it came from, and the
+    answer the platform expects once the messages are safe."""
+
+    app_key: str
+    answer: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class HttpRequest:
     method: str
     url: str
@@ -146,6 +155,12 @@ class PlatformClient:
     settlement_endpoint: ClassVar[str] = ""
     settlement_max_window: ClassVar[timedelta] = timedelta(days=1)
     settlement_identity_paths: ClassVar[tuple[str, ...]] = ()
+    # Push (issue 17): how the platform pushes order messages ("webhook",
+    # "websocket", or "" for a poll-only platform), and the detail API that
+    # fetches the order a message names (messages carry ids and status only).
+    push_transport: ClassVar[str] = ""
+    push_refusal: ClassVar[dict[str, Any]] = {}  # its answer to a push that does not verify
+    detail_endpoint: ClassVar[str] = ""
 
     def __init__(self, credentials: Credentials, *, session: requests.Session | None = None,
                  timeout: float = 30.0, clock=time.time):
@@ -227,6 +242,21 @@ class PlatformClient:
     def search_orders(self, start: datetime, end: datetime, page: int, page_size: int) -> Page:
         request = self.order_search_request(start, end, page, page_size)
         return self.call(self.order_endpoint, request, self.parse_order_search)
+
+    def order_detail_request(self, order_id: str) -> HttpRequest:
+        raise NotImplementedError(f"{self.platform}: no order detail API")
+
+    def order_detail(self, order_id: str) -> dict[str, Any]:
+        """The order as the platform's detail API shows it now (one call)."""
+        request = self.order_detail_request(order_id)
+        return self.call(self.detail_endpoint, request, lambda text: self._one_order(text, order_id))
+
+    def _one_order(self, text: str, order_id: str) -> dict[str, Any]:
+        orders = self.parse_order_response(text)
+        if len(orders) != 1:
+            raise PlatformError(self.platform, "malformed",
+                                f"detail of {order_id}: {len(orders)} orders", kind="malformed")
+        return orders[0]
 
     def search_settlements(self, start: datetime, end: datetime, cursor: Any = None) -> SettlementPage:
         request = self.settlement_request(start, end, cursor)

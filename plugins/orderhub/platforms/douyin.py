@@ -14,20 +14,36 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orderhub.platforms.base import (
+    Credentials,
     HttpRequest,
     Page,
     PlatformClient,
     PlatformError,
     SettlementPage,
+    Verified,
     local_time,
     parse_local_time,
 )
+from orderhub.push.messages import Malformed, PushMessage, PushRejected
 
 METHOD = "order.searchList"
 # Settlement lines (fen), cursor-paged: start_index/start_time from the previous
 # answer's next_start_index/next_start_time until is_end = 1.
 SETTLE_METHOD = "order.getSettleBillDetailV3"
 SETTLE_PAGE_SIZE = 100
+# Push (issue 17): webhooks, one JSON array of {tag, msg_id, data} per POST,
+# signed with event-sign; the detail API fetches the order a message names.
+DETAIL_METHOD = "order.orderDetail"
+PUSH_OK = {"code": 0, "msg": "success"}
+PUSH_SIGN_ERROR = {"code": 40041, "msg": "event-sign verification failed"}  # UNCONFIRMED body
+# The order tags (100 created ... 113 remark) and after-sale tags (200-227):
+# each means "this order changed"; product tags (400) are not orders.
+ORDER_TAGS = {str(t) for t in (*range(100, 114), *range(200, 228))}
+
+
+def push_sign(app_key: str, body: bytes, secret: str) -> str:
+    """event-sign = md5_hex(app_key + raw body + app_secret)."""
+    return hashlib.md5(app_key.encode() + body + secret.encode()).hexdigest()
 
 
 def param_json(business: dict[str, Any]) -> str:
@@ -117,6 +133,54 @@ class DouyinClient(PlatformClient):
     def parse_order_search(self, text: str) -> Page:
         data = self._data(text)
         return Page(orders=data.get("shop_order_list") or [], total=int(data.get("total", 0)))
+
+    # -- push: webhooks + the detail API ------------------------------------------
+    push_transport = "webhook"
+    push_refusal = PUSH_SIGN_ERROR
+    detail_endpoint = DETAIL_METHOD
+
+    def order_detail_request(self, order_id: str) -> HttpRequest:
+        return self._request(DETAIL_METHOD, {"shop_order_id": order_id})
+
+    @classmethod
+    def verify_push(cls, headers: dict[str, str], body: bytes,
+                    apps: list[Credentials]) -> Verified:
+        """The app whose key is the ``app-id`` header and whose secret signs
+        the body; PushRejected (forged or unsigned) otherwise."""
+        app_id, given = headers.get("app-id", ""), headers.get("event-sign", "")
+        for app in apps:
+            if app.app_key == app_id and hmac.compare_digest(
+                    push_sign(app.app_key, body, app.app_secret), given):
+                return Verified(app_id, PUSH_OK)
+        raise PushRejected("douyin: event-sign missing or wrong" if given else
+                           "douyin: no event-sign header")
+
+    @classmethod
+    def push_messages(cls, body: bytes) -> tuple[list[PushMessage], list[Malformed]]:
+        """The order messages of one verified POST (other tags are skipped)."""
+        text = body.decode("utf-8", errors="replace")
+        try:
+            items = json.loads(text)
+        except ValueError as exc:
+            return [], [Malformed(text, f"douyin push: body is not JSON ({exc})")]
+        if not isinstance(items, list):
+            return [], [Malformed(text, "douyin push: body is not a JSON array")]
+        messages, malformed = [], []
+        for item in items:
+            try:
+                tag = str(item["tag"])
+                if tag not in ORDER_TAGS:
+                    continue
+                data = json.loads(item["data"])
+                messages.append(PushMessage("douyin", str(data["shop_id"]), str(data["p_id"]),
+                                            str(item["msg_id"]), tag))
+            except (KeyError, TypeError, ValueError) as exc:
+                malformed.append(Malformed(json.dumps(item, ensure_ascii=False)
+                                           if not isinstance(item, str) else item,
+                                           f"douyin push: message lacks a usable"
+                                           f" tag, msg_id, shop_id or p_id"
+                                           f" ({type(exc).__name__}: {exc})"))
+        return messages, malformed
 
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).

@@ -8,7 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from orderhub.platforms.base import local_time
-from orderhub.platforms.douyin import METHOD, SETTLE_METHOD, param_json, sign
+from orderhub.platforms.douyin import (
+    DETAIL_METHOD,
+    METHOD,
+    PUSH_OK,
+    SETTLE_METHOD,
+    param_json,
+    push_sign,
+    sign,
+)
 from orderhub_tools.sandbox import world as w
 from orderhub_tools.sandbox.gateway import Gateway, allocate, fen, parse_local
 
@@ -22,6 +30,14 @@ REFUND = {  # after_sale_info.refund_status: 0 none (UNCONFIRMED), 1 awaiting re
     w.REFUND_REQUESTED: 1, w.REFUNDED: 3, w.AFTERSALE_REQUESTED: 1, w.AFTERSALE_REFUNDED: 3,
 }
 MAX_WINDOW = 24 * 3600  # UNCONFIRMED; the client uses the same limit
+
+
+# Push tags (UNCONFIRMED which tag Doudian sends for which refund step).
+PUSH_TAG = {
+    w.CREATED: 100, w.PAID: 101, w.SHIPPED: 102, w.COMPLETED: 103, w.CANCELLED: 106,
+    w.REFUND_REQUESTED: 200, w.REFUNDED: 206, w.AFTERSALE_REQUESTED: 200,
+    w.AFTERSALE_REFUNDED: 206,
+}
 
 
 def envelope(code: int, msg: str, data: Any = None, sub_code: str = "",
@@ -98,6 +114,8 @@ class DouyinGateway(Gateway):
             return 200, envelope(30002, "access_token无效", sub_code="isv.access-token-invalid")
         if method == SETTLE_METHOD and query["method"] == SETTLE_METHOD:
             return self.settle_bill(shop_id, business)
+        if method == DETAIL_METHOD and query["method"] == DETAIL_METHOD:
+            return self.detail(shop_id, str(business.get("shop_order_id", "")))
         if method != METHOD or query["method"] != METHOD:
             return 200, envelope(30001, "方法不存在", sub_code="isv.method-not-exist")
         try:
@@ -116,6 +134,45 @@ class DouyinGateway(Gateway):
         orders, total = self.page(shop_id, start, end, page, size)
         return 200, envelope(10000, "success",
                              {"page": page, "size": size, "total": total, "shop_order_list": orders})
+
+    def detail(self, shop_id: str, order_id: str):
+        """order.orderDetail: the order as it stands now."""
+        order = self.world.find(self.platform, order_id)
+        version = self.world.latest_version(order, self.clock()) if order else None
+        if order is None or order.shop_id != shop_id or version is None:
+            return 200, envelope(30001, "订单不存在", sub_code="isv.order-not-exist",  # UNCONFIRMED
+                                 sub_msg=f"shop_order_id {order_id}")
+        return 200, envelope(10000, "success", {"shop_order_detail": self.render(order, version)})
+
+    # -- push: webhooks (sandbox/push.py decides when) --------------------------------
+    def push_item(self, order: w.Order, version: int) -> tuple[str, dict[str, Any]]:
+        """One webhook message for one version: ids and status, not the order."""
+        kind = order.kind(version)
+        tag = PUSH_TAG[kind]
+        data = {"p_id": int(order.order_id),
+                "s_ids": [int(order.order_id) + line.line_no for line in order.lines],
+                "shop_id": int(order.shop_id) if order.shop_id.isdigit() else order.shop_id,
+                "order_status": STATUS[kind][0], "order_type": 0, "biz": 2,
+                "update_time": order.modified(version)}
+        msg_id = f"{order.order_id}{tag}{version:02d}"
+        return msg_id, {"tag": str(tag), "msg_id": msg_id,
+                        "data": json.dumps(data, separators=(",", ":"))}
+
+    def push_request(self, items: list[dict[str, Any]], *, forge: bool = False,
+                     raw: bytes | None = None) -> tuple[dict[str, str], bytes]:
+        """One POST: a JSON array, headers app-id and event-sign (a forged
+        one signs with a wrong secret)."""
+        body = raw if raw is not None else json.dumps(items, separators=(",", ":")).encode()
+        secret = "not-the-secret" if forge else self.credentials.app_secret
+        return ({"Content-Type": "application/json", "app-id": self.credentials.app_key,
+                 "event-sign": push_sign(self.credentials.app_key, body, secret)}, body)
+
+    @staticmethod
+    def push_acked(status: int, text: str) -> bool:
+        try:
+            return status == 200 and json.loads(text).get("code") == PUSH_OK["code"]
+        except (ValueError, AttributeError):
+            return False
 
     def settle_bill(self, shop_id: str, business: dict[str, Any]):
         """order.getSettleBillDetailV3: lines by settle time, a keyset cursor

@@ -75,18 +75,37 @@ class SandboxSpec:
 
 
 class Clock:
+    """The sandbox's present: set by hand (``orderhub run`` moves it to each
+    run's moment), or running from a start at ``speed`` x wall time (live mode:
+    pushes go out as the world changes)."""
+
     def __init__(self, now: float | None = None):
         self._offset = 0.0 if now is None else now - time.time()
         self._frozen: float | None = None
+        self._running: tuple[float, float, float] | None = None  # (start, wall at start, speed)
         self._lock = threading.Lock()
 
     def set(self, now: float) -> None:
         with self._lock:
-            self._frozen = now
+            self._frozen, self._running = now, None
+
+    def run(self, start: float, speed: float = 1.0) -> None:
+        with self._lock:
+            self._frozen, self._running = None, (start, time.time(), speed)
+
+    @property
+    def speed(self) -> float:
+        return self._running[2] if self._running else 0.0
+
+    def exact(self) -> float:
+        with self._lock:
+            if self._running is not None:
+                start, wall, speed = self._running
+                return start + (time.time() - wall) * speed
+            return self._frozen if self._frozen is not None else time.time() + self._offset
 
     def __call__(self) -> int:
-        with self._lock:
-            return int(self._frozen if self._frozen is not None else time.time() + self._offset)
+        return int(self.exact())
 
 
 class Sandbox:
@@ -97,6 +116,7 @@ class Sandbox:
         self.spec = spec
         self.world = World(spec.seed, spec.shops, spec.scale)
         self.clock = Clock()
+        self.pusher = None  # live mode (sandbox/push.py)
         creds = spec.credentials()
         self.faults = spec.shop_fault_state(monotonic)
         self.gateways = [gw(self.world, creds[gw.platform], self.clock, spec.index_delay,
@@ -105,6 +125,28 @@ class Sandbox:
             gateway.unmapped_status = spec.unmapped_status
             gateway.dropped_fields = tuple(spec.dropped_fields.get(gateway.platform, ()))
             gateway.short_shops = frozenset(spec.short_shops)
+
+    def push_control(self, path: str, method: str, asked: dict) -> dict:
+        """/_sandbox/push: POST {"targets": {platform: url}, "start": ISO,
+        "speed": x[, "end": ISO]} runs the clock from start and pushes as the
+        world changes, until ``end`` (the clock freezes there);
+        /_sandbox/push/stop POST {"end": ISO} stops new pushes at ``end``
+        (the clock freezes there; unacknowledged messages keep being
+        redelivered); GET /_sandbox/push: the pusher's counts."""
+        from orderhub_tools.sandbox.push import Pusher
+
+        if path == "/_sandbox/push" and method == "POST":
+            if self.pusher is not None:
+                self.pusher.close()
+            start = parse_time(asked["start"]).timestamp()
+            end = parse_time(asked["end"]).timestamp() if asked.get("end") else None
+            self.pusher = Pusher(self, asked["targets"], start,
+                                 asked.get("faults", self.spec.faults), end)
+            self.clock.run(start, float(asked.get("speed", 1.0)))
+            self.pusher.start()
+        elif path == "/_sandbox/push/stop" and self.pusher is not None:
+            self.pusher.stop_at(parse_time(asked["end"]).timestamp())
+        return self.pusher.stats() if self.pusher is not None else {}
 
     def route(self, path: str) -> Gateway | None:
         for gateway in self.gateways:
@@ -153,9 +195,17 @@ def make_handler(sandbox: Sandbox):
                                         "faults": {k: sorted(v.kinds) for k, v in sandbox.faults.items()}})
             if parts.path == "/_sandbox/clock":
                 if self.command == "POST":
-                    sandbox.clock.set(parse_time(json.loads(body)["now"]).timestamp())
+                    asked = json.loads(body)
+                    now = parse_time(asked["now"]).timestamp()
+                    if asked.get("speed"):
+                        sandbox.clock.run(now, float(asked["speed"]))
+                    else:
+                        sandbox.clock.set(now)
                 now = datetime.fromtimestamp(sandbox.clock(), UTC)
                 return self._send(200, {"now": now.isoformat()})
+            if parts.path.startswith("/_sandbox/push"):
+                return self._send(200, sandbox.push_control(parts.path, self.command,
+                                                            json.loads(body or b"{}")))
             gateway = sandbox.route(parts.path)
             if gateway is None:
                 return self._send(404, {"error": f"no gateway at {parts.path}"})

@@ -154,6 +154,13 @@ class Order:
         return None
 
 
+# The columns of standard_state that fct_orders and live_orders carry too:
+# what every comparison with the truth compares.
+STANDARD_COLUMNS = ["platform", "shop_id", "order_id", "order_status_code", "refund_status_code",
+                    "created_at", "paid_at", "shipped_at", "completed_at", "updated_at",
+                    "goods_amount", "discount_amount", "shipping_fee", "paid_amount", "currency"]
+
+
 def standard_state(order: Order, version: int) -> dict:
     """The order at one version, in OrderHub's standard vocabulary."""
     kind = order.events[version][1]
@@ -240,6 +247,7 @@ class World:
         self.scale = scale
         self._buckets: dict[tuple[str, str, int], list[Order]] = {}
         self._catalogs: dict[tuple[str, str], list[Sku]] = {}
+        self._by_id: dict[tuple[str, str], Order] = {}  # (platform, order id) of generated orders
 
     # -- generation -------------------------------------------------------
     def catalog(self, platform: str, shop_id: str) -> list[Sku]:
@@ -274,7 +282,31 @@ class World:
         orders = [self._make_order(rng, platform, shop_id, hour, seq) for seq in range(count)]
         orders.sort(key=lambda o: o.created_time)
         self._buckets[key] = orders
+        self._by_id.update(((platform, o.order_id), o) for o in orders)
         return orders
+
+    def find(self, platform: str, order_id: str) -> Order | None:
+        """An order generated so far (the detail APIs: a push named it, so
+        its hour was generated to push it)."""
+        return self._by_id.get((platform, order_id))
+
+    def events_between(self, platform: str, shop_id: str, start: int,
+                       end: int) -> list[tuple[int, Order, int]]:
+        """Every API-visible version modified in [start, end): (time, order,
+        version), oldest first - what a platform pushes as it happens."""
+        found = []
+        for order in self.orders_created(platform, shop_id, start - MAX_LIFETIME, end):
+            for i in order.visible_versions():
+                if start <= order.events[i][0] < end:
+                    found.append((order.events[i][0], order, i))
+        found.sort(key=lambda e: (e[0], e[1].order_id, e[2]))
+        return found
+
+    def latest_version(self, order: Order, now: int) -> int | None:
+        """The order's latest API-visible version at ``now`` (detail APIs read
+        the platform's store, not its search index: no index delay)."""
+        versions = [i for i in order.visible_versions() if order.events[i][0] <= now]
+        return versions[-1] if versions else None
 
     def _make_order(self, rng: random.Random, platform: str, shop_id: str, hour: int,
                     seq: int) -> Order:

@@ -1,0 +1,1 @@
+"""Push intake (issue 17): platform push messages -> NATS JetStream -> raw."""
