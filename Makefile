@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP) ## create .venv and install pinned dependencies
 	$(BIN)/orderhub db start
 
-run: setup ## run the demo: warehouse + sandbox + DAG runs for 2026-11-11 00:00-03:00
-	$(BIN)/orderhub demo --fresh
+run: setup ## run the demo: warehouse + sandbox + 2 min of pushes + DAG runs for 2026-11-11 00:00-03:00
+	$(BIN)/orderhub demo --fresh --live 120 --end 2026-11-11T03:00:00+08:00
 
 # Headless Chromium renders the run report in the tests (Debian's package).
 chromium: ## install Debian's chromium if it is missing (the report test renders with it)

@@ -17,6 +17,11 @@ def test_services_of_the_official_layout_and_the_sandbox():
     services = COMPOSE["services"]
     assert {"postgres", "sandbox", *AIRFLOW} <= set(services)
     assert {"redis", "airflow-worker"} <= set(services)
+    # push intake (issue 17): the broker, the receiver, the consumer, on one NATS URL
+    assert {"nats", "intake", "stream"} <= set(services)
+    assert "-js" in services["nats"]["command"]
+    assert (services["intake"]["environment"]["ORDERHUB_NATS_URL"]
+            == services["stream"]["environment"]["ORDERHUB_NATS_URL"] == "nats://nats:4222")
     assert services["redis"]["profiles"] == ["celery"] == services["airflow-worker"]["profiles"]
 
 

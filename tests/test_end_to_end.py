@@ -1,6 +1,12 @@
-"""The whole path through the real DAGs: sandbox -> Airflow -> raw -> dbt -> GX.
+"""The whole path through the real DAGs: sandbox -> Airflow -> raw -> dbt -> GX,
+with the push path first (issue 17).
 
-Compares fct_orders with the sandbox's truth (computed from the world model,
+The window's first hour is pushed live first, with every push fault on and
+three crashes (kill -9 of the consumer mid-batch, kill -9 of the intake,
+a restart of NATS): sandbox webhooks -> ``orderhub intake`` -> NATS
+JetStream -> ``orderhub stream`` -> raw. Then ``orderhub run`` drives the
+hourly and repair DAGs over the window as the net. Compares fct_orders and
+marts.live_orders with the sandbox's truth (computed from the world model,
 not from the pipeline's mapping) on every standard column, then runs the same
 window again and demands identical raw counts and byte-identical marts.
 """
@@ -9,12 +15,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from orderhub.config import dbt_project_dir, load_shops, parse_time, pii_salt
+from orderhub.push import broker
+from orderhub_tools.live import PushStack, live_orders, run_live
 from orderhub_tools.runner import INTERVAL, SandboxTarget, airflow_home, run
 from tests.conftest import TEST_SCALE, TEST_SEED
 from tests.truth import STANDARD, cli_truth, differences, fct_orders, mart_digest, raw_counts, reset
@@ -48,9 +57,59 @@ def served_sandbox():
             state.write_text(saved)
 
 
+LIVE_END = START + INTERVAL  # the live span: the window's first hour, pushed at 180x
+LIVE_SPEED = 180.0
+
+
 @pytest.fixture(scope="module")
-def first_run(warehouse_url, served_sandbox, tmp_path_factory):
+def live_span(warehouse_url, served_sandbox, tmp_path_factory):
+    """The first hour pushed as it happens, crashing each service once.
+    Returns the pusher's counts, the crashes done, and the orders landed by
+    push (before any poll)."""
     reset(warehouse_url)
+    broker.start()
+    broker.reset()
+    marker = tmp_path_factory.mktemp("push") / "paused"
+    stack = PushStack({**served_sandbox.connections(load_shops()),
+                       "ORDERHUB_STREAM_ACK_WAIT": "3"})
+    # The first consumer holds its first landing transaction open, rows
+    # inserted, until it is killed there: mid-batch.
+    broker.start()
+    stack.start_intake()
+    stack.start_stream(0, env={"ORDERHUB_FAULT_PAUSE_BEFORE_COMMIT": "120",
+                               "ORDERHUB_FAULT_PAUSE_MARKER": str(marker)})
+    crashes = []
+
+    def crash(elapsed: float) -> None:
+        if "consumer" not in crashes and marker.exists():
+            stack.kill("stream-0")
+            stack.start_stream(0)
+            crashes.append("consumer")
+        elif "intake" not in crashes and elapsed > 7:
+            stack.kill("intake")
+            stack.start_intake()
+            crashes.append("intake")
+        elif "nats" not in crashes and elapsed > 12:
+            broker.stop()
+            broker.start()
+            crashes.append("nats")
+
+    began = time.monotonic()
+    try:
+        span = run_live(served_sandbox.url, stack, START, (LIVE_END - START).total_seconds()
+                        / LIVE_SPEED, speed=LIVE_SPEED, faults="push", during=crash)
+    finally:
+        print(f"live span: {time.monotonic() - began:.1f}s")
+        stack.stop()
+        print(f"services stopped: {time.monotonic() - began:.1f}s")
+    with psycopg.connect(warehouse_url) as conn:
+        pushed = set(conn.execute("select distinct platform, shop_id, order_id from raw.orders"
+                                  " where intake = 'push'").fetchall())
+    return span, crashes, pushed
+
+
+@pytest.fixture(scope="module")
+def first_run(warehouse_url, served_sandbox, live_span, tmp_path_factory):
     # The acceptance path: `orderhub run` finds the running sandbox and drives
     # the DAGs through Airflow, every run complete (dbt each hour).
     result = subprocess.run(
@@ -203,3 +262,48 @@ def test_buyer_data_reaches_the_marts_only_masked_or_hashed(first_run, warehouse
     assert all(a.endswith(" ****") for _, _, a, _ in rows)
     assert key == hashlib.sha256(f"{pii_salt()}|{phone}".encode()).hexdigest()
     assert name and len(name) > 1
+
+
+# -- the push path (issue 17) -----------------------------------------------------
+
+def test_push_lands_every_order_a_message_named_through_three_crashes(live_span):
+    span, crashes, pushed = live_span
+    counts = span.pushes
+    assert crashes == ["consumer", "intake", "nats"]
+    assert span.drained, counts  # every message acknowledged by the intake, then by the stream
+    # every push fault happened in this span
+    for fault in ("lost", "duplicated", "disordered", "in_bursts", "storm_redeliveries",
+                  "forged", "malformed", "redelivered"):
+        assert counts.get(fault, 0) > 0, (fault, counts)
+    named = {tuple(o) for o in counts["orders_pushed"]}
+    assert named and pushed == named  # nothing lost on the way, nothing extra
+
+
+def test_forged_pushes_are_refused_and_never_land(live_span, warehouse_url):
+    span, _, _ = live_span
+    assert span.pushes.get("forged_accepted", 0) == 0
+    with psycopg.connect(warehouse_url) as conn:
+        refused = conn.execute("select count(*), min(reason) from ops.push_rejections").fetchone()
+    assert refused[0] == span.pushes["forged_refused"] > 0
+    # (a forgery sent while the intake was down for its crash reached no one)
+    assert refused[0] + span.pushes.get("forged_unanswered", 0) == span.pushes["forged"]
+    assert "event-sign" in refused[1]
+    # a forged message names an order that does not exist: fct_orders has no
+    # order the truth lacks (test_fct_orders_equals_the_truth...)
+
+
+def test_malformed_pushes_are_quarantined_with_a_reason(live_span, warehouse_url):
+    span, _, _ = live_span
+    with psycopg.connect(warehouse_url) as conn:
+        rows = conn.execute("select reason from ops.quarantine where entity = 'push'").fetchall()
+    assert len(rows) == span.pushes["malformed"] > 0
+    assert all(r[0].startswith("douyin push: ") for r in rows), rows
+
+
+def test_live_orders_equal_the_truth_after_the_poll(first_run):
+    """Pushed or polled, every order of the window at its latest version."""
+    _, truth = first_run
+    keys = [(r["platform"], r["shop_id"], r["order_id"]) for r in truth]
+    assert {k[0] for k in keys} >= {"douyin", "tmall"}  # pushed and polled platforms alike
+    diff = differences(live_orders(keys, STANDARD), truth)
+    assert diff == {"missing": [], "unexpected": [], "duplicated": 0, "columns": []}, diff

@@ -13,10 +13,9 @@ import psycopg
 
 from orderhub.config import parse_time
 from orderhub.landing import drop_warehouse
+from orderhub_tools.sandbox.world import STANDARD_COLUMNS
 
-STANDARD = ["platform", "shop_id", "order_id", "order_status_code", "refund_status_code",
-            "created_at", "paid_at", "shipped_at", "completed_at", "updated_at", "goods_amount",
-            "discount_amount", "shipping_fee", "paid_amount", "currency"]
+STANDARD = STANDARD_COLUMNS
 
 
 def cli_truth(seed: int, scale: float, start, end, out: Path, shops_file: Path | None = None,

@@ -206,7 +206,7 @@ select * from final
         + coalesce(platform_discount_amount, 0) + coalesce(influencer_discount_amount, 0)
         + coalesce(payment_discount_amount, 0))::numeric(18, 2))"},
     lineage=['modified_at as source_modified_at', 'platform_fetched_at', 'payload_sha256',
-             'extracted_at', 'sync_mode']) }}
+             'extracted_at', 'sync_mode', 'intake']) }}
 {% endmacro %}
 
 {#- One row per line of every raw version, every platform (the marts keep the latest). -#}

@@ -308,28 +308,33 @@ def notify(url: str, start: datetime, end: datetime, run_id: str | None,
     """Evaluate the rules, send what was not sent before, record it; returns the new alerts."""
     with psycopg.connect(url) as conn:
         conn.execute(ALERTS_SQL)
-        new = []
-        for alert in evaluate(conn, start, end, run_id, kind):
-            inserted = conn.execute(
-                "insert into ops.alerts (kind, platform, shop_id, window_start, window_end,"
-                " subject, value, message, run_id, channels) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                " on conflict do nothing returning alert_id",
-                (alert.kind, alert.platform, alert.shop_id, alert.window_start, alert.window_end,
-                 alert.subject, alert.value, alert.message, run_id,
-                 ",".join(type(c).__name__.lower() for c in channels))).fetchone()
-            if inserted:
-                new.append(alert)
-        for alert in new:
-            log.warning("%s", alert.message)
-        errors = []
-        for channel in channels if new else []:
-            try:
-                channel.send(new)
-            except Exception as exc:  # noqa: BLE001 - one channel down must not hide the others
-                errors.append(f"{type(channel).__name__}: {exc}")
-        if errors:
-            conn.rollback()  # not recorded: the next run tries again
-            raise RuntimeError("alert delivery failed: " + "; ".join(errors))
-        conn.commit()
-    return new
+        return send_once(conn, evaluate(conn, start, end, run_id, kind), run_id, channels)
 
+
+def send_once(conn: psycopg.Connection, alerts: list[Alert], run_id: str | None,
+              channels: list[Webhook | Email]) -> list[Alert]:
+    """Record and send the alerts not sent before (ops.alerts); returns those."""
+    new = []
+    for alert in alerts:
+        inserted = conn.execute(
+            "insert into ops.alerts (kind, platform, shop_id, window_start, window_end,"
+            " subject, value, message, run_id, channels) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " on conflict do nothing returning alert_id",
+            (alert.kind, alert.platform, alert.shop_id, alert.window_start, alert.window_end,
+             alert.subject, alert.value, alert.message, run_id,
+             ",".join(type(c).__name__.lower() for c in channels))).fetchone()
+        if inserted:
+            new.append(alert)
+    for alert in new:
+        log.warning("%s", alert.message)
+    errors = []
+    for channel in channels if new else []:
+        try:
+            channel.send(new)
+        except Exception as exc:  # noqa: BLE001 - one channel down must not hide the others
+            errors.append(f"{type(channel).__name__}: {exc}")
+    if errors:
+        conn.rollback()  # not recorded: the next run tries again
+        raise RuntimeError("alert delivery failed: " + "; ".join(errors))
+    conn.commit()
+    return new

@@ -305,7 +305,7 @@ class WindowFetch:
                     and self.clock.monotonic() < self.deadline)
         return self._worth_waiting(wait, outage)
 
-    def _call(self, request: Callable, what: str):
+    def call(self, request: Callable, what: str):
         """One API call (``request()``) with retries, backoff and the breaker."""
         attempt, resyncs = 0, 0
         while True:
@@ -350,7 +350,7 @@ class WindowFetch:
             return result
 
     def _page(self, start: datetime, end: datetime, page: int, size: int):
-        return self._call(lambda: self.client.search_orders(start, end, page, size),
+        return self.call(lambda: self.client.search_orders(start, end, page, size),
                           f"page {page} of [{start}, {end})")
 
     def orders(self, start: datetime, end: datetime) -> tuple[list[dict], int]:
@@ -381,7 +381,7 @@ class WindowFetch:
         lines: list[dict] = []
         cursor, total = None, None
         while True:
-            page = self._call(lambda c=cursor: self.client.search_settlements(start, end, c),
+            page = self.call(lambda c=cursor: self.client.search_settlements(start, end, c),
                               f"settlements [{start}, {end}) at {cursor or 'start'}")
             lines.extend(page.lines)
             total = page.total if page.total is not None else total

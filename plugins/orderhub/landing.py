@@ -151,6 +151,15 @@ drop trigger if exists append_only on ops.recon_overrides;
 create trigger append_only before update or delete or truncate on ops.recon_overrides
     for each statement execute function ops.refuse_change();
 
+-- Pushes the intake refused (issue 17): a signature that did not verify.
+-- Counted here, never published; the platform got its error answer.
+create table if not exists ops.push_rejections (
+    platform     text        not null,
+    reason       text        not null,
+    body_sha256  text        not null,
+    received_at  timestamptz not null default now()
+);
+
 create table if not exists ops.quarantine (
     quarantine_id   bigint generated always as identity primary key,
     platform        text        not null,
@@ -191,6 +200,9 @@ create table if not exists raw.{entity} (
     unique (platform, shop_id, order_id, payload_sha256)
 ) partition by list (platform);
 alter table raw.{entity} add column if not exists sync_mode text not null default 'live';
+-- How the version arrived (issue 17): poll (the order search APIs) or push
+-- (a platform message, then the detail API). The first to land a version keeps it.
+alter table raw.{entity} add column if not exists intake text not null default 'poll';
 create index if not exists {entity}_modified_idx on raw.{entity} (modified_at);
 -- Incremental marts read what landed since their watermark.
 create index if not exists {entity}_extracted_idx on raw.{entity} (extracted_at);
@@ -391,6 +403,7 @@ class WindowLoad:
     last_error: str | None = None
     fetched_at: datetime | None = None  # on the platform's clock
     sync_mode: str = "live"  # or "backfill": a sync of a span of history
+    intake: str = "poll"  # or "push": fetched because a push message named the order
     calls: list = field(default_factory=list)  # platforms.base.ApiCall, for ops.api_calls
 
     def items_landed(self) -> int:
@@ -470,13 +483,13 @@ def land(conn: psycopg.Connection, load: WindowLoad, *, ledger: bool = True) -> 
                 cur.execute(
                     f"insert into {table} (platform, shop_id, order_id, modified_at, payload,"  # noqa: S608 - table name from a fixed list
                     " payload_sha256, run_id, window_start, window_end, platform_fetched_at,"
-                    " sync_mode)"
+                    " sync_mode, intake)"
                     " select distinct on (order_id, payload_sha256) %s, %s, order_id, modified_at,"
-                    " payload::jsonb, payload_sha256, %s, %s, %s, %s, %s from landing_batch"
+                    " payload::jsonb, payload_sha256, %s, %s, %s, %s, %s, %s from landing_batch"
                     " order by order_id, payload_sha256"
                     " on conflict (platform, shop_id, order_id, payload_sha256) do nothing",
                     (load.platform, load.shop_id, load.run_id, load.window_start, load.window_end,
-                     load.fetched_at, load.sync_mode),
+                     load.fetched_at, load.sync_mode, load.intake),
                 )
                 inserted = cur.rowcount
         for bad in load.rejected:

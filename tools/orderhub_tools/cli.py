@@ -136,6 +136,75 @@ def check_warehouse() -> None:
         pass
 
 
+def sandbox_connections() -> None:
+    """Against a running sandbox (``orderhub sandbox serve``/``demo``), the
+    shops' connections point at it (as ``AIRFLOW_CONN_*`` of this process)."""
+    import os
+
+    from orderhub_tools.runner import SandboxTarget
+
+    sandbox = SandboxTarget.discover()
+    if sandbox:
+        os.environ.update(sandbox.connections(load_shops()))
+
+
+def cmd_nats(args) -> int:
+    from orderhub.push import broker
+
+    if args.action == "start":
+        print(broker.start())
+    elif args.action == "stop":
+        broker.stop()
+    else:
+        print(broker.nats_url())
+    return 0
+
+
+def cmd_intake(args) -> int:
+    from orderhub.config import database_url
+    from orderhub.push import broker
+    from orderhub.push.intake import Intake, push_apps, serve
+
+    shops = load_shops()
+    sandbox_connections()
+    apps = push_apps(shops)
+    if not apps:
+        raise UserError("no configured shop is on a platform that pushes by webhook"
+                        " (config/shops.yml)")
+    check_warehouse()
+    url = broker.start()
+    print(f"intake: http://{args.host}:{args.port}/push/<platform>"
+          f" ({', '.join(sorted(apps))}) -> {url}", flush=True)
+    serve(Intake(url, database_url(), apps), args.host, args.port)
+    return 0
+
+
+def cmd_stream(args) -> int:
+    import asyncio
+    import signal
+
+    from orderhub.config import database_url
+    from orderhub.push import broker
+    from orderhub.push.stream import Stream
+
+    shops = load_shops()
+    sandbox_connections()
+    check_warehouse()
+    url = broker.start()
+    stream = Stream(shops, database_url(), url, batch=args.batch)
+    print(f"stream: {url} -> {database_url().rsplit('@', 1)[-1]}", flush=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stream.run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
 def cmd_run(args) -> int:
     from orderhub_tools.runner import SandboxTarget, run
 
@@ -176,11 +245,26 @@ def print_run_report(report) -> None:
 def cmd_demo(args) -> int:
     from orderhub_tools.demo import demo
 
-    start, end = time_range(args.start, args.end)
+    if args.live is not None and args.live <= 0:
+        raise UserError("--live takes the seconds of wall time to push (> 0)")
+    live = args.live or 0
+    if live and args.end is None:
+        # the live segment on its own: the poll catches up on its span only
+        from orderhub.config import parse_time
+
+        start = parse_time(args.start)
+        end = start + timedelta(seconds=live * args.speed)
+        settlement_days = args.settlement_days if args.settlement_days is not None else 0
+    else:
+        start, end = time_range(args.start, args.end or DEFAULT_END)
+        settlement_days = args.settlement_days if args.settlement_days is not None else 2
+        if start + timedelta(seconds=live * args.speed) > end:
+            raise UserError("the live segment must end inside the demo's window (--end)")
     load_shops()
     check_warehouse()
     return demo(seed=args.seed, start=start, end=end, fresh=args.fresh, scale=args.scale,
-                faults=args.faults, settlement_days=args.settlement_days)
+                faults=args.faults, settlement_days=settlement_days, live_seconds=live,
+                live_speed=args.speed)
 
 
 def cmd_extract(args) -> int:
@@ -351,6 +435,19 @@ def main(argv: list[str] | None = None) -> int:
                          " (every run does it too)")
     db.set_defaults(func=cmd_db)
 
+    nats = sub.add_parser("nats", help="the local NATS JetStream server (push intake)")
+    nats.add_argument("action", choices=["start", "stop", "url"])
+    nats.set_defaults(func=cmd_nats)
+
+    intake = sub.add_parser("intake", help="receive platform pushes (webhooks) into JetStream")
+    intake.add_argument("--host", default="127.0.0.1")
+    intake.add_argument("--port", type=port, default=8090)
+    intake.set_defaults(func=cmd_intake)
+
+    stream = sub.add_parser("stream", help="land pushed orders: JetStream -> detail API -> raw")
+    stream.add_argument("--batch", type=int, default=200, help="messages per micro-batch")
+    stream.set_defaults(func=cmd_stream)
+
     sandbox = sub.add_parser("sandbox", help="the platform sandbox")
     sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True)
     for name, func in (("serve", cmd_sandbox_serve), ("truth", cmd_sandbox_truth)):
@@ -390,10 +487,17 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=DEFAULT_SEED)
     demo.add_argument("--scale", type=float, default=0.1,
                       help="order volume multiplier (1.0: a full-size brand; see make bench)")
-    demo.add_argument("--settlement-days", type=int, default=2,
-                      help="reconcile this many days before --start (0: orders only)")
+    demo.add_argument("--settlement-days", type=int, default=None,
+                      help="reconcile this many days before --start (0: orders only;"
+                           " default 2, or 0 for a --live segment on its own)")
     demo.add_argument("--start", default=DEFAULT_START)
-    demo.add_argument("--end", default=DEFAULT_END)
+    demo.add_argument("--end", default=None, help=f"default {DEFAULT_END}")
+    demo.add_argument("--live", type=float, default=None, metavar="SECONDS",
+                      help="first push this many seconds of wall time as it happens (Douyin"
+                           " webhooks -> orderhub intake -> NATS JetStream -> orderhub stream);"
+                           " without --end, only that span, then the poll catches up on it")
+    demo.add_argument("--speed", type=float, default=1.0,
+                      help="the live segment's sandbox clock speed (x wall time)")
     demo.add_argument("--fresh", action="store_true", help="start from an empty warehouse")
     demo.add_argument("--faults", default="none", choices=list(CHOICES),
                       help="sandbox fault profile (docs/sandbox.md)")

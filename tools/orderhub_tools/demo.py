@@ -9,6 +9,11 @@ connection at the sandbox, and runs through Airflow:
    window: settlement lines, the reconciliation marts, the audit record;
 3. ``orders_incremental`` for each hour of the window, then ``orders_repair``.
 
+With ``live_seconds`` (``--live``), a live segment comes first: the sandbox
+pushes [start, start + live) as it happens (Douyin webhooks), ``orderhub
+intake`` and ``orderhub stream`` land it through NATS JetStream, and then the
+runs above catch up on it as the net (orderhub_tools.live).
+
 Then it prints per platform: orders landed in raw, orders in ``fct_orders``,
 orders in the sandbox's truth, and status counts; the health figures; the
 reconciliation summary of the settlement days (consistency rate, differences
@@ -27,7 +32,17 @@ from expectations.checkpoints import data_docs_index
 from orderhub.config import database_url, home, load_shops
 from orderhub.landing import connect, drop_warehouse, ensure_schema, relation_exists
 from orderhub.platforms import names
+from orderhub.push import broker
 from orderhub.report import write_report
+from orderhub_tools.live import (
+    LiveSpan,
+    PushStack,
+    compare_with_truth,
+    ensure_live_view,
+    iso,
+    print_live,
+    run_live,
+)
 from orderhub_tools.runner import SandboxTarget, run, settlement_range
 from orderhub_tools.sandbox.faults import OUTAGE
 from orderhub_tools.sandbox.server import SandboxSpec, serve
@@ -97,13 +112,48 @@ def print_reconciliation(world, first: datetime, start: datetime, books_until: d
     return equal
 
 
+def live_segment(target: SandboxTarget, shops, start: datetime, seconds: float, speed: float,
+                 faults: str) -> LiveSpan:
+    """Push [start, start + seconds x speed) through intake, NATS and stream."""
+    ensure_live_view()
+    stack = PushStack(target.connections(shops)).start()
+    print(f"live: NATS {stack.nats_url}, intake on :{stack.port}, 1 stream consumer;"
+          f" pushing {seconds:.0f}s at {speed:g}x from {start.isoformat()} ...", flush=True)
+    try:
+        span = run_live(target.url, stack, start, seconds, speed=speed, faults=faults)
+    finally:
+        stack.stop()
+    if not span.drained:
+        print("live: some pushes were never acknowledged or landed (the poll is the net)")
+    return span
+
+
+def report_live(span: LiveSpan, world) -> bool:
+    """The push figures after the poll caught up, and live_orders against the truth."""
+    print_live(span)
+    truth = world.truth(int(span.start.timestamp()), int(span.end.timestamp()))
+    diff = compare_with_truth(truth)
+    equal = not (diff["missing"] or diff["duplicated"] or diff["columns"])
+    print(f"marts.live_orders vs the sandbox truth for the span: {diff['orders']} orders,"
+          f" {len(diff['missing'])} missing, {diff['duplicated']} duplicated,"
+          f" {len(diff['columns'])} column differences ({'equal' if equal else 'DIFFERENT'})")
+    for key, column, actual, expected in diff["columns"][:5]:
+        print(f"  {key} {column}: {actual!r} != {expected!r}")
+    print(f"live span: {iso(span.start)} {iso(span.end)}")
+    return equal
+
+
 def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 0.1,
-         faults: str = "none", settle: timedelta | None = None, settlement_days: int = 2) -> int:
+         faults: str = "none", settle: timedelta | None = None, settlement_days: int = 2,
+         live_seconds: float = 0, live_speed: float = 1.0) -> int:
     began = time.monotonic()
     print(f"warehouse: {database_url()}")
     if fresh:
         drop_warehouse()
-        print("warehouse reset (--fresh)")
+        if live_seconds:
+            broker.start()
+            broker.reset()
+        print("warehouse reset (--fresh)" + (", push stream emptied" if live_seconds else ""))
     shops = load_shops()
     spec = SandboxSpec(seed=seed, shops=[(s.platform, s.shop_id) for s in shops], scale=scale,
                        faults=faults)
@@ -123,6 +173,9 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
         first, last = settlement_range(start, settlement_days)
         history = start - first + timedelta(days=order_history_days())
     try:
+        span = None
+        if live_seconds:  # pushes first, as they happen; then the poll, as the net
+            span = live_segment(target, shops, start, live_seconds, live_speed, faults)
         report = run(start, end, sandbox=target, settle=settle, history=history,
                      settlement_days=settlement_days)
     finally:
@@ -152,6 +205,7 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
         # the reconciliation is as of the settlements_daily run, whose books (orders)
         # were synced until the window's start; the hourly runs after it leave it alone
         recon_equal = print_reconciliation(server.sandbox.world, first, last, start)
+    live_equal = report_live(span, server.sandbox.world) if span else True
     out = write_report(home() / "report.html", start, end)
     print(f"\nreport: {out}")
     print(f"GX Data Docs: {data_docs_index()}")
@@ -159,7 +213,7 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
         print("the run could not complete: the windows above are still open"
               + (" (the fault profile outlasts every repair)" if faults == OUTAGE else ""))
         return 1
-    if not (all_equal and recon_equal):
+    if not (all_equal and recon_equal and live_equal):
         print("the warehouse differs from the sandbox truth" + ("" if fresh else
               " (the warehouse held earlier data: try --fresh)"))
         return 1 if fresh else 0

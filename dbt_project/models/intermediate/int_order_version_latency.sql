@@ -14,5 +14,8 @@ select
     extract(epoch from platform_fetched_at - source_modified_at) as latency_seconds,
     -- live: read by the hourly cycle; backfill: by a sync of history (its
     -- "latency" is the age of the history, not how fast intake is)
-    sync_mode
+    sync_mode,
+    -- poll (the order search APIs) or push (a platform message, then the
+    -- detail API): whichever landed the version first
+    intake
 from {{ ref('stg_orders') }}

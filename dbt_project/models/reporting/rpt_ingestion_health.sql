@@ -24,7 +24,17 @@ latency as (
             filter (where sync_mode = 'live') as latency_p50_seconds,
         percentile_cont(0.95) within group (order by latency_seconds)
             filter (where sync_mode = 'live') as latency_p95_seconds,
-        max(latency_seconds) filter (where sync_mode = 'live') as latency_max_seconds
+        max(latency_seconds) filter (where sync_mode = 'live') as latency_max_seconds,
+        -- push intake (issue 17): what push delivered first, what only the poll found
+        count(*) filter (where intake = 'push') as versions_pushed,
+        count(distinct order_id) filter (where intake = 'push') as orders_pushed,
+        percentile_cont(0.5) within group (order by latency_seconds)
+            filter (where intake = 'push') as push_latency_p50_seconds,
+        percentile_cont(0.95) within group (order by latency_seconds)
+            filter (where intake = 'push') as push_latency_p95_seconds,
+        max(latency_seconds) filter (where intake = 'push') as push_latency_max_seconds,
+        percentile_cont(0.95) within group (order by latency_seconds)
+            filter (where intake = 'poll' and sync_mode = 'live') as poll_latency_p95_seconds
     from versions
     group by 1, 2, 3
 ),
@@ -75,7 +85,14 @@ final as (
         round(fields.field_completeness_rate, 4) as field_completeness_rate,
         -- the day's rate (matched / judged orders) of the shop's reconciliation
         recon.consistency_rate as reconciliation_consistency_rate,
-        coalesce(ledger.open_windows, 0) as open_windows
+        coalesce(ledger.open_windows, 0) as open_windows,
+        coalesce(latency.versions_pushed, 0) as versions_pushed,
+        coalesce(latency.orders_pushed, 0) as orders_pushed,
+        coalesce(latency.orders_landed - latency.orders_pushed, 0) as orders_poll_only,
+        round(latency.push_latency_p50_seconds::numeric, 1) as push_latency_p50_seconds,
+        round(latency.push_latency_p95_seconds::numeric, 1) as push_latency_p95_seconds,
+        round(latency.push_latency_max_seconds::numeric, 1) as push_latency_max_seconds,
+        round(latency.poll_latency_p95_seconds::numeric, 1) as poll_latency_p95_seconds
     from latency
     full outer join ledger
         on ledger.platform = latency.platform
