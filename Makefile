@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup run test test-fast lint docs clean chromium bench
+.PHONY: help setup run test test-chaos test-fast lint docs clean chromium bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ chromium: ## install Debian's chromium if it is missing (the report test renders
 test: setup chromium ## lint, then the whole test suite (unit, integration, DAG runs)
 	$(BIN)/ruff check plugins tools dags expectations tests
 	$(BIN)/pytest
+
+test-chaos: setup ## the DAG-level chaos suite on two seeds (make test runs one)
+	ORDERHUB_CHAOS_SEEDS=11,23 $(BIN)/pytest tests/test_chaos.py
 
 test-fast: setup ## the tests that need no Airflow DAG run
 	$(BIN)/pytest -m "not airflow"

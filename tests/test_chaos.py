@@ -1,7 +1,8 @@
 """The chaos suite: every fault profile, through the real DAGs, against the truth.
 
-One world, one shop per profile (and one with ``all``), spread over the four
-platforms; two seeds. For each seed, on a fresh warehouse:
+One world, one shop per profile (and one with ``all``), spread over the
+platforms; seed 11 (``ORDERHUB_CHAOS_SEEDS`` for more). For each seed, on a
+fresh warehouse:
 
     orders_incremental  for [T0, T1)          at platform time T1 + lag
     orders_repair       for [T0, T1)          at platform time T1 + lag
@@ -15,6 +16,7 @@ ledger window must be ok. The earlier runs leave dbt and GX to the last one
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import psycopg
@@ -54,7 +56,13 @@ def chaos_shops(tmp_path_factory):
     return path, shops
 
 
-@pytest.fixture(scope="module", params=[11, 23], ids=lambda seed: f"seed{seed}")
+# One seed in `make test` (the DAG wiring under every fault, once per world;
+# tests/test_chaos_net.py takes the same machinery through 50 fresh seeds);
+# ORDERHUB_CHAOS_SEEDS=11,23 runs more (`make test-chaos`).
+SEEDS = [int(s) for s in os.environ.get("ORDERHUB_CHAOS_SEEDS", "11").split(",")]
+
+
+@pytest.fixture(scope="module", params=SEEDS, ids=lambda seed: f"seed{seed}")
 def chaos_run(request, warehouse_url, chaos_shops, tmp_path_factory, monkeypatch_module):
     seed = request.param
     path, shops = chaos_shops

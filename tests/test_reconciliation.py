@@ -237,6 +237,50 @@ def test_a_tolerance_is_a_seed_edit(seed_11, warehouse_url, tmp_path):
     assert rules_after != rules and digest_after == digest
 
 
+def test_settlement_lines_kept_by_landing_equal_a_full_refresh(seed_11, warehouse_url):
+    """fct_settlement_lines is incremental (issue 22): a build after a new
+    day landed rewrites that day's records only, and ends equal to a full
+    refresh."""
+    with psycopg.connect(warehouse_url) as conn:
+        last_day = conn.execute("select max(modified_at)::date from raw.settlements").fetchone()[0]
+        # Everything before the last day landed a day ago, except one order's
+        # records two hours ago (the table's watermark; the 3-hour lookback
+        # re-reads them); the last day has not landed yet.
+        recent = conn.execute("select min(order_id) from raw.settlements where modified_at < %s",
+                              (last_day,)).fetchone()[0]
+        conn.execute("update raw.settlements set extracted_at = extracted_at - case"
+                     " when order_id = %s then interval '2 hours' else interval '1 day' end"
+                     " where modified_at < %s", (recent, last_day))
+        recent_lines = conn.execute("select count(*) from raw.settlements where order_id = %s"
+                                    " and modified_at < %s", (recent, last_day)).fetchone()[0]
+        conn.execute("create table raw.held_back as select * from raw.settlements"
+                     " where modified_at >= %s", (last_day,))
+        held = conn.execute("delete from raw.settlements where modified_at >= %s",
+                            (last_day,)).rowcount
+    assert held > 0
+    select = ("--select", "fct_settlement_lines")
+    assert dbt("run", *select, "--full-refresh", check=False).returncode == 0
+    with psycopg.connect(warehouse_url) as conn:  # the last day lands now
+        conn.execute("insert into raw.settlements select * from raw.held_back")
+        conn.execute("update raw.settlements set extracted_at = now() where modified_at >= %s",
+                     (last_day,))
+        conn.execute("drop table raw.held_back")
+        day = conn.execute("select count(distinct (platform, shop_id, settlement_line_id))"
+                           " from staging.stg_settlement_lines where settled_at >= %s",
+                           (last_day,)).fetchone()[0]
+    result = dbt("run", *select, check=False)
+    assert result.returncode == 0, result.stdout[-3000:]
+    from orderhub.config import dbt_project_dir
+
+    run_results = json.loads((dbt_project_dir() / "target" / "run_results.json").read_text())
+    [model] = [r for r in run_results["results"] if r["unique_id"].endswith(".fct_settlement_lines")]
+    # the day (and the lookback's records), not the history
+    assert day <= model["adapter_response"]["rows_affected"] <= day + recent_lines
+    incremental = mart_digest(warehouse_url, "fct_settlement_lines")
+    assert dbt("run", *select, "--full-refresh", check=False).returncode == 0
+    assert mart_digest(warehouse_url, "fct_settlement_lines") == incremental
+
+
 def test_every_category_at_least_999_precision_and_recall_seed_23(warehouse_url, shops_file,
                                                                     tmp_path):
     actual, truth = reconcile(23, warehouse_url, tmp_path)

@@ -46,6 +46,12 @@
     {%- if not execute or not is_incremental() -%}
         {{ return(false) }}
     {%- endif -%}
+    {#- A table built before it carried the hash: rebuild every row (the
+        model's on_schema_change adds the column). -#}
+    {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+    {%- if 'mapping_hash' not in columns -%}
+        {{ return(true) }}
+    {%- endif -%}
     {%- set result = run_query("select (select mapping_hash from " ~ this ~ " limit 1)"
                                ~ " is distinct from " ~ (current or mapping_hash())) -%}
     {{ return(result.rows[0][0]) }}
