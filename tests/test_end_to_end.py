@@ -269,7 +269,7 @@ def test_buyer_data_reaches_the_marts_only_masked_or_hashed(first_run, warehouse
 def test_push_lands_every_order_a_message_named_through_three_crashes(live_span):
     span, crashes, pushed = live_span
     counts = span.pushes
-    assert crashes == ["consumer", "intake", "nats"]
+    assert sorted(crashes) == ["consumer", "intake", "nats"]  # each service crashed once
     assert span.drained, counts  # every message acknowledged by the intake, then by the stream
     # every push fault happened in this span
     for fault in ("lost", "duplicated", "disordered", "in_bursts", "storm_redeliveries",
