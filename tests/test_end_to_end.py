@@ -3,8 +3,8 @@ with the push path first (issue 17).
 
 The window's first hour is pushed live first, with every push fault on and
 three crashes (kill -9 of the consumer mid-batch, kill -9 of the intake,
-a restart of NATS): sandbox webhooks -> ``orderhub intake`` -> NATS
-JetStream -> ``orderhub stream`` -> raw. Then ``orderhub run`` drives the
+a restart of NATS): sandbox webhooks (Douyin) and long connections (TMC,
+PDD) -> ``orderhub intake`` -> NATS JetStream -> ``orderhub stream`` -> raw. Then ``orderhub run`` drives the
 hourly and repair DAGs over the window as the net. Compares fct_orders and
 marts.live_orders with the sandbox's truth (computed from the world model,
 not from the pipeline's mapping) on every standard column, then runs the same
@@ -277,33 +277,44 @@ def test_push_lands_every_order_a_message_named_through_three_crashes(live_span)
         assert counts.get(fault, 0) > 0, (fault, counts)
     named = {tuple(o) for o in counts["orders_pushed"]}
     assert named and pushed == named  # nothing lost on the way, nothing extra
+    assert {platform for platform, _, _ in named} == {"douyin", "tmall", "pdd"}  # JD: poll only
 
 
 def test_forged_pushes_are_refused_and_never_land(live_span, warehouse_url):
     span, _, _ = live_span
     assert span.pushes.get("forged_accepted", 0) == 0
     with psycopg.connect(warehouse_url) as conn:
-        refused = conn.execute("select count(*), min(reason) from ops.push_rejections").fetchone()
-    assert refused[0] == span.pushes["forged_refused"] > 0
-    # (a forgery sent while the intake was down for its crash reached no one)
-    assert refused[0] + span.pushes.get("forged_unanswered", 0) == span.pushes["forged"]
-    assert "event-sign" in refused[1]
-    # a forged message names an order that does not exist: fct_orders has no
-    # order the truth lacks (test_fct_orders_equals_the_truth...)
+        webhook = conn.execute("select count(*), min(reason) from ops.push_rejections"
+                               " where platform = 'douyin'").fetchone()
+        # a long connection's forgery is confirmed after it is refused; the
+        # crash of the intake can refuse one twice: count distinct messages
+        channels = conn.execute("select count(distinct body_sha256), min(reason)"
+                                " from ops.push_rejections where platform <> 'douyin'").fetchone()
+    assert webhook[0] == span.pushes["forged_refused"] > 0
+    # (a forged webhook sent while the intake was down for its crash reached no one)
+    on_channels = span.pushes["forged_on_channels"]
+    assert webhook[0] + span.pushes.get("forged_unanswered", 0) + on_channels \
+        == span.pushes["forged"]
+    assert "event-sign" in webhook[1]
+    assert channels[0] == on_channels > 0 and "does not serve" in channels[1]
+    # a forged message names an order that does not exist or a shop not ours:
+    # fct_orders has no order the truth lacks (test_fct_orders_equals_the_truth...)
 
 
 def test_malformed_pushes_are_quarantined_with_a_reason(live_span, warehouse_url):
     span, _, _ = live_span
     with psycopg.connect(warehouse_url) as conn:
-        rows = conn.execute("select reason from ops.quarantine where entity = 'push'").fetchall()
+        rows = conn.execute("select platform, reason from ops.quarantine"
+                            " where entity = 'push'").fetchall()
     assert len(rows) == span.pushes["malformed"] > 0
-    assert all(r[0].startswith("douyin push: ") for r in rows), rows
+    assert all(reason.startswith(f"{platform} push: ") for platform, reason in rows), rows
+    assert {platform for platform, _ in rows} == {"douyin", "tmall", "pdd"}
 
 
 def test_live_orders_equal_the_truth_after_the_poll(first_run):
     """Pushed or polled, every order of the window at its latest version."""
     _, truth = first_run
     keys = [(r["platform"], r["shop_id"], r["order_id"]) for r in truth]
-    assert {k[0] for k in keys} >= {"douyin", "tmall"}  # pushed and polled platforms alike
+    assert {k[0] for k in keys} >= {"douyin", "tmall", "pdd", "jd"}  # pushed and polled alike
     diff = differences(live_orders(keys, STANDARD), truth)
     assert diff == {"missing": [], "unexpected": [], "duplicated": 0, "columns": []}, diff

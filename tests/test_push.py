@@ -1,5 +1,7 @@
-"""Push messages without a broker (issue 17): the Douyin webhook contract, the
-detail API, and why a pushed version and a polled one are the same raw row.
+"""Push messages without a broker (issue 17): the Douyin webhook contract,
+the Taobao TMC and Pinduoduo long connections (signed connect, frames,
+confirm, redelivery), the detail APIs, and why a pushed version and a polled
+one are the same raw row.
 
 The whole push path (sandbox -> intake -> NATS -> stream -> raw, with every
 push fault and three crashes) runs in tests/test_end_to_end.py, before the
@@ -16,7 +18,10 @@ import pytest
 from orderhub.config import parse_time
 from orderhub.extract import to_rows
 from orderhub.platforms import Credentials, client_class, client_for
+from orderhub.platforms.base import PlatformError
 from orderhub.platforms.douyin import push_sign
+from orderhub.platforms.pdd import push_url_sign
+from orderhub.platforms.tmall import tmc_sign
 from orderhub.push.messages import PushMessage, PushRejected
 from orderhub_tools.sandbox import shop_credentials
 from tests.conftest import TEST_SEED
@@ -58,30 +63,148 @@ def test_messages_name_orders_and_unreadable_ones_say_why():
         assert malformed[0].reason.startswith("douyin push: body is not")
 
 
-def test_the_detail_of_a_pushed_order_is_the_version_the_poll_lands(sandbox, shops):
+def test_long_connection_signs_are_the_platforms_formulas():
+    # md5sum / base64 of the concatenations, computed outside Python
+    assert tmc_sign("7101234567", "default", 1764547200000, "thesecret") == \
+        "C7DE1D8A2B1EB954C95E578F47F67153"
+    assert push_url_sign("7101234567", 1764547200000, "thesecret") == \
+        "OWRlODU4YzQ3Y2IwNWU3MjdmM2E2ODFjNjM1NTU5MGU="
+    url, hello = client_class("pdd").push_connect(
+        Credentials("http://unused", "7101234567", "thesecret", "", push_url="ws://h/pdd/message/"),
+        1764547200000)
+    assert url == "ws://h/pdd/message/7101234567/1764547200000/" \
+        "OWRlODU4YzQ3Y2IwNWU3MjdmM2E2ODFjNjM1NTU5MGU%3D" and hello == []
+    url, hello = client_class("tmall").push_connect(APP, 1764547200000)
+    assert url == "ws://mc.api.taobao.com/"  # the real service when the connection names none
+    assert json.loads(hello[0])["sign"] == "C7DE1D8A2B1EB954C95E578F47F67153"
+
+
+def test_long_connection_frames_name_orders_and_are_confirmed_by_id():
+    tmall, pdd = client_class("tmall"), client_class("pdd")
+    frame = tmall.push_read(json.dumps({
+        "kind": "data", "id": "77", "topic": "taobao_trade_TradeBuyerPay", "user_id": "s1",
+        "content": json.dumps({"tid": 2001, "status": "WAIT_SELLER_SEND_GOODS"})}))
+    assert frame.message == PushMessage("tmall", "s1", "2001", "77", "taobao_trade_TradeBuyerPay")
+    assert json.loads(frame.ack) == {"kind": "confirm", "id": "77"}
+    frame = pdd.push_read(json.dumps({
+        "id": "88", "commandType": "Common", "sendTime": 1,
+        "message": {"type": "pdd_trade_TradeConfirmed", "mallID": "m9",
+                    "content": json.dumps({"mall_id": "m9", "tid": "261111-1"})}}))
+    assert frame.message == PushMessage("pdd", "m9", "261111-1", "88", "pdd_trade_TradeConfirmed")
+    assert json.loads(frame.ack)["commandType"] == "Ack" and json.loads(frame.ack)["id"] == "88"
+    # unreadable content: quarantined with the reason, and still confirmed
+    broken = tmall.push_read(json.dumps({"kind": "data", "id": "79", "user_id": "s1",
+                                         "topic": "taobao_trade_TradeClose", "content": "{}"}))
+    assert broken.message is None and "content.tid" in broken.malformed.reason and broken.ack
+    # another topic: confirmed, not published; heartbeats and connects read as such
+    other = pdd.push_read(json.dumps({"id": "90", "commandType": "Common",
+                                      "message": {"type": "pdd_goods_Changed"}}))
+    assert other.kind == "other" and other.ack
+    assert pdd.push_read(pdd.push_heartbeat()).kind == "heartbeat"
+    assert tmall.push_read('{"kind":"connect_failed","msg":"x"}').kind == "refused"
+
+
+def test_the_message_service_refuses_a_bad_sign_and_redelivers_until_confirmed(sandbox, shops,
+                                                                              monkeypatch):
+    """The sandbox's TMC and PDD services, spoken to with a plain WebSocket
+    client: a wrong secret is refused; a message not confirmed comes again."""
+    import dataclasses
+    import time
+
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.sync.client import connect
+
+    from orderhub_tools.runner import SandboxTarget
+    from orderhub_tools.sandbox.push import Pusher
+
+    def app(platform: str, secret: str | None = None) -> Credentials:
+        shop = next(s for s in shops if s.platform == platform)
+        extra = json.loads(SandboxTarget(sandbox.url, TEST_SEED).connections([shop])[
+            f"AIRFLOW_CONN_{shop.conn_id.upper()}"])["extra"]
+        creds = shop_credentials(sandbox.url, TEST_SEED, platform, shop.shop_id,
+                                 [s.shop_id for s in shops if s.platform == platform])
+        return dataclasses.replace(creds, push_url=extra["push_url"],
+                                   app_secret=secret or creds.app_secret)
+
+    def now_ms() -> int:
+        return int(time.time() * 1000)
+
+    tmall, pdd = client_class("tmall"), client_class("pdd")
+    url, _ = pdd.push_connect(app("pdd", "guessed"), now_ms())
+    with pytest.raises(InvalidStatus, match="401"):
+        connect(url, open_timeout=5).close()
+    url, hello = tmall.push_connect(app("tmall", "guessed"), now_ms())
+    with connect(url, open_timeout=5) as ws:
+        ws.send(hello[0])
+        assert tmall.push_read(ws.recv(timeout=5)).kind == "refused"
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+
+    monkeypatch.setattr(Pusher, "ACK_WAIT", 0.5)
+    url, hello = tmall.push_connect(app("tmall"), now_ms())
+    start = parse_time("2026-11-11T00:00:00+08:00")
+    with connect(url, open_timeout=5) as ws:
+        ws.send(hello[0])
+        assert tmall.push_read(ws.recv(timeout=5)).kind == "connected"
+        sandbox.sandbox.push_control("/_sandbox/push", "POST", {
+            "targets": {"tmall": "websocket"}, "start": start.isoformat(), "speed": 600,
+            "end": (start + timedelta(minutes=5)).isoformat(), "faults": "none"})
+        try:
+            first = tmall.push_read(ws.recv(timeout=10)).message
+            seen, orders = [first.msg_id], {first.order_id}
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                stats = sandbox.sandbox.pusher.stats()
+                if stats["cursor"] >= stats["end"] and stats["pending"] == 0:
+                    break
+                try:
+                    frame = tmall.push_read(ws.recv(timeout=1))
+                except TimeoutError:
+                    continue
+                seen.append(frame.message.msg_id)
+                orders.add(frame.message.order_id)
+                # confirm everything but the first message until it came again
+                if frame.message.msg_id != first.msg_id or seen.count(first.msg_id) > 1:
+                    ws.send(frame.ack)
+            assert seen.count(first.msg_id) >= 2, seen  # not confirmed: sent again
+            assert stats["pending"] == 0 and stats["redelivered"] > 0, stats
+            named = {o[2] for o in stats["orders_pushed"]}
+            assert len(named) > 1 and named == orders  # every message came, and only those
+        finally:
+            sandbox.sandbox.pusher.close()
+            sandbox.sandbox.pusher = None
+
+
+@pytest.mark.parametrize("platform", ["douyin", "tmall", "pdd"])
+def test_the_detail_of_a_pushed_order_is_the_version_the_poll_lands(sandbox, shops, platform):
     """Push and poll land one raw row per version: the detail API renders an
     order exactly as the search does, so its payload hash is the same."""
-    shop = next(s for s in shops if s.platform == "douyin")
-    creds = shop_credentials(sandbox.url, TEST_SEED, "douyin", shop.shop_id,
-                             [s.shop_id for s in shops if s.platform == "douyin"])
-    client = client_for("douyin", creds)
+    shop = next(s for s in shops if s.platform == platform)
+    creds = shop_credentials(sandbox.url, TEST_SEED, platform, shop.shop_id,
+                             [s.shop_id for s in shops if s.platform == platform])
+    client = client_for(platform, creds)
     start = parse_time("2026-11-11T00:00:00+08:00")
     end = start + timedelta(minutes=30)
     world, clock = sandbox.sandbox.world, sandbox.sandbox.clock
     clock.set(end.timestamp() + sandbox.sandbox.spec.index_delay)  # the index holds [start, end)
-    polled = client.search_orders(start, end, 0, 100).orders
+    polled = client.search_orders(start, end, client.first_page, 100).orders
+    assert polled
+
+    def latest_in_window(payload) -> bool:
+        order = world.find(platform, client.order_identity(payload)[0])
+        return order.events[world.latest_version(order, clock())][0] < end.timestamp()
+
     # an order whose latest version (what its detail shows now) is in the window
-    order = next(o for o in polled
-                 if world.find("douyin", str(o["order_id"])).events[world.latest_version(
-                     world.find("douyin", str(o["order_id"])), clock())][0] < end.timestamp())
-    detail = client.order_detail(str(order["order_id"]))
+    order = next(o for o in polled if latest_in_window(o))
+    detail = client.order_detail(client.order_identity(order)[0])
     pushed_rows, _ = to_rows(client, [detail])
     polled_rows, _ = to_rows(client, [order])
     assert pushed_rows[0].payload_sha256 == polled_rows[0].payload_sha256
-    assert client.api_calls[-1].endpoint == "order.orderDetail"
+    assert client.api_calls[-1].endpoint == client.detail_endpoint
     # an order this shop does not have: the platform's refusal, not a guess
-    with pytest.raises(Exception, match="订单不存在"):
-        client.order_detail("6999999999999999999")
+    with pytest.raises(PlatformError, match="不存在|not-exist") as refused:
+        client.order_detail("2999999999999999999")
+    assert not refused.value.retryable
 
 
 @pytest.mark.integration

@@ -17,7 +17,10 @@ Scenarios (issue 7):
 4. incremental scaling: one hourly cycle on a small history and on one a
    hundred times larger (grown in SQL from the small one);
 5. reconciliation: a million settlement lines against a bare hash join;
-6. peak hour end to end: the Double 11 midnight hour from the sandbox to the checks.
+6. peak hour end to end: the Double 11 midnight hour from the sandbox to the checks;
+push. push intake latency (issue 17): the Double 11 midnight pushed at 1, 2, 5 and 10
+   times its rate (10 x: about 330 orders a second over four platforms, JD
+   polled), event -> landed in raw and -> visible in ``marts.live_orders``.
 
 A measurement and its reference take turns (alternating_seconds): on this VM
 the same statement drifts by a fifth within a minute.
@@ -624,6 +627,209 @@ def reconciliation_scenario(scale: float, runs: int) -> Result:
                   f" (wall {expected_wall:.1f} s; hourly runs keep them as orders land)")
 
 
+PUSH_SPEEDS = (1, 2, 5, 10)  # times the Double 11 peak rate
+PUSH_SECONDS = 30  # wall seconds pushed per rate
+PUSH_TARGET = 5.0  # p95 seconds, event -> landed
+
+
+@dataclass
+class PushStep:
+    speed: float
+    orders_per_second: float  # orders pushed per wall second (Tmall, PDD, Douyin; JD is polled)
+    messages: int
+    landed: list[float]  # seconds, event -> visible in raw, per pushed version
+    visible: list[float]  # seconds, event -> visible in marts.live_orders (a sample)
+    drained: bool
+
+    def pct(self, values: list[float], q: float) -> float | None:
+        if not values:
+            return None
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class LandingWatch:
+    """Sees pushed versions land: polls raw.orders (by extracted_at, indexed)
+    every 0.2 s and notes the wall time each (order, modified time) first
+    shows; every 10th it then polls marts.live_orders until the order shows
+    that version there. Runs beside the push, on its own connection."""
+
+    def __init__(self, url: str):
+        import threading
+
+        self.url = url
+        self.seen: dict[tuple, float] = {}
+        self.live: dict[tuple, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            since = datetime(2000, 1, 1, tzinfo=UTC)
+            waiting: dict[tuple, datetime] = {}
+            while not self.stop.is_set():
+                now = time.time()
+                rows = conn.execute(
+                    "select platform, shop_id, order_id, modified_at, extracted_at"
+                    " from raw.orders where intake = 'push' and extracted_at > %s",
+                    (since - timedelta(seconds=30),)).fetchall()
+                for platform, shop, order, modified, extracted in rows:
+                    key = (platform, shop, order, modified)
+                    if key not in self.seen:
+                        self.seen[key] = now
+                        if len(self.seen) % 10 == 0:
+                            waiting[key] = modified
+                    since = max(since, extracted)
+                if waiting:
+                    shown = conn.execute(
+                        "select platform, shop_id, order_id, updated_at from marts.live_orders"
+                        " where (platform, shop_id, order_id) in"
+                        " (select * from unnest(%s::text[], %s::text[], %s::text[]))",
+                        ([k[0] for k in waiting], [k[1] for k in waiting],
+                         [k[2] for k in waiting])).fetchall()
+                    at = time.time()
+                    latest = {(p, s, o): u for p, s, o, u in shown}
+                    for key, modified in list(waiting.items()):
+                        if latest.get(key[:3]) is not None and latest[key[:3]] >= modified:
+                            self.live[key] = at
+                            del waiting[key]
+                self.stop.wait(0.2)
+
+
+def push_step(url: str, target, shops, speed: float, seconds: float) -> PushStep:
+    """One rate: [T0, T0 + seconds x speed) pushed at speed x wall time into an
+    empty raw table and an empty stream, two consumers."""
+    from orderhub.push import broker
+    from orderhub_tools.live import PushStack, push_control
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("truncate raw.orders")
+    broker.reset()
+    stack = PushStack(target.connections(shops), consumers=2).start()
+    watch = LandingWatch(url)
+    watch.thread.start()
+    end = T0 + timedelta(seconds=seconds * speed)
+    started = push_control(target.url, "", {"targets": stack.targets(), "start": T0.isoformat(),
+                                            "end": end.isoformat(), "speed": speed,
+                                            "faults": "none"})
+    wall0 = started["wall_start_us"] / 1e6  # the sandbox clock runs from T0 from here
+    try:
+        while True:
+            stats = push_control(target.url)
+            if stats["cursor"] >= int(end.timestamp()) and stats["pending"] == 0:
+                break
+            if time.time() - wall0 > seconds + 300:
+                break
+            time.sleep(0.5)
+        drained = stack.drained(300) and stats["pending"] == 0
+        time.sleep(1)  # the watch's last look
+    finally:
+        watch.stop.set()
+        watch.thread.join()
+        stack.stop()
+
+    def event_wall(modified: datetime) -> float:
+        return wall0 + (modified - T0).total_seconds() / speed
+
+    landed = [at - event_wall(key[3]) for key, at in watch.seen.items()]
+    visible = [at - event_wall(key[3]) for key, at in watch.live.items()]
+    return PushStep(speed, stats.get("orders", 0) / seconds, stats.get("messages", 0), landed,
+                    visible, drained)
+
+
+def poll_latency(url: str, target, shops) -> float | None:
+    """The poll path's p95 (event -> landed) in the same run: the hourly
+    run for the first pushed hour, at its moment (the hour's end + 3 min),
+    into an empty raw table (so every version is the poll's)."""
+    from orderhub.extract import RetryPolicy, extract_shop
+    from orderhub_tools.sandbox import shop_credentials
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("truncate raw.orders")
+    requests_clock = T0 + timedelta(hours=1, minutes=3)
+    target.set_clock(requests_clock)
+    window_end = T0 + timedelta(minutes=2)  # the first pushed minutes (the hour's run reads them)
+    for shop in shops:
+        if shop.platform not in BENCH_PLATFORMS:
+            continue
+        credentials = shop_credentials(target.url, 42, shop.platform, shop.shop_id,
+                                       [s.shop_id for s in shops if s.platform == shop.platform])
+        extract_shop(shop, T0, window_end, run_id="bench-push-poll", credentials=credentials,
+                     policy=RetryPolicy())
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "select percentile_cont(0.95) within group (order by extract(epoch from"
+            " platform_fetched_at - modified_at)) from raw.orders").fetchone()[0]
+
+
+def push_scenario(speeds=PUSH_SPEEDS, seconds: float = PUSH_SECONDS) -> Result:
+    """push: intake latency at 1, 2, 5, 10 x the Double 11 peak rate; the
+    figure is the 10 x p95 (event -> landed); the reference, the poll's p95."""
+    import subprocess
+    import sys
+
+    from orderhub.config import load_shops
+    from orderhub.push import broker
+    from orderhub_tools.live import ensure_live_view
+    from orderhub_tools.runner import SandboxTarget
+
+    url = os.environ["ORDERHUB_DATABASE_URL"]
+    drop_warehouse()
+    ensure_live_view()
+    broker.start()
+    shops = [s for s in load_shops() if s.platform in BENCH_PLATFORMS]
+    state = SandboxTarget.state_file()
+    saved = state.read_text() if state.exists() else None
+    server = subprocess.Popen(
+        [sys.executable, "-m", "orderhub_tools.cli", "sandbox", "serve", "--seed", "42",
+         "--scale", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    steps: list[PushStep] = []
+    try:
+        line = server.stdout.readline()
+        if "listening on" not in line:
+            raise RuntimeError(f"the sandbox did not start: {line}")
+        target = SandboxTarget(line.rsplit(" ", 1)[-1].strip(), 42)
+        for speed in speeds:
+            steps.append(push_step(url, target, shops, speed, seconds))
+            print(f"push {speed:g}x: {steps[-1].orders_per_second:.0f} orders/s,"
+                  f" p95 landed {fmt(steps[-1].pct(steps[-1].landed, 0.95))} s", flush=True)
+        poll_p95 = poll_latency(url, target, shops)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if saved is None:
+            state.unlink(missing_ok=True)
+        else:
+            state.write_text(saved)
+    top = steps[-1]
+    p95 = top.pct(top.landed, 0.95)
+    crossed = next((s for s in steps if (s.pct(s.landed, 0.95) or 0) > PUSH_TARGET), None)
+    below = [s for s in steps if s is not crossed and (s.pct(s.landed, 0.95) or 0) <= PUSH_TARGET
+             and (crossed is None or s.speed < crossed.speed)]
+    crossing = (f"p95 stays <= {PUSH_TARGET:g} s up to {top.orders_per_second:.0f} orders/s"
+                if crossed is None else
+                f"p95 crosses {PUSH_TARGET:g} s between {below[-1].orders_per_second:.0f} and"
+                f" {crossed.orders_per_second:.0f} orders/s" if below else
+                f"p95 is over {PUSH_TARGET:g} s already at {crossed.orders_per_second:.0f}"
+                " orders/s")
+
+    def figures(s: PushStep) -> str:
+        return (f"{s.speed:g}x ({s.orders_per_second:.0f} orders/s, {s.messages:,} messages):"
+                f" landed p50 {fmt(s.pct(s.landed, 0.5))} / p95 {fmt(s.pct(s.landed, 0.95))}"
+                f" / max {fmt(max(s.landed) if s.landed else None)} s, live_orders p50"
+                f" {fmt(s.pct(s.visible, 0.5))} / p95 {fmt(s.pct(s.visible, 0.95))} s"
+                + ("" if s.drained else " (NOT drained)"))
+
+    return Result("push", "s p95 to landed", p95, "poll p95", poll_p95,
+                  f"p95 <= {PUSH_TARGET:g} s at 10 x peak",
+                  p95 is not None and p95 <= PUSH_TARGET and top.drained,
+                  [s.pct(s.landed, 0.95) or 0.0 for s in steps],
+                  f"{crossing}; " + "; ".join(figures(s) for s in steps)
+                  + f"; {seconds:g} s of wall time per rate, 2 stream consumers, sandbox,"
+                  " intake, NATS, PostgreSQL and the watch on the same 2 cores; the poll's"
+                  " p95 is the hourly run's")
+
+
 def bench_database() -> str:
     """``ORDERHUB_BENCH_DATABASE_URL``, else a database ``orderhub_bench`` on the
     warehouse's server (created when missing): the benchmark drops and refills
@@ -640,25 +846,27 @@ def bench_database() -> str:
     return urlunsplit(parts._replace(path="/orderhub_bench"))
 
 
-SCENARIOS = (1, 2, 3, 4, 5, 6)
+SCENARIOS = ("1", "2", "3", "4", "5", "6", "push")
 
 
-def run_bench(scale: float = 1.0, runs: int = 3, only: tuple[int, ...] = SCENARIOS
+def run_bench(scale: float = 1.0, runs: int = 3, only: tuple[str, ...] = SCENARIOS
               ) -> tuple[dict, list[Result]]:
     """The scenarios in ``only`` (all by default; 1 and 2 run together)."""
     results: list[Result] = []
-    if {1, 2} & set(only):
+    if {"1", "2"} & set(only):
         rows = payloads("pdd", max(200, int(20000 * scale)))
         results += landing_scenarios(rows, runs)
         results.append(dlt_scenario(rows, results[0].measured, runs))
-    if 3 in only:
+    if "3" in only:
         results += extraction_scenario(scale=max(0.02, min(scale, 1.0) * 0.5), hours=1)
-    if 4 in only:
+    if "4" in only:
         results.append(incremental_scenario(scale, runs))
-    if 5 in only:
+    if "5" in only:
         results.append(reconciliation_scenario(scale, runs))
-    if 6 in only:
+    if "6" in only:
         results.append(peak_hour_scenario(scale))
+    if "push" in only:
+        results.append(push_scenario())
     return machine(), results
 
 

@@ -169,7 +169,7 @@ def cmd_intake(args) -> int:
     sandbox_connections()
     apps = push_apps(shops)
     if not apps:
-        raise UserError("no configured shop is on a platform that pushes by webhook"
+        raise UserError("no configured shop is on a platform that pushes"
                         " (config/shops.yml)")
     check_warehouse()
     url = broker.start()
@@ -330,7 +330,12 @@ def cmd_bench(args) -> int:
         warehouse.start()
     os.environ["ORDERHUB_DATABASE_URL"] = bench.bench_database()
     print(f"benchmark database: {os.environ['ORDERHUB_DATABASE_URL']}")
-    only = tuple(int(s) for s in args.scenarios.split(",")) if args.scenarios else bench.SCENARIOS
+    only = tuple(s.strip() for s in args.scenarios.split(",")) if args.scenarios \
+        else bench.SCENARIOS
+    unknown = [s for s in only if s not in bench.SCENARIOS]
+    if unknown:
+        raise UserError(f"no benchmark scenario {', '.join(unknown)}"
+                        f" (there are: {', '.join(bench.SCENARIOS)})")
     info, results = bench.run_bench(scale=args.scale, runs=args.runs, only=only)
     print(bench.render(info, results, args.scale))
     if not args.no_write:
@@ -439,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     nats.add_argument("action", choices=["start", "stop", "url"])
     nats.set_defaults(func=cmd_nats)
 
-    intake = sub.add_parser("intake", help="receive platform pushes (webhooks) into JetStream")
+    intake = sub.add_parser("intake", help="receive platform pushes (webhooks, long connections)"
+                                           " into JetStream")
     intake.add_argument("--host", default="127.0.0.1")
     intake.add_argument("--port", type=port, default=8090)
     intake.set_defaults(func=cmd_intake)
@@ -494,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--end", default=None, help=f"default {DEFAULT_END}")
     demo.add_argument("--live", type=float, default=None, metavar="SECONDS",
                       help="first push this many seconds of wall time as it happens (Douyin"
-                           " webhooks -> orderhub intake -> NATS JetStream -> orderhub stream);"
+                           " webhooks, TMC/PDD long connections -> orderhub intake -> NATS"
+                           " JetStream -> orderhub stream);"
                            " without --end, only that span, then the poll catches up on it")
     demo.add_argument("--speed", type=float, default=1.0,
                       help="the live segment's sandbox clock speed (x wall time)")
@@ -520,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="benchmarks: OrderHub vs the limit and the alternatives")
     bench.add_argument("--scale", type=float, default=1.0, help="data volume multiplier")
     bench.add_argument("--runs", type=int, default=3, help="runs per scenario (median)")
-    bench.add_argument("--scenarios", help="comma-separated scenario numbers (default: all six)")
+    bench.add_argument("--scenarios", help="comma-separated scenarios: 1-6, push (default: all)")
     bench.add_argument("--no-write", action="store_true", help="print only (no docs/benchmarks.*)")
     bench.set_defaults(func=cmd_bench)
 

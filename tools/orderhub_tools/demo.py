@@ -10,7 +10,8 @@ connection at the sandbox, and runs through Airflow:
 3. ``orders_incremental`` for each hour of the window, then ``orders_repair``.
 
 With ``live_seconds`` (``--live``), a live segment comes first: the sandbox
-pushes [start, start + live) as it happens (Douyin webhooks), ``orderhub
+pushes [start, start + live) as it happens (Douyin webhooks, TMC and PDD
+long connections), ``orderhub
 intake`` and ``orderhub stream`` land it through NATS JetStream, and then the
 runs above catch up on it as the net (orderhub_tools.live).
 

@@ -54,11 +54,17 @@ class PushStack:
     def nats_url(self) -> str:
         return broker.nats_url()
 
-    def webhooks(self) -> dict[str, str]:
-        """The webhook URL of each configured platform that pushes by webhook."""
-        return {p: f"http://127.0.0.1:{self.port}/push/{p}"
-                for p in sorted({s.platform for s in load_shops()})
-                if client_class(p).push_transport == "webhook"}
+    def targets(self) -> dict[str, str]:
+        """Where each configured push platform delivers: the intake's webhook
+        URL, or ``websocket`` (the intake holds a connection to the platform)."""
+        out = {}
+        for platform in sorted({s.platform for s in load_shops()}):
+            transport = client_class(platform).push_transport
+            if transport == "webhook":
+                out[platform] = f"http://127.0.0.1:{self.port}/push/{platform}"
+            elif transport:
+                out[platform] = transport
+        return out
 
     def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         log = open(home() / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
@@ -67,11 +73,14 @@ class PushStack:
             cwd=REPO_ROOT, stdout=log, stderr=log)
 
     def start_intake(self) -> None:
+        """The intake; returns once it answers and holds its long connections."""
         self._spawn("intake", "intake", "--port", str(self.port))
         deadline = time.monotonic() + 60
         while True:
             try:
-                if requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).ok:
+                health = requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
+                if health.ok and all(state == "connected"
+                                     for state in health.json()["connections"].values()):
                     return
             except requests.RequestException:
                 pass
@@ -188,7 +197,7 @@ def run_live(sandbox_url: str, stack: PushStack, start: datetime, seconds: float
     ``during(elapsed)`` is called about every 0.2 s while the span runs (the
     crash tests kill and restart services from it)."""
     end = start + timedelta(seconds=seconds * speed)
-    push_control(sandbox_url, "", {"targets": stack.webhooks(), "start": start.isoformat(),
+    push_control(sandbox_url, "", {"targets": stack.targets(), "start": start.isoformat(),
                                    "end": end.isoformat(), "speed": speed, "faults": faults})
     began = time.monotonic()
     while True:

@@ -114,18 +114,30 @@ class SandboxTarget:
         requests.post(self.url + "/_sandbox/clock", json={"now": now.isoformat()},
                       timeout=10).raise_for_status()
 
+    def message_service(self) -> str:
+        """The ws:// URL of the sandbox's long-connection message service."""
+        answer = requests.get(self.url + "/_sandbox/health", timeout=10)
+        answer.raise_for_status()
+        return answer.json().get("message_service") or ""
+
     def connections(self, shops: list[Shop]) -> dict[str, str]:
-        from orderhub_tools.sandbox import shop_credentials
+        from orderhub_tools.sandbox import gateways, shop_credentials
 
         env = {}
+        message_service = None
         for shop in shops:
             creds = shop_credentials(self.url, self.seed, shop.platform, shop.shop_id,
                                      [s.shop_id for s in shops if s.platform == shop.platform])
+            extra = {"gateway_url": creds.gateway_url, "access_token": creds.access_token}
+            gateway = gateways().get(shop.platform)
+            if gateway is not None and gateway.push_transport == "websocket":
+                message_service = message_service or self.message_service()
+                extra["push_url"] = message_service + gateway.channel_path
             env[f"AIRFLOW_CONN_{shop.conn_id.upper()}"] = json.dumps({
                 "conn_type": "http",
                 "login": creds.app_key,
                 "password": creds.app_secret,
-                "extra": {"gateway_url": creds.gateway_url, "access_token": creds.access_token},
+                "extra": extra,
             })
         return env
 

@@ -33,6 +33,7 @@ class Credentials:
     app_secret: str = field(repr=False)
     access_token: str = field(repr=False)
     sign_method: str | None = None
+    push_url: str | None = None  # a long-connection message service (default: the platform's)
 
     @classmethod
     def from_connection(cls, conn) -> Credentials:
@@ -43,6 +44,7 @@ class Credentials:
             app_secret=conn.password,
             access_token=extra.get("access_token", ""),
             sign_method=extra.get("sign_method"),
+            push_url=extra.get("push_url"),
         )
 
     @classmethod
@@ -160,6 +162,7 @@ class PlatformClient:
     # fetches the order a message names (messages carry ids and status only).
     push_transport: ClassVar[str] = ""
     push_refusal: ClassVar[dict[str, Any]] = {}  # its answer to a push that does not verify
+    push_url: ClassVar[str] = ""  # its long-connection message service (websocket)
     detail_endpoint: ClassVar[str] = ""
 
     def __init__(self, credentials: Credentials, *, session: requests.Session | None = None,
@@ -173,6 +176,24 @@ class PlatformClient:
         self.api_calls: list[ApiCall] = []  # drained by the extractor after each window
         self.last_status = 0  # the last answer's HTTP status and headers, for parsers
         self.last_headers: dict[str, str] = {}
+
+    # -- push over a long connection (push_transport "websocket") -------------
+    @classmethod
+    def push_connect(cls, app: Credentials, now_ms: int) -> tuple[str, list[str]]:
+        """Where to open the app's long connection, and the frames to send
+        first (a signed connect); the platform answers with a ``connected``
+        or ``refused`` frame when it has a connect frame."""
+        raise NotImplementedError(f"{cls.platform}: no long-connection push")
+
+    @classmethod
+    def push_read(cls, text: str) -> Any:
+        """One frame the connection brought, read (orderhub.push.messages.Frame)."""
+        raise NotImplementedError(f"{cls.platform}: no long-connection push")
+
+    @classmethod
+    def push_heartbeat(cls) -> str:
+        """The frame that keeps the connection open."""
+        raise NotImplementedError(f"{cls.platform}: no long-connection push")
 
     @classmethod
     def has_settlements(cls) -> bool:

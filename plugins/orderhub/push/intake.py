@@ -1,10 +1,22 @@
 """``orderhub intake``: receives the platforms' push messages and puts them
 on NATS JetStream, nothing else.
 
-An ASGI app (Starlette) on uvicorn. ``POST /push/<platform>`` is a
-platform's webhook (Douyin); the platform's client verifies the signature
-against the apps of the configured shops and reads the messages out of the
-body. Each message is published to ``push.<platform>.<shop_id>`` with the
+An ASGI app (Starlette) on uvicorn, in two parts:
+
+* ``POST /push/<platform>`` is a platform's webhook (Douyin); the platform's
+  client verifies the signature against the apps of the configured shops and
+  reads the messages out of the body.
+* For a platform that pushes over a long connection (Taobao TMC, Pinduoduo),
+  the intake holds one WebSocket per app (from the shops' connections:
+  ``extra.push_url``, default the platform's service), signed as the
+  platform wants, with heartbeats, and reconnects with a growing pause when
+  it drops or is refused. Each message frame is confirmed (its ack frame)
+  only after its publish was acknowledged; an unconfirmed one the platform
+  sends again. A message for a shop the app does not serve is refused like a
+  forged webhook (counted, ``ops.push_rejections``, never published) and
+  confirmed, so it does not come back.
+
+Each message is published to ``push.<platform>.<shop_id>`` with the
 platform's message id as ``Nats-Msg-Id`` (JetStream stores a repeat once),
 and the platform gets its success answer only after JetStream acknowledged
 every publish: a crash before that leaves the messages unacknowledged, and
@@ -25,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -39,22 +52,34 @@ from orderhub.platforms import client_class
 from orderhub.platforms.base import Credentials
 from orderhub.push import broker
 from orderhub.push.broker import ensure_stream
-from orderhub.push.messages import Malformed, PushRejected
+from orderhub.push.messages import Frame, Malformed, PushMessage, PushRejected
 
 log = logging.getLogger("orderhub.intake")
 PUBLISH_TIMEOUT = 5.0
+HEARTBEAT_EVERY = 20.0  # seconds between a long connection's heartbeat frames
+RECONNECT_MAX = 30.0  # the longest pause before connecting again
+
+
+@dataclass(frozen=True)
+class PushApp:
+    """One platform app the pushes come from, and the configured shops it serves."""
+
+    credentials: Credentials
+    shop_ids: frozenset[str]
 
 
 @dataclass
 class Intake:
     nats_url: str
     database_url: str
-    apps: dict[str, list[Credentials]]  # platform -> the apps its pushes may come from
+    apps: dict[str, list[PushApp]]  # platform -> the apps its pushes may come from
     counts: Counter = field(default_factory=Counter)
 
     def __post_init__(self):
         self.nc = None
         self.js = None
+        self.holders: list[asyncio.Task] = []
+        self.sockets: dict[str, str] = {}  # "platform/app key" -> connected | connecting | refused
         with psycopg.connect(self.database_url) as conn:
             ensure_schema(conn)
 
@@ -62,10 +87,24 @@ class Intake:
         self.nc = await broker.connect(self.nats_url, "intake")
         self.js = self.nc.jetstream(timeout=PUBLISH_TIMEOUT)
         await ensure_stream(self.js)
+        for platform, apps in self.apps.items():
+            if client_class(platform).push_transport == "websocket":
+                self.holders += [asyncio.create_task(self.hold(platform, app)) for app in apps]
 
     async def close(self) -> None:
+        for task in self.holders:
+            task.cancel()
+        await asyncio.gather(*self.holders, return_exceptions=True)
         if self.nc is not None:
             await self.nc.close()
+
+    async def publish(self, messages: list[PushMessage]) -> None:
+        """Publish and wait for JetStream's acks; raises if the broker fails."""
+        await asyncio.gather(*(
+            self.js.publish(m.subject, m.encode(),
+                            headers={"Nats-Msg-Id": f"{m.platform}:{m.msg_id}"})
+            for m in messages))
+        self.counts["published"] += len(messages)
 
     # -- the webhook -----------------------------------------------------------
     async def webhook(self, request: Request) -> JSONResponse:
@@ -80,7 +119,8 @@ class Intake:
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            verified = client.verify_push(headers, body, self.apps[platform])
+            verified = client.verify_push(headers, body,
+                                          [app.credentials for app in self.apps[platform]])
         except PushRejected as rejected:
             self.counts["rejected"] += 1
             await asyncio.to_thread(self._reject, platform, str(rejected), body)
@@ -90,21 +130,105 @@ class Intake:
             self.counts["malformed"] += len(malformed)
             await asyncio.to_thread(self._quarantine, platform, malformed)
         try:
-            await asyncio.gather(*(
-                self.js.publish(m.subject, m.encode(),
-                                headers={"Nats-Msg-Id": f"{m.platform}:{m.msg_id}"})
-                for m in messages))
+            await self.publish(messages)
         except Exception as error:  # noqa: BLE001 - any broker failure: the platform redelivers
             self.counts["broker_unavailable"] += 1
             log.warning("publish failed (%s): answering 503, the platform redelivers",
                         type(error).__name__)
             return JSONResponse({"code": 503, "msg": "broker unavailable"}, status_code=503)
-        self.counts["published"] += len(messages)
         return JSONResponse(verified.answer)
+
+    # -- the long connections --------------------------------------------------------
+    async def hold(self, platform: str, app: PushApp) -> None:
+        """Keep the app's connection open, forever: connect (signed), read
+        frames, reconnect after a pause (0.5 s doubling to 30 s) when it drops."""
+        import websockets
+        from websockets.exceptions import InvalidStatus, WebSocketException
+
+        client = client_class(platform)
+        name = f"{platform}/{app.credentials.app_key}"
+        pause = 0.5
+        while True:
+            url, hello = client.push_connect(app.credentials, int(time.time() * 1000))
+            self.sockets[name] = "connecting"
+            try:
+                async with websockets.connect(url, open_timeout=10, max_queue=1024,
+                                              compression=None) as ws:
+                    for frame in hello:
+                        await ws.send(frame)
+                    if hello:  # the platform answers a connect frame
+                        answer = client.push_read(await asyncio.wait_for(ws.recv(), 10))
+                        if answer.kind != "connected":
+                            raise ConnectionRefusedError(answer.detail or answer.kind)
+                    self.sockets[name] = "connected"
+                    self.counts[f"{platform}_connections"] += 1
+                    log.info("%s: connected", name)
+                    pause = 0.5
+                    await self._read(ws, platform, app, client)
+            except asyncio.CancelledError:
+                raise
+            except (InvalidStatus, ConnectionRefusedError) as refused:
+                self.sockets[name] = "refused"
+                self.counts[f"{platform}_refused"] += 1
+                log.error("%s: the platform refused the connection (%s); check the app key and"
+                          " secret of its shops' connections", name, refused)
+                pause = RECONNECT_MAX
+            except (OSError, TimeoutError, WebSocketException) as error:
+                log.warning("%s: connection lost (%s); connecting again in %.1f s", name,
+                            type(error).__name__, pause)
+            self.sockets[name] = "connecting"
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RECONNECT_MAX)
+
+    async def _read(self, ws, platform: str, app: PushApp, client) -> None:
+        """Frames in; each message published, then confirmed (one task per
+        frame, so a slow publish holds up no other message)."""
+        async def beat():
+            while True:
+                await asyncio.sleep(HEARTBEAT_EVERY)
+                await ws.send(client.push_heartbeat())
+
+        heart = asyncio.create_task(beat())
+        pending: set[asyncio.Task] = set()
+        try:
+            async for text in ws:
+                frame = client.push_read(text if isinstance(text, str) else text.decode())
+                if frame.kind == "message":
+                    task = asyncio.create_task(self._take(ws, platform, app, frame, text))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                elif frame.ack:  # a message we do not publish (another topic): confirmed
+                    await ws.send(frame.ack)
+        finally:
+            heart.cancel()
+            for task in pending:
+                task.cancel()
+
+    async def _take(self, ws, platform: str, app: PushApp, frame: Frame, text) -> None:
+        message = frame.message
+        if frame.malformed is not None:
+            self.counts["malformed"] += 1
+            await asyncio.to_thread(self._quarantine, platform, [frame.malformed])
+        elif message.shop_id not in app.shop_ids:
+            self.counts["rejected"] += 1
+            await asyncio.to_thread(
+                self._reject, platform, f"{platform}: a message for shop {message.shop_id},"
+                f" which app {app.credentials.app_key} does not serve here",
+                text if isinstance(text, bytes) else text.encode())
+        else:
+            try:
+                await self.publish([message])
+            except Exception as error:  # noqa: BLE001 - any broker failure: not confirmed
+                self.counts["broker_unavailable"] += 1
+                log.warning("publish failed (%s): %s message %s left unconfirmed, the platform"
+                            " sends it again", type(error).__name__, platform, message.msg_id)
+                return
+        await ws.send(frame.ack)
 
     async def health(self, request: Request) -> JSONResponse:
         up = self.nc is not None and self.nc.is_connected
-        return JSONResponse({"broker": "connected" if up else "down", **self.counts},
+        return JSONResponse({"broker": "connected" if up else "down",
+                             "connections": self.sockets, **self.counts},
                             status_code=200 if up else 503)
 
     # -- what is written to the warehouse ------------------------------------------
@@ -141,15 +265,18 @@ class Intake:
         ], lifespan=lifespan)
 
 
-def push_apps(shops) -> dict[str, list[Credentials]]:
+def push_apps(shops) -> dict[str, list[PushApp]]:
     """The apps each push platform's messages may come from: one per
-    distinct app key among the configured shops' connections."""
-    apps: dict[str, dict[str, Credentials]] = {}
+    distinct app key among the configured shops' connections, with its shops."""
+    apps: dict[str, dict[str, tuple[Credentials, set[str]]]] = {}
     for shop in shops:
         if client_class(shop.platform).push_transport:
             credentials = Credentials.from_airflow(shop.conn_id)
-            apps.setdefault(shop.platform, {})[credentials.app_key] = credentials
-    return {platform: list(by_key.values()) for platform, by_key in apps.items()}
+            _, shop_ids = apps.setdefault(shop.platform, {}).setdefault(
+                credentials.app_key, (credentials, set()))
+            shop_ids.add(shop.shop_id)
+    return {platform: [PushApp(c, frozenset(ids)) for c, ids in by_key.values()]
+            for platform, by_key in apps.items()}
 
 
 def serve(intake: Intake, host: str = "127.0.0.1", port: int = 8090) -> None:

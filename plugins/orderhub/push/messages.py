@@ -40,3 +40,18 @@ class Malformed:
 class PushRejected(Exception):
     """A push whose signature does not verify (forged or unsigned): answered
     with the platform's error, counted, never published."""
+
+
+@dataclass
+class Frame:
+    """One frame a long connection (Taobao TMC, Pinduoduo) brought, read:
+    ``kind`` is ``message`` (one order message, or one that cannot be read),
+    ``heartbeat``, ``connected``, ``refused`` (the platform refused our
+    connect) or ``other``; ``ack`` is the frame that confirms it, sent only
+    after the message is safe on JetStream (or quarantined)."""
+
+    kind: str
+    message: PushMessage | None = None
+    malformed: Malformed | None = None
+    ack: str | None = None
+    detail: str = ""

@@ -137,14 +137,15 @@ class DouyinGateway(Gateway):
 
     def detail(self, shop_id: str, order_id: str):
         """order.orderDetail: the order as it stands now."""
-        order = self.world.find(self.platform, order_id)
-        version = self.world.latest_version(order, self.clock()) if order else None
-        if order is None or order.shop_id != shop_id or version is None:
+        found = self.current(shop_id, order_id)
+        if found is None:
             return 200, envelope(30001, "订单不存在", sub_code="isv.order-not-exist",  # UNCONFIRMED
                                  sub_msg=f"shop_order_id {order_id}")
-        return 200, envelope(10000, "success", {"shop_order_detail": self.render(order, version)})
+        return 200, envelope(10000, "success", {"shop_order_detail": self.render(*found)})
 
     # -- push: webhooks (sandbox/push.py decides when) --------------------------------
+    push_transport = "webhook"
+
     def push_item(self, order: w.Order, version: int) -> tuple[str, dict[str, Any]]:
         """One webhook message for one version: ids and status, not the order."""
         kind = order.kind(version)
@@ -157,6 +158,16 @@ class DouyinGateway(Gateway):
         msg_id = f"{order.order_id}{tag}{version:02d}"
         return msg_id, {"tag": str(tag), "msg_id": msg_id,
                         "data": json.dumps(data, separators=(",", ":"))}
+
+    def push_forged(self, item: dict[str, Any]) -> dict[str, Any]:
+        """Signed with a wrong secret (push_request), naming no real order."""
+        return dict(item, msg_id="F" + item["msg_id"],
+                    data=item["data"].replace('"p_id":', '"p_id":9'))
+
+    def push_malformed(self, msg_id: str, half: bool) -> bytes:
+        return (b'[{"tag":"101","msg_id":"M' + msg_id.encode() + b'","data":"{not json'
+                if half else
+                b'[{"tag":"101","msg_id":"M' + msg_id.encode() + b'","data":"{}"}]')
 
     def push_request(self, items: list[dict[str, Any]], *, forge: bool = False,
                      raw: bytes | None = None) -> tuple[dict[str, str], bytes]:

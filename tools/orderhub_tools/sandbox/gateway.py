@@ -251,6 +251,51 @@ class Gateway:
                 order.pop(name, None)
         return rendered, len(hits)
 
+    def current(self, shop_id: str, order_id: str) -> tuple[Order, int] | None:
+        """An order of the shop at its latest version now, for a detail API
+        (it reads the platform's store, not the search index: no index
+        delay); None if the shop has no such order (yet)."""
+        order = self.world.find(self.platform, order_id)
+        version = self.world.latest_version(order, self.clock()) if order else None
+        if order is None or order.shop_id != shop_id or version is None:
+            return None
+        return order, version
+
+    # -- push (sandbox/push.py decides when; sandbox/channels.py holds connections) --
+    # "webhook": the pusher POSTs push_request(items) to the receiver's URL;
+    # "websocket": the receiver connects to the platform's message service and
+    # the pusher writes push_frame(item) on that connection.
+    push_transport: ClassVar[str] = ""
+    channel_path: ClassVar[str] = ""  # where the message service takes its connections
+    channel_hello: ClassVar[bool] = False  # connect signed in a first frame (TMC), not the URL
+
+    def push_item(self, order: Order, version: int) -> tuple[str, dict[str, Any]]:
+        """(message id, message) for one version: ids and status, not the order."""
+        raise NotImplementedError
+
+    def push_forged(self, item: dict[str, Any]) -> dict[str, Any]:
+        """A forgery modelled on a real message (sent with a wrong signature
+        by webhook; for a shop the connection's app does not serve on a
+        long connection)."""
+        raise NotImplementedError
+
+    def push_malformed(self, msg_id: str, half: bool) -> bytes:
+        """A message the receiver cannot read (two kinds, by ``half``)."""
+        raise NotImplementedError
+
+    def push_frame(self, item: dict[str, Any]) -> str:
+        """A message as a long connection's text frame."""
+        raise NotImplementedError
+
+    def channel_open(self, path: str, hello) -> tuple[bool, str | None]:
+        """Whether a connection to ``path`` is the app's (``hello()`` reads
+        its first frame when the protocol has one); the answer to send."""
+        raise NotImplementedError
+
+    def channel_read(self, text: str) -> tuple[str | None, str | None]:
+        """A frame the receiver sent: (the message id it confirms, the answer to send)."""
+        raise NotImplementedError
+
     # -- settlements ----------------------------------------------------------------
     def settlement_lines(self, shop_id: str, start: int, end: int) -> list[SettlementLine]:
         """Lines booked in [start, end) by now (the clock): a day's bill fills

@@ -6,15 +6,25 @@ import csv
 import hashlib
 import hmac
 import io
+import json
+import time
 import uuid
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from orderhub.platforms.base import local_time
-from orderhub.platforms.pdd import BILL_METHOD, BILL_RESPONSE_KEY, METHOD, RESPONSE_KEY, sign
+from orderhub.platforms.pdd import (
+    BILL_METHOD,
+    BILL_RESPONSE_KEY,
+    DETAIL_METHOD,
+    METHOD,
+    RESPONSE_KEY,
+    push_url_sign,
+    sign,
+)
 from orderhub_tools.sandbox import world as w
-from orderhub_tools.sandbox.gateway import Gateway, parse_local, yuan_number
+from orderhub_tools.sandbox.gateway import CLOCK_TOLERANCE, Gateway, parse_local, yuan_number
 
 ORDER_STATUS = {  # 1 awaiting shipment, 2 shipped, 3 received
     w.PAID: 1, w.REFUND_REQUESTED: 1, w.REFUNDED: 1, w.SHIPPED: 2, w.COMPLETED: 3,
@@ -24,6 +34,13 @@ REFUND_STATUS = {  # 1 none, 2 in progress, 4 refunded
     w.REFUND_REQUESTED: 2, w.REFUNDED: 4, w.AFTERSALE_REQUESTED: 2, w.AFTERSALE_REFUNDED: 4,
 }
 MAX_WINDOW = 30 * 60
+# Message types (UNCONFIRMED which type PDD sends for which refund step).
+TOPIC = {
+    w.PAID: "pdd_trade_TradeConfirmed", w.SHIPPED: "pdd_trade_TradeSellerShip",
+    w.COMPLETED: "pdd_trade_TradeSuccess", w.REFUND_REQUESTED: "pdd_refund_RefundCreated",
+    w.REFUNDED: "pdd_refund_RefundAgreed", w.AFTERSALE_REQUESTED: "pdd_refund_RefundCreated",
+    w.AFTERSALE_REFUNDED: "pdd_refund_RefundAgreed",
+}
 
 
 def _t(ts: int | None) -> str:
@@ -90,6 +107,12 @@ class PddGateway(Gateway):
             return 200, error(10019, "access_token已过期", "access_token expired")
         if params["type"] == BILL_METHOD:
             return self.bill_url(shop_id, params)
+        if params["type"] == DETAIL_METHOD:
+            found = self.current(shop_id, params.get("order_sn", ""))
+            if found is None:  # UNCONFIRMED code
+                return 200, error(10000, "参数错误", f"订单 {params.get('order_sn')} 不存在")
+            return 200, {"order_info_get_response": {"order_info": self.render(*found),
+                                                     "request_id": uuid.uuid4().hex}}
         if params["type"] != METHOD:
             return 200, error(10001, "接口不存在")
         try:
@@ -131,6 +154,56 @@ class PddGateway(Gateway):
         if start is None or not hmac.compare_digest(query.get("key", ""), self._bill_key(shop_id, day)):
             return 403, {"error": "invalid or expired bill url"}
         return 200, bill_file(day, self.settlement_lines(shop_id, start, start + 24 * 3600))
+
+    # -- push: the message service over a long connection ----------------------------
+    push_transport = "websocket"
+    channel_path = "/pdd/message/"
+
+    def push_item(self, order: w.Order, version: int) -> tuple[str, dict[str, Any]]:
+        kind = order.kind(version)
+        msg_id = f"{order.order_id.replace('-', '')}{version:02d}"
+        content = {"mall_id": order.shop_id, "tid": order.order_id}
+        return msg_id, {"id": msg_id, "commandType": "Common",
+                        "sendTime": order.modified(version) * 1000,
+                        "message": {"type": TOPIC.get(kind, "pdd_trade_TradeModified"),
+                                    "mallID": order.shop_id,
+                                    "content": json.dumps(content, separators=(",", ":"))}}
+
+    def push_forged(self, item: dict[str, Any]) -> dict[str, Any]:
+        return dict(item, id="F" + item["id"],
+                    message=dict(item["message"], mallID="not-" + item["message"]["mallID"]))
+
+    def push_malformed(self, msg_id: str, half: bool) -> bytes:
+        content = "{not json" if half else "{}"
+        return json.dumps({"id": "M" + msg_id, "commandType": "Common", "sendTime": 0,
+                           "message": {"type": TOPIC[w.PAID], "mallID": "x",
+                                       "content": content}}).encode()
+
+    def push_frame(self, item: dict[str, Any]) -> str:
+        return json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+
+    def channel_open(self, path: str, hello) -> tuple[bool, str | None]:
+        """/pdd/message/{client_id}/{ts_ms}/{sign}: this app, signed, a
+        timestamp (wall-clock ms) within 10 minutes."""
+        parts = path[len(self.channel_path):].split("/")
+        if len(parts) != 3 or not parts[1].isdigit():
+            return False, None
+        client_id, ts, signature = parts[0], parts[1], unquote(parts[2])
+        ok = (client_id == self.credentials.app_key
+              and abs(int(ts) / 1000 - time.time()) <= CLOCK_TOLERANCE
+              and signature == push_url_sign(client_id, ts, self.credentials.app_secret))
+        return ok, None
+
+    def channel_read(self, text: str) -> tuple[str | None, str | None]:
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            return None, None
+        if frame.get("commandType") == "Ack":
+            return str(frame.get("id")), None
+        if frame.get("commandType") == "HeartBeat":
+            return None, '{"commandType":"HeartBeat"}'
+        return None, None
 
     def token(self, query, form):
         return {**query, **form}.get("access_token")

@@ -65,6 +65,7 @@ class Delivery:
 
 class Pusher(threading.Thread):
     BATCH = 50  # messages per POST
+    ACK_WAIT = 5.0  # seconds a frame waits for its confirm before it is sent again
 
     def __init__(self, sandbox, targets: dict[str, str], start: float, profile: str,
                  end: float | None = None):
@@ -73,8 +74,14 @@ class Pusher(threading.Thread):
         self.clock = sandbox.clock
         self.seed = sandbox.spec.seed
         self.gateways = {gw.platform: gw for gw in sandbox.gateways
-                         if gw.platform in targets and hasattr(gw, "push_item")}
+                         if gw.platform in targets and gw.push_transport}
         self.targets = {p: url for p, url in targets.items() if p in self.gateways}
+        # Long connections: the receiver connects to sandbox.channels; the
+        # targets name these platforms, with no URL.
+        self.channels = sandbox.channels
+        self.channel_platforms = {p for p, gw in self.gateways.items()
+                                  if gw.push_transport == "websocket"}
+        self.inflight: dict[str, tuple[list[Delivery], float]] = {}  # written, not confirmed
         self.shops = [(p, s) for p, s in sandbox.spec.shops if p in self.gateways]
         self.faults = push_faults(profile)
         self.cursor = int(start)
@@ -88,8 +95,16 @@ class Pusher(threading.Thread):
         self.closed = threading.Event()
         self.session = requests.Session()
         self._hours: dict[tuple[str, str, int], list] = {}
+        self.wall_start: float | None = None  # time.time() when the clock started
 
     # -- control ---------------------------------------------------------------
+    def prepare(self) -> None:
+        """Generate the first hour's changes before the clock starts, so the
+        first messages do not wait for the world to be generated."""
+        hour = self.cursor - self.cursor % HOUR
+        for platform, shop_id in self.shops:
+            self._hour_events(platform, shop_id, hour)
+
     def stop_at(self, end: float) -> None:
         with self.lock:
             self.end = end
@@ -101,6 +116,11 @@ class Pusher(threading.Thread):
         with self.lock:
             pushed = sorted(self.orders_pushed) if len(self.orders_pushed) <= 5000 else None
             return {**self.counts, "pending": len(self.pending), "orders_pushed": pushed,
+                    "orders": len(self.orders_pushed),
+                    # time.time() when the clock started, in microseconds (the
+                    # sandbox's JSON carries no floats)
+                    "wall_start_us": None if self.wall_start is None
+                    else int(self.wall_start * 1e6),
                     "cursor": self.cursor, "end": None if self.end is None else int(self.end),
                     "faults": sorted(self.faults)}
 
@@ -174,26 +194,27 @@ class Pusher(threading.Thread):
             self.counts["duplicated"] += 1
             self._push(Delivery(wall + delay + 0.5 + 1.5 * draw / 0.05, next(self.seq),
                                 platform, msg_id, item))
+        gateway = self.gateways[platform]
         draw = self._has("forged", msg_id)
         if draw is not None and draw < 0.06:
             self.counts["forged"] += 1
-            fake = dict(item, msg_id="F" + msg_id,
-                        data=item["data"].replace('"p_id":', '"p_id":9'))  # no such order
-            self._push(Delivery(wall + delay, next(self.seq), platform, "F" + msg_id, fake,
-                                forged=True))
+            if gateway.push_transport == "websocket":
+                self.counts["forged_on_channels"] += 1
+            self._push(Delivery(wall + delay, next(self.seq), platform, "F" + msg_id,
+                                gateway.push_forged(item), forged=True))
         draw = self._has("malformed", msg_id)
         if draw is not None and draw < 0.05:
             self.counts["malformed"] += 1
-            body = (b'[{"tag":"101","msg_id":"M' + msg_id.encode() + b'","data":"{not json'
-                    if draw < 0.025 else
-                    b'[{"tag":"101","msg_id":"M' + msg_id.encode() + b'","data":"{}"}]')
-            self._push(Delivery(wall + delay, next(self.seq), platform, "M" + msg_id, raw=body))
+            self._push(Delivery(wall + delay, next(self.seq), platform, "M" + msg_id,
+                                raw=gateway.push_malformed(msg_id, draw < 0.025)))
         return True
 
     def _push(self, delivery: Delivery) -> None:
         with self.lock:
             heapq.heappush(self.heap, delivery)
-            if not delivery.forged:
+            # A forger does not retry a webhook; on a long connection a forged
+            # message is the platform's own, redelivered until confirmed.
+            if not delivery.forged or delivery.platform in self.channel_platforms:
                 self.pending.add(delivery.msg_id)
 
     # -- delivery -------------------------------------------------------------------
@@ -203,13 +224,42 @@ class Pusher(threading.Thread):
         with self.lock:
             while self.heap and self.heap[0].due <= now:
                 due.append(heapq.heappop(self.heap))
-        plain = [d for d in due if d.item is not None and not d.forged]
+            for msg_id in [m for m, (_, deadline) in self.inflight.items() if deadline <= now]:
+                # written on a connection, not confirmed in time: send again
+                for d in self.inflight.pop(msg_id)[0]:
+                    self._retry_later(d, now, locked=True)
+        hooks = [d for d in due if d.platform not in self.channel_platforms]
+        plain = [d for d in hooks if d.item is not None and not d.forged]
         for i in range(0, len(plain), self.BATCH):
-            self._send(plain[i:i + self.BATCH])
-        for odd in (d for d in due if d.item is None or d.forged):
-            self._send([odd])
+            self._post(plain[i:i + self.BATCH])
+        for odd in (d for d in hooks if d.item is None or d.forged):
+            self._post([odd])
+        for d in due:
+            if d.platform in self.channel_platforms:
+                self._write(d)
 
-    def _send(self, batch: list[Delivery]) -> None:
+    def _retry_later(self, d: Delivery, now: float, locked: bool = False) -> None:
+        d.tries += 1
+        self.counts["redelivered"] += 1
+        d.due = now + min(0.5 * 2 ** (d.tries - 1), 10.0)
+        d.seq = next(self.seq)
+        if locked:
+            heapq.heappush(self.heap, d)
+        else:
+            self._push(d)
+
+    def _done(self, d: Delivery, now: float) -> None:
+        """The receiver acknowledged ``d``: a storm sends it again anyway."""
+        self.counts["acked"] += 1
+        with self.lock:
+            self.pending.discard(d.msg_id)
+        if d.storm:
+            self.counts["storm_redeliveries"] += 1
+            self._push(Delivery(now + 0.2, next(self.seq), d.platform, d.msg_id, d.item,
+                                raw=d.raw, storm=d.storm - 1))
+
+    # -- webhooks: POST, the answer acknowledges ---------------------------------------
+    def _post(self, batch: list[Delivery]) -> None:
         first = batch[0]
         gateway = self.gateways[first.platform]
         headers, body = gateway.push_request([d.item for d in batch if d.item is not None],
@@ -229,16 +279,27 @@ class Pusher(threading.Thread):
         now = time.monotonic()
         for d in batch:
             if acked:
-                self.counts["acked"] += 1
-                with self.lock:
-                    self.pending.discard(d.msg_id)
-                if d.storm:
-                    self.counts["storm_redeliveries"] += 1
-                    self._push(Delivery(now + 0.2, next(self.seq), d.platform, d.msg_id, d.item,
-                                        raw=d.raw, storm=d.storm - 1))
+                self._done(d, now)
             else:
-                d.tries += 1
-                self.counts["redelivered"] += 1
-                d.due = now + min(0.5 * 2 ** (d.tries - 1), 10.0)
-                d.seq = next(self.seq)
-                self._push(d)
+                self._retry_later(d, now)
+
+    # -- long connections: write a frame, a confirm frame acknowledges ----------------
+    def _write(self, d: Delivery) -> None:
+        gateway = self.gateways[d.platform]
+        text = d.raw.decode() if d.raw is not None else gateway.push_frame(d.item)
+        now = time.monotonic()
+        if not self.channels.send(d.platform, text):  # no connection open: later
+            self._retry_later(d, now)
+            return
+        self.counts["frames"] += 1
+        with self.lock:
+            waiting, _ = self.inflight.get(d.msg_id, ([], 0.0))
+            self.inflight[d.msg_id] = ([*waiting, d], now + self.ACK_WAIT)
+
+    def acked(self, platform: str, msg_id: str) -> None:
+        """A confirm/ack frame came in (sandbox/channels.py, its thread)."""
+        with self.lock:
+            waiting, _ = self.inflight.pop(msg_id, ([], 0.0))
+        now = time.monotonic()
+        for d in waiting:
+            self._done(d, now)

@@ -12,7 +12,10 @@ a modelled JD settlement query, PDD's daily bill, Doudian's
 order.getSettleBillDetailV3); sandbox/settlement.py decides what they say.
     GET  /_sandbox/clock           {"now": ISO time}
     POST /_sandbox/clock           {"now": ISO time} moves the simulated clock
-    GET  /_sandbox/health
+    GET  /_sandbox/health          (with the message service's ws:// URL)
+
+TMC and PDD push over long connections to a second (WebSocket) port: the
+message service, sandbox/channels.py.
 
 The clock: a query at sandbox time ``now`` sees the versions modified before
 ``now - index_delay`` (the platform's search index trails its writes; the
@@ -125,6 +128,9 @@ class Sandbox:
             gateway.unmapped_status = spec.unmapped_status
             gateway.dropped_fields = tuple(spec.dropped_fields.get(gateway.platform, ()))
             gateway.short_shops = frozenset(spec.short_shops)
+        from orderhub_tools.sandbox.channels import Channels
+
+        self.channels = Channels(self.gateways)  # TMC and PDD's long connections (serve starts it)
 
     def push_control(self, path: str, method: str, asked: dict) -> dict:
         """/_sandbox/push: POST {"targets": {platform: url}, "start": ISO,
@@ -142,7 +148,10 @@ class Sandbox:
             end = parse_time(asked["end"]).timestamp() if asked.get("end") else None
             self.pusher = Pusher(self, asked["targets"], start,
                                  asked.get("faults", self.spec.faults), end)
+            self.channels.listener = self.pusher
+            self.pusher.prepare()
             self.clock.run(start, float(asked.get("speed", 1.0)))
+            self.pusher.wall_start = time.time()
             self.pusher.start()
         elif path == "/_sandbox/push/stop" and self.pusher is not None:
             self.pusher.stop_at(parse_time(asked["end"]).timestamp())
@@ -192,6 +201,7 @@ def make_handler(sandbox: Sandbox):
                 form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
             if parts.path == "/_sandbox/health":
                 return self._send(200, {"ok": True, "seed": sandbox.spec.seed,
+                                        "message_service": sandbox.channels.url,
                                         "faults": {k: sorted(v.kinds) for k, v in sandbox.faults.items()}})
             if parts.path == "/_sandbox/clock":
                 if self.command == "POST":
@@ -238,5 +248,6 @@ def serve(spec: SandboxSpec, host: str = "127.0.0.1", port: int = 0,
     server = SandboxServer((host, port), make_handler(sandbox))
     server.daemon_threads = True
     server.sandbox = sandbox  # type: ignore[attr-defined]
+    sandbox.channels.start(host)
     threading.Thread(target=server.serve_forever, name="orderhub-sandbox", daemon=True).start()
     return server

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from datetime import datetime
 from typing import Any
 
 from orderhub.platforms.base import local_time
-from orderhub.platforms.tmall import BILL_METHOD, BILL_RESPONSE_KEY, METHOD, RESPONSE_KEY, sign
+from orderhub.platforms.tmall import (
+    BILL_METHOD,
+    BILL_RESPONSE_KEY,
+    DETAIL_METHOD,
+    METHOD,
+    RESPONSE_KEY,
+    sign,
+    tmc_sign,
+)
 from orderhub_tools.sandbox import world as w
-from orderhub_tools.sandbox.gateway import Gateway, allocate, fen, parse_local, yuan
+from orderhub_tools.sandbox.gateway import (
+    CLOCK_TOLERANCE,
+    Gateway,
+    allocate,
+    fen,
+    parse_local,
+    yuan,
+)
 from orderhub_tools.sandbox.settlement import SettlementLine
 
 STATUS = {
@@ -24,6 +41,14 @@ REFUND = {
     w.AFTERSALE_REQUESTED: "WAIT_SELLER_AGREE", w.AFTERSALE_REFUNDED: "SUCCESS",
 }
 MAX_WINDOW = 24 * 3600
+# TMC topics (UNCONFIRMED which topic TMC sends for which refund step).
+TOPIC = {
+    w.CREATED: "taobao_trade_TradeCreate", w.PAID: "taobao_trade_TradeBuyerPay",
+    w.SHIPPED: "taobao_trade_TradeSellerShip", w.COMPLETED: "taobao_trade_TradeSuccess",
+    w.CANCELLED: "taobao_trade_TradeClose", w.REFUND_REQUESTED: "taobao_refund_RefundCreated",
+    w.REFUNDED: "taobao_refund_RefundSuccess", w.AFTERSALE_REQUESTED: "taobao_refund_RefundCreated",
+    w.AFTERSALE_REFUNDED: "taobao_refund_RefundSuccess",
+}
 UNMAPPED = "PAID_FORBID_CONSIGN"  # paid, shipment forbidden: real, rare, not in the seed
 
 
@@ -97,6 +122,13 @@ class TmallGateway(Gateway):
             return 200, error(27, "Invalid session", "invalid-sessionkey", "SessionKey非法")
         if params["method"] == BILL_METHOD:
             return self.bills(shop_id, params)
+        if params["method"] == DETAIL_METHOD:
+            found = self.current(shop_id, params.get("tid", ""))
+            if found is None:  # UNCONFIRMED sub code
+                return 200, error(41, "Invalid arguments", "isv.trade-not-exist",
+                                  f"tid {params.get('tid')} 不存在")
+            return 200, {"trade_fullinfo_get_response": {"trade": self.render(*found),
+                                                         "request_id": uuid.uuid4().hex[:13]}}
         if params["method"] != METHOD:
             return 200, error(22, "Invalid method")
         try:
@@ -140,6 +172,59 @@ class TmallGateway(Gateway):
         chosen = rows[(page_no - 1) * page_size:page_no * page_size]
         return 200, {BILL_RESPONSE_KEY: {"bills": {"bill": chosen}, "total_results": len(rows),
                                          "request_id": uuid.uuid4().hex[:13]}}
+
+    # -- push: TMC over a long connection ------------------------------------------
+    push_transport = "websocket"
+    channel_path = "/tmc/"
+    channel_hello = True
+
+    def push_item(self, order: w.Order, version: int) -> tuple[str, dict[str, Any]]:
+        kind = order.kind(version)
+        msg_id = f"{order.order_id}{version:02d}"
+        content = {"tid": int(order.order_id), "oid": int(order.order_id) + 1,
+                   "status": STATUS[kind], "payment": yuan(order.paid_amount), "type": "fixed"}
+        return msg_id, {"kind": "data", "id": msg_id, "topic": TOPIC[kind],
+                        "user_id": order.shop_id, "user_nick": order.shop_id,
+                        "pub_time": _t(order.modified(version)),
+                        "content": json.dumps(content, separators=(",", ":"))}
+
+    def push_forged(self, item: dict[str, Any]) -> dict[str, Any]:
+        return dict(item, id="F" + item["id"], user_id="not-" + item["user_id"])
+
+    def push_malformed(self, msg_id: str, half: bool) -> bytes:
+        content = "{not json" if half else "{}"
+        return json.dumps({"kind": "data", "id": "M" + msg_id, "topic": TOPIC[w.PAID],
+                           "user_id": "x", "content": content}).encode()
+
+    def push_frame(self, item: dict[str, Any]) -> str:
+        return json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+
+    def channel_open(self, path: str, hello) -> tuple[bool, str | None]:
+        """The connect frame: this app's key, signed, a timestamp (wall-clock
+        ms) within 10 minutes."""
+        try:
+            frame = json.loads(hello())
+            ok = (frame.get("kind") == "connect"
+                  and frame.get("app_key") == self.credentials.app_key
+                  and abs(int(frame["timestamp"]) / 1000 - time.time()) <= CLOCK_TOLERANCE
+                  and frame.get("sign") == tmc_sign(frame["app_key"], frame.get("group_name", ""),
+                                                    frame["timestamp"], self.credentials.app_secret))
+        except (ValueError, TypeError, KeyError):
+            ok = False
+        answer = {"kind": "connect_ok"} if ok else {"kind": "connect_failed",
+                                                    "msg": "invalid app_key, timestamp or sign"}
+        return ok, json.dumps(answer)
+
+    def channel_read(self, text: str) -> tuple[str | None, str | None]:
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            return None, None
+        if frame.get("kind") == "confirm":
+            return str(frame.get("id")), None
+        if frame.get("kind") == "heartbeat":
+            return None, '{"kind":"heartbeat"}'
+        return None, None
 
     def token(self, query, form):
         return {**query, **form}.get("session")
