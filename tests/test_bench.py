@@ -21,12 +21,16 @@ def test_bench_smoke_reports_every_scenario(warehouse_url):
     scenarios = [row.split("|")[1].strip() for row in rows[1:]]
     for prefix in ("1 landing vs the limit", "2a landing vs row-by-row", "2b landing vs dlt",
                    "3 extraction tmall", "3 extraction jd", "3 extraction pdd", "3 extraction douyin",
-                   "4 incremental scaling", "5 reconciliation", "6 peak hour end to end"):
+                   "4 incremental scaling", "5 reconciliation", "6 peak hour end to end",
+                   "push"):
         assert any(s.startswith(prefix) for s in scenarios), (prefix, scenarios)
     measured = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in rows[1:]}
     for name, value in measured.items():
-        if name.startswith(("1 ", "2a", "3 ", "4 ", "6 ")):
+        if name.startswith(("1 ", "2a", "3 ", "4 ", "6 ")) or name == "push":
             assert value != "-" and float(value.split()[0].replace(",", "")) > 0, (name, value)
     # the peak hour kept every order of the hour: fct_orders equals the world's truth
     peak = next(row for row in rows if row.split("|")[1].strip().startswith("6 peak hour"))
     assert "equal to the sandbox truth" in peak, peak
+    # push: versions landed, seen in raw and in marts.live_orders, and the poll measured
+    push = next(row.split("|") for row in rows if row.split("|")[1].strip() == "push")
+    assert "poll p95" in push[3] and "live_orders p50" in push[7], push

@@ -246,3 +246,30 @@ def test_a_slow_push_minute_alerts_once_and_a_lag_episode_once(clean_warehouse):
         assert lag.check(0, now + timedelta(minutes=4)) == []  # the episode is over
         again = send_once(conn, lag.check(50, now + timedelta(minutes=9)), "t", [])
         assert len(again) == 1 and again[0].value == "50 > 10"
+
+
+def test_the_push_fault_profile_is_push_faults_only():
+    from orderhub_tools.sandbox.faults import CHOICES, expand
+    from orderhub_tools.sandbox.push import PUSH_FAULTS, push_faults
+
+    assert expand("push") == frozenset()  # no gateway fault
+    assert push_faults("push") == push_faults("all") == frozenset(PUSH_FAULTS)
+    assert push_faults("flaky") == frozenset()
+    assert "push" in CHOICES  # a --faults choice of `orderhub demo` and `sandbox serve`
+
+
+@pytest.mark.integration
+def test_a_message_given_up_on_is_quarantined_for_the_poll(clean_warehouse, shops):
+    import psycopg
+
+    from orderhub.push.stream import MAX_DELIVER, Stream
+
+    stream = Stream(shops, clean_warehouse, "nats://unused")
+    message = PushMessage("pdd", "pdd-tea", "261111-1", "m1", "pdd_trade_TradeConfirmed")
+    for _ in range(2):  # a second consumer giving up on the same message adds nothing
+        stream.give_up(message, MAX_DELIVER)
+    with psycopg.connect(clean_warehouse) as conn:
+        rows = conn.execute("select platform, shop_id, reason from ops.quarantine"
+                            " where entity = 'push'").fetchall()
+    assert rows == [("pdd", "pdd-tea", f"pdd push: detail of 261111-1 still failing after"
+                                         f" {MAX_DELIVER} deliveries; left to the poll")]

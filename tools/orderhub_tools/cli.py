@@ -339,10 +339,12 @@ def cmd_bench(args) -> int:
     info, results = bench.run_bench(scale=args.scale, runs=args.runs, only=only)
     print(bench.render(info, results, args.scale))
     if not args.no_write:
-        # a partial run keeps its own table beside the full one
-        name = "benchmarks" if only == bench.SCENARIOS else (
-            f"benchmarks-scale{args.scale:g}-scenarios{'-'.join(map(str, only))}")
-        bench.write(info, results, args.scale, name=name)
+        if args.scale == 1:  # a partial run at full scale updates its rows of the table
+            bench.write(info, bench.merged(results, only), args.scale)
+            name = "benchmarks"
+        else:  # another scale keeps its own table beside the full one
+            name = f"benchmarks-scale{args.scale:g}-scenarios{'-'.join(map(str, only))}"
+            bench.write(info, results, args.scale, name=name)
         print(f"written: docs/{name}.md, docs/{name}.json")
     return 0
 

@@ -174,10 +174,13 @@ def live_orders(keys: list[tuple[str, str, str]], columns: list[str]) -> list[di
         return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
 
 
-def push_control(sandbox_url: str, path: str = "", payload: dict | None = None) -> dict:
+def push_control(sandbox_url: str, path: str = "", payload: dict | None = None,
+                 timeout: float = 60) -> dict:
+    """The sandbox's pusher: start a span (``payload``; the answer comes once
+    the span's first hour of changes is generated), or read its counts."""
     url = f"{sandbox_url}/_sandbox/push{path}"
-    answer = (requests.post(url, json=payload, timeout=10) if payload is not None
-              else requests.get(url, timeout=10))
+    answer = (requests.post(url, json=payload, timeout=timeout) if payload is not None
+              else requests.get(url, timeout=timeout))
     answer.raise_for_status()
     return answer.json()
 

@@ -56,6 +56,27 @@ class Credentials:
         return cls.from_connection(BaseHook.get_connection(conn_id))
 
 
+class GatewaySession(requests.Session):
+    """A requests session that reads the environment's proxy and CA settings
+    once per gateway host instead of on every request (requests walks all of
+    ``os.environ`` per request: a seventh of a detail call's CPU at push rates).
+    Settings given per request still win."""
+
+    def __init__(self):
+        super().__init__()
+        self._environment: dict[tuple, dict] = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if proxies or not self.trust_env:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        key = (*urlsplit(url)[:2], stream, verify, cert)
+        if key not in self._environment:
+            self._environment[key] = super().merge_environment_settings(url, {}, stream, verify,
+                                                                        cert)
+        settings = self._environment[key]
+        return {**settings, "proxies": dict(settings["proxies"])}
+
+
 class PlatformError(Exception):
     """An error answer from a platform gateway, parsed from its envelope."""
 
@@ -168,7 +189,7 @@ class PlatformClient:
     def __init__(self, credentials: Credentials, *, session: requests.Session | None = None,
                  timeout: float = 30.0, clock=time.time):
         self.credentials = credentials
-        self.session = session or requests.Session()
+        self.session = session or GatewaySession()
         self.timeout = timeout
         self.clock = clock  # for request timestamps; the platform's clock is its own
         self.clock_offset = 0.0  # learned from the gateway's Date header when it refuses ours

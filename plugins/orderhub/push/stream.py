@@ -12,8 +12,9 @@ point leaves the batch unacknowledged; JetStream redelivers it after
 ``ACK_WAIT``, and landing it again adds nothing.
 
 A detail call that still fails after its retries: the message is nak'ed
-with a delay and comes back; after ``MAX_DELIVER`` deliveries it is left to
-the poll, which is the net for whatever push loses (docs/push.md). A detail
+with a delay and comes back; at ``MAX_DELIVER`` deliveries it is terminated,
+with a quarantine row saying so, and left to the poll, which is the net for
+whatever push loses (docs/push.md). A detail
 the platform refuses outright (no such order for this shop) is quarantined
 with the reason and acknowledged.
 """
@@ -25,6 +26,7 @@ import logging
 import os
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +35,7 @@ import psycopg
 
 from orderhub.config import Shop
 from orderhub.extract import Breaker, PlatformClock, RetryPolicy, WindowFetch, to_rows
-from orderhub.landing import Rejected, WindowLoad, ensure_schema, land, register_shop
+from orderhub.landing import Rejected, WindowLoad, ensure_schema, land, register_shop, sha256
 from orderhub.platforms import client_class, client_for
 from orderhub.platforms.base import Credentials, PlatformError
 from orderhub.push import broker
@@ -45,7 +47,13 @@ log = logging.getLogger("orderhub.stream")
 ACK_WAIT = 60.0  # seconds before an unacknowledged message is delivered again
 MAX_DELIVER = 20
 NAK_DELAY = 5.0
+FETCHERS = 4
 WATCH_EVERY = 10.0  # seconds between checks of the push path's alerts
+
+
+def fetchers() -> int:
+    """``ORDERHUB_STREAM_FETCHERS``: detail calls in flight per consumer (default 4)."""
+    return max(1, int(os.environ.get("ORDERHUB_STREAM_FETCHERS") or FETCHERS))
 
 
 def ack_wait() -> float:
@@ -83,6 +91,7 @@ class Stream:
             register_shop(self.conn, shop.platform, shop.shop_id, name=shop.name,
                           conn_id=shop.conn_id)
         self.totals = defaultdict(int)
+        self.fetchers = ThreadPoolExecutor(fetchers(), thread_name_prefix="orderhub-detail")
         self.lag = LagWatch()
         self.channels = None  # the alert channels, looked up at the first check
 
@@ -118,13 +127,23 @@ class Stream:
         if learnt is not None:
             client.clock_offset = learnt
         fetch = WindowFetch(client, self.policy, breaker, platform_clock)
-        payloads, rejected, landed_handles = [], [], []
-        for order_id, handles in orders.items():
+
+        def detail(order_id: str):
             try:
-                payloads.append(fetch.call(lambda o=order_id: client.order_detail(o),
-                                            f"detail of {order_id}"))
-                landed_handles.extend(handles)
+                return fetch.call(lambda: client.order_detail(order_id),
+                                  f"detail of {order_id}"), None
             except PlatformError as error:
+                return None, error
+
+        payloads, rejected, landed_handles = [], [], []
+        # several detail calls in flight (ORDERHUB_STREAM_FETCHERS): the
+        # platform answers in parallel; the results keep the messages' order
+        for (order_id, handles), (payload, error) in zip(
+                orders.items(), self.fetchers.map(detail, list(orders)), strict=True):
+            if error is None:
+                payloads.append(payload)
+                landed_handles.extend(handles)
+            else:
                 if error.retryable or error.kind in ("deadline", "breaker"):
                     result.retry.extend(handles)
                 else:  # the platform says no: keep the reason, the poll is the net
@@ -140,6 +159,21 @@ class Stream:
         result.landed += land(self.conn, load, ledger=False)
         result.orders += len(rows)
         result.done.extend(landed_handles)
+
+    def give_up(self, message: PushMessage, deliveries: int) -> None:
+        """The detail still fails after MAX_DELIVER deliveries: say so (a
+        quarantine row, which the health marts count and alert on) and leave
+        the order to the poll."""
+        reason = (f"{message.platform} push: detail of {message.order_id} still failing after"
+                  f" {deliveries} deliveries; left to the poll")
+        log.error("%s", reason)
+        raw = message.encode().decode()
+        self.conn.execute(
+            "insert into ops.quarantine (platform, shop_id, entity, raw_text, raw_sha256,"
+            " reason, run_id) values (%s, %s, 'push', %s, %s, %s, 'stream')"
+            " on conflict (platform, shop_id, entity, raw_sha256, reason) do nothing",
+            (message.platform, message.shop_id, raw, sha256(raw), reason))
+        self.conn.commit()
 
     # -- the push path's alerts ------------------------------------------------------
     def watch(self, waiting: int) -> list:
@@ -201,11 +235,17 @@ class Stream:
                         log.error("unreadable message on %s: %s", msg.subject, exc)
                         decoded.append((msg, None))
                 result = await asyncio.to_thread(self.land_batch, decoded)
+                named = {id(msg): message for msg, message in decoded}
                 try:
                     for msg in result.done:  # after the landing transaction committed
                         await msg.ack()
                     for msg in result.retry:
-                        await msg.nak(delay=NAK_DELAY)
+                        if msg.metadata.num_delivered >= MAX_DELIVER:
+                            await asyncio.to_thread(self.give_up, named[id(msg)],
+                                                    msg.metadata.num_delivered)
+                            await msg.term()
+                        else:
+                            await msg.nak(delay=NAK_DELAY)
                 except nats.errors.Error as error:
                     # Unacknowledged: redelivered after the ack wait, landed again as nothing new.
                     log.warning("ack failed (%s); the batch comes back", type(error).__name__)
@@ -216,6 +256,7 @@ class Stream:
         finally:
             # close, not drain: every landed message was acked; the rest come back
             await nc.close()
+            self.fetchers.shutdown(wait=False, cancel_futures=True)
             self.conn.close()
             self.shared.close()
 

@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 PROFILES = ("none", "flaky", "incident", "throttle", "drift", "late", "truncated", "dup", "skew")
 ALL = "all"
 OUTAGE = "outage"  # not part of ALL: it never recovers
-CHOICES = (*PROFILES, ALL, OUTAGE)
+PUSH = "push"  # push faults only (sandbox/push.py), no gateway fault; ALL has both
+CHOICES = (*PROFILES, ALL, OUTAGE, PUSH)
 LATE_MIN, LATE_MAX = 3600, 3 * 3600
 # A late version stays the order's latest for at least this long after it
 # becomes visible, so an hourly repair can see it (docs/sandbox.md).
@@ -58,7 +59,7 @@ def expand(profile: str) -> frozenset[str]:
         return frozenset(PROFILES) - {"none"}
     if profile not in CHOICES:
         raise ValueError(f"unknown fault profile {profile!r}; choose from {CHOICES}")
-    return frozenset() if profile == "none" else frozenset({profile})
+    return frozenset() if profile in ("none", PUSH) else frozenset({profile})
 
 
 def chance(*parts: object) -> float:

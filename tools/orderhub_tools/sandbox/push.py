@@ -39,10 +39,9 @@ from dataclasses import dataclass, field
 
 import requests
 
-from orderhub_tools.sandbox.faults import ALL, chance
+from orderhub_tools.sandbox.faults import ALL, PUSH, chance
 
 PUSH_FAULTS = ("lost", "dup", "disorder", "burst", "storm", "forged", "malformed")
-PUSH = "push"  # the profile of push faults only (ALL includes them)
 HOUR = 3600
 
 
