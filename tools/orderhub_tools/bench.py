@@ -63,7 +63,8 @@ class Result:
     runs: list[float] = field(default_factory=list)
     note: str = ""
     key: str = ""  # the SCENARIOS entry that measured it
-    measured_at: str = ""  # when (a partial run updates only its own rows)
+    measured_at: str = ""  # when (a partial run updates only its own rows) ...
+    cpu: str = ""  # ... and on what
 
     @property
     def ratio(self) -> float | None:
@@ -901,10 +902,11 @@ def run_bench(scale: float = 1.0, runs: int = 3, only: tuple[str, ...] = SCENARI
     if "push" in only:
         results.append(push_scenario(scale))
     now = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    info = machine()
     for r in results:
         r.key = r.key or ("2" if r.scenario.startswith("2") else r.scenario.split()[0])
-        r.measured_at = now
-    return machine(), results
+        r.measured_at, r.cpu = now, info["cpu"]
+    return info, results
 
 
 def fmt(value: float | None) -> str:
@@ -919,7 +921,8 @@ def render(info: dict, results: list[Result], scale: float) -> str:
         "",
         f"`make bench` (`orderhub bench --scale {scale:g}`); each row's run date is in its last"
         " column (`orderhub bench --scenarios push` re-measures only that row).",
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory']}; {info['os']};"
+        f"Machine: {' / '.join(sorted({r.cpu for r in results if r.cpu} or {info['cpu']}))}"
+        f" (each row's in docs/benchmarks.json), {info['cores']} cores, {info['memory']}; {info['os']};"
         f" Python {info['python']}; PostgreSQL {info['postgresql']} (embedded: fsync off, wal_level minimal).",
         "",
         "| scenario | measured | reference | ratio | target | met | note | run |",
@@ -947,9 +950,11 @@ def merged(results: list[Result], only: tuple[str, ...], docs: Path = REPO_ROOT 
     dated = re.search(r"\), (\d{4}-\d\d-\d\d \d\d:\d\d UTC)\.",
                       table.read_text(encoding="utf-8")) if table.exists() else None
     if path.exists():
-        for row in json.loads(path.read_text(encoding="utf-8"))["scenarios"]:
+        table_json = json.loads(path.read_text(encoding="utf-8"))
+        for row in table_json["scenarios"]:
             row.pop("ratio", None)
             old = Result(**row)
+            old.cpu = old.cpu or table_json["machine"]["cpu"]
             old.key = old.key or ("2" if old.scenario.startswith("2") else old.scenario.split()[0])
             old.measured_at = old.measured_at or (dated.group(1) if dated else "")
             if old.key not in only:
