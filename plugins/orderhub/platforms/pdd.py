@@ -25,7 +25,7 @@ from orderhub.platforms.base import (
     SettlementPage,
     parse_local_time,
 )
-from orderhub.push.messages import Frame, Malformed, PushMessage
+from orderhub.push.messages import Frame, order_frame
 
 METHOD = "pdd.order.number.list.increment.get"
 RESPONSE_KEY = "order_sn_increment_get_response"
@@ -161,15 +161,9 @@ class PddClient(PlatformClient):
         topic = str(body.get("type", ""))
         if not topic.startswith(("pdd_trade_", "pdd_refund_")):
             return Frame("other", ack=ack, detail=f"pdd push: type {topic!r}")
-        try:
-            content = json.loads(body["content"])
-            message = PushMessage("pdd", str(body["mallID"]), str(content["tid"]),
-                                  str(frame["id"]), topic)
-        except (KeyError, TypeError, ValueError) as exc:
-            return Frame("message", ack=ack, malformed=Malformed(
-                text, f"pdd push: message lacks a usable mallID or content.tid"
-                      f" ({type(exc).__name__}: {exc})"))
-        return Frame("message", message=message, ack=ack)
+        return order_frame("pdd", text, ack, frame["id"], topic,
+                           lambda: (body["mallID"], json.loads(body["content"])["tid"]),
+                           "mallID or content.tid")
 
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).

@@ -22,7 +22,7 @@ from orderhub.platforms.base import (
     local_time,
     parse_local_time,
 )
-from orderhub.push.messages import Frame, Malformed, PushMessage
+from orderhub.push.messages import Frame, order_frame
 
 METHOD = "taobao.trades.sold.increment.get"
 RESPONSE_KEY = "trades_sold_increment_get_response"
@@ -184,15 +184,9 @@ class TmallClient(PlatformClient):
         ack = json.dumps({"kind": "confirm", "id": frame["id"]})
         if frame.get("topic") not in TMC_TOPICS:
             return Frame("other", ack=ack, detail=f"tmall push: topic {frame.get('topic')!r}")
-        try:
-            content = json.loads(frame["content"])
-            message = PushMessage("tmall", str(frame["user_id"]), str(content["tid"]),
-                                  str(frame["id"]), frame["topic"])
-        except (KeyError, TypeError, ValueError) as exc:
-            return Frame("message", ack=ack, malformed=Malformed(
-                text, f"tmall push: message lacks a usable user_id or content.tid"
-                      f" ({type(exc).__name__}: {exc})"))
-        return Frame("message", message=message, ack=ack)
+        return order_frame("tmall", text, ack, frame["id"], frame["topic"],
+                           lambda: (frame["user_id"], json.loads(frame["content"])["tid"]),
+                           "user_id or content.tid")
 
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).

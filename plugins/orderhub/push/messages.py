@@ -55,3 +55,18 @@ class Frame:
     malformed: Malformed | None = None
     ack: str | None = None
     detail: str = ""
+
+
+def order_frame(platform: str, text: str, ack: str, msg_id: str, topic: str, read,
+                needs: str) -> Frame:
+    """A long connection's frame that names an order: ``read()`` returns
+    (shop id, order id) from it; a frame it cannot read them from is
+    malformed (quarantined with what it lacks, and confirmed)."""
+    try:
+        shop_id, order_id = read()
+        return Frame("message", ack=ack, message=PushMessage(
+            platform, str(shop_id), str(order_id), str(msg_id), topic))
+    except (KeyError, TypeError, ValueError) as exc:
+        return Frame("message", ack=ack, malformed=Malformed(
+            text, f"{platform} push: message lacks a usable {needs}"
+                  f" ({type(exc).__name__}: {exc})"))
