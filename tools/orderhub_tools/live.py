@@ -257,7 +257,8 @@ def print_live(span: LiveSpan) -> None:
           f" {p.get('lost', 0)} lost, {p.get('duplicated', 0)} duplicated,"
           f" {p.get('disordered', 0)} out of order, {p.get('in_bursts', 0)} in late bursts,"
           f" {p.get('storm_redeliveries', 0)} storm redeliveries,"
-          f" {p.get('forged_refused', 0)}/{p.get('forged', 0)} forged refused,"
+          f" {p.get('forged', 0)} forged ({p.get('forged_refused', 0)} refused webhooks,"
+          f" {p.get('forged_on_channels', 0)} on long connections),"
           f" {p.get('malformed', 0)} malformed")
     print(f"{'platform':<8} {'by push':>8} {'by poll':>8} {'push 1st':>9} {'poll only':>10}"
           f" {'p50 (s)':>8} {'p95 (s)':>8} {'max (s)':>8}")
