@@ -60,6 +60,10 @@ HEARTBEAT_EVERY = 20.0  # seconds between a long connection's heartbeat frames
 RECONNECT_MAX = 30.0  # the longest pause before connecting again
 
 
+class ConnectRefused(Exception):
+    """The platform answered our signed connect with a refusal."""
+
+
 @dataclass(frozen=True)
 class PushApp:
     """One platform app the pushes come from, and the configured shops it serves."""
@@ -159,7 +163,7 @@ class Intake:
                     if hello:  # the platform answers a connect frame
                         answer = client.push_read(await asyncio.wait_for(ws.recv(), 10))
                         if answer.kind != "connected":
-                            raise ConnectionRefusedError(answer.detail or answer.kind)
+                            raise ConnectRefused(answer.detail or answer.kind)
                     self.sockets[name] = "connected"
                     self.counts[f"{platform}_connections"] += 1
                     log.info("%s: connected", name)
@@ -167,7 +171,7 @@ class Intake:
                     await self._read(ws, platform, app, client)
             except asyncio.CancelledError:
                 raise
-            except (InvalidStatus, ConnectionRefusedError) as refused:
+            except (InvalidStatus, ConnectRefused) as refused:
                 self.sockets[name] = "refused"
                 self.counts[f"{platform}_refused"] += 1
                 log.error("%s: the platform refused the connection (%s); check the app key and"
@@ -205,25 +209,26 @@ class Intake:
                 task.cancel()
 
     async def _take(self, ws, platform: str, app: PushApp, frame: Frame, text) -> None:
+        """One message: published (or quarantined, or refused), then confirmed.
+        Any failure before the confirm leaves it to the platform's redelivery."""
         message = frame.message
-        if frame.malformed is not None:
-            self.counts["malformed"] += 1
-            await asyncio.to_thread(self._quarantine, platform, [frame.malformed])
-        elif message.shop_id not in app.shop_ids:
-            self.counts["rejected"] += 1
-            await asyncio.to_thread(
-                self._reject, platform, f"{platform}: a message for shop {message.shop_id},"
-                f" which app {app.credentials.app_key} does not serve here",
-                text if isinstance(text, bytes) else text.encode())
-        else:
-            try:
+        try:
+            if frame.malformed is not None:
+                self.counts["malformed"] += 1
+                await asyncio.to_thread(self._quarantine, platform, [frame.malformed])
+            elif message.shop_id not in app.shop_ids:
+                self.counts["rejected"] += 1
+                await asyncio.to_thread(
+                    self._reject, platform, f"{platform}: a message for shop {message.shop_id},"
+                    f" which app {app.credentials.app_key} does not serve here",
+                    text if isinstance(text, bytes) else text.encode())
+            else:
                 await self.publish([message])
-            except Exception as error:  # noqa: BLE001 - any broker failure: not confirmed
-                self.counts["broker_unavailable"] += 1
-                log.warning("publish failed (%s): %s message %s left unconfirmed, the platform"
-                            " sends it again", type(error).__name__, platform, message.msg_id)
-                return
-        await ws.send(frame.ack)
+            await ws.send(frame.ack)
+        except Exception as error:  # noqa: BLE001 - broker, warehouse or connection: not confirmed
+            self.counts["unconfirmed"] += 1
+            log.warning("%s message left unconfirmed (%s: %s); the platform sends it again",
+                        platform, type(error).__name__, error)
 
     async def health(self, request: Request) -> JSONResponse:
         up = self.nc is not None and self.nc.is_connected
