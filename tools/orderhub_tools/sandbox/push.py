@@ -287,13 +287,18 @@ class Pusher(threading.Thread):
         gateway = self.gateways[d.platform]
         text = d.raw.decode() if d.raw is not None else gateway.push_frame(d.item)
         now = time.monotonic()
+        with self.lock:  # before the write: its confirm can come back before send returns
+            waiting, _ = self.inflight.get(d.msg_id, ([], 0.0))
+            self.inflight[d.msg_id] = ([*waiting, d], now + self.ACK_WAIT)
         if not self.channels.send(d.platform, text):  # no connection open: later
+            with self.lock:
+                waiting, deadline = self.inflight.pop(d.msg_id, ([], 0.0))
+                rest = [other for other in waiting if other is not d]
+                if rest:
+                    self.inflight[d.msg_id] = (rest, deadline)
             self._retry_later(d, now)
             return
         self.counts["frames"] += 1
-        with self.lock:
-            waiting, _ = self.inflight.get(d.msg_id, ([], 0.0))
-            self.inflight[d.msg_id] = ([*waiting, d], now + self.ACK_WAIT)
 
     def acked(self, platform: str, msg_id: str) -> None:
         """A confirm/ack frame came in (sandbox/channels.py, its thread)."""
