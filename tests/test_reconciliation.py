@@ -142,8 +142,10 @@ def test_the_day_ties_out_and_every_line_is_judged(seed_11, warehouse_url):
 
 
 def test_rerunning_the_days_changes_nothing_and_audits_identically(seed_11, warehouse_url):
-    before = {t: mart_digest(warehouse_url, t) for t in
-              ("fct_settlement_lines", "fct_order_reconciliation", "fct_money_events")}
+    # a build stamps the rows it judged (judged_at): the judgement itself must not move
+    stamps = {"fct_settlement_lines": (), "fct_order_reconciliation": ("judged_at",),
+              "fct_money_events": ()}
+    before = {t: mart_digest(warehouse_url, t, stamps[t]) for t in stamps}
     server = serve(SandboxSpec(seed=11, shops=[(p, s) for p, s, _ in SHOPS], scale=SCALE))
     target = SandboxTarget(f"http://127.0.0.1:{server.server_address[1]}", 11)
     try:
@@ -154,7 +156,7 @@ def test_rerunning_the_days_changes_nothing_and_audits_identically(seed_11, ware
                         conf={"start": first.isoformat(), "end": RANGE_END.isoformat()})
     finally:
         server.shutdown()
-    after = {t: mart_digest(warehouse_url, t) for t in before}
+    after = {t: mart_digest(warehouse_url, t, stamps[t]) for t in stamps}
     assert after == before
     with psycopg.connect(warehouse_url) as conn:
         records = conn.execute("select rules_hash, inputs_hash, result_hash, run_id, inputs"
@@ -216,7 +218,9 @@ def test_a_tolerance_is_a_seed_edit(seed_11, warehouse_url, tmp_path):
         return (dict(conn.execute("select difference_category, count(*) from"
                                   " marts.rpt_recon_review_queue group by 1").fetchall()),
                 conn.execute(RULES_HASH_SQL).fetchone()[0],
-                mart_digest(warehouse_url, "fct_order_reconciliation", ("action",)))
+                # a changed rule judges every order again: new stamp and fingerprint
+                mart_digest(warehouse_url, "fct_order_reconciliation",
+                            ("action", "judged_at", "mapping_hash")))
 
     with psycopg.connect(warehouse_url) as conn:
         queue, rules, digest = state(conn)
@@ -279,6 +283,72 @@ def test_settlement_lines_kept_by_landing_equal_a_full_refresh(seed_11, warehous
     incremental = mart_digest(warehouse_url, "fct_settlement_lines")
     assert dbt("run", *select, "--full-refresh", check=False).returncode == 0
     assert mart_digest(warehouse_url, "fct_settlement_lines") == incremental
+
+
+WEEK = 7  # the daily builds replayed
+
+
+def test_a_week_of_daily_builds_equals_a_full_refresh(seed_11, warehouse_url):
+    """fct_order_reconciliation judges incrementally (issue 22). The world's
+    last week is replayed a day at a time: the day's order versions,
+    settlement records and ledger windows land (landed now), then the daily
+    build. The judgement after the week equals one full refresh, and a day's
+    build judges the day's orders, not the history. The same for the health
+    mart, kept by hour."""
+    from orderhub.config import dbt_project_dir
+
+    first = RANGE_END - timedelta(days=WEEK)
+    days = [first + timedelta(days=i) for i in range(WEEK)]
+    held = {"raw.orders": "modified_at", "raw.settlements": "modified_at",
+            "ops.extraction_windows": "window_start"}
+    with psycopg.connect(warehouse_url) as conn:
+        for table, column in held.items():
+            name = table.replace(".", "_")
+            conn.execute(f"create table ops.held_{name} as select * from {table}"
+                         f" where {column} >= %s", (first,))
+            assert conn.execute(f"delete from {table} where {column} >= %s",
+                                (first,)).rowcount > 0, table
+    models = ("fct_orders", "int_order_expected_settlement", "fct_settlement_lines",
+              "fct_order_reconciliation", "rpt_ingestion_health")
+    # the warehouse as it stood before the week
+    assert dbt("run", "--select", *models, "--full-refresh", check=False).returncode == 0
+    judged = []
+    for day in days:
+        with psycopg.connect(warehouse_url) as conn:
+            for table, column in held.items():
+                name = table.replace(".", "_")
+                # landed now: raw rows' landing time, the ledger's last attempt
+                stamp = "extracted_at" if table.startswith("raw.") else "last_attempt_at"
+                conn.execute(f"insert into {table} select * from ops.held_{name}"
+                             f" where {column} >= %s and {column} < %s", (day, day + timedelta(days=1)))
+                conn.execute(f"update {table} set {stamp} = clock_timestamp() where {column} >= %s"
+                             f" and {column} < %s", (day, day + timedelta(days=1)))
+        # Without the lookback: the replay lands a week within minutes, so a
+        # 3-hour lookback would judge it all again every day. The lookback only
+        # adds candidates (judging an order again gives the same row), so
+        # equal without it is equal with it.
+        result = dbt("run", "--select", *models, "--vars", "{incremental_lookback_hours: 0}",
+                     check=False)
+        assert result.returncode == 0, result.stdout[-3000:]
+        run_results = json.loads((dbt_project_dir() / "target" / "run_results.json").read_text())
+        [model] = [r for r in run_results["results"]
+                   if r["unique_id"].endswith(".fct_order_reconciliation")]
+        judged.append(model["adapter_response"]["rows_affected"])
+    with psycopg.connect(warehouse_url) as conn:
+        for table in held:
+            conn.execute(f"drop table ops.held_{table.replace('.', '_')}")
+        total, statuses, ranges = conn.execute(
+            "select count(*), count(distinct reconciliation_status),"
+            " count(distinct range_end_day) from marts.fct_order_reconciliation").fetchone()
+    # the week's days were judged as they came (rows judged on different days)
+    assert total > 0 and statuses >= 3 and ranges > 1, (total, statuses, ranges)
+    assert 0 < judged[-1] < total / 2, (judged, total)
+    # what a build stamps on its rows: when, and against which range
+    volatile = {"fct_order_reconciliation": ("judged_at", "range_first_day", "range_end_day"),
+                "rpt_ingestion_health": ("built_at",)}
+    incremental = {t: mart_digest(warehouse_url, t, v) for t, v in volatile.items()}
+    assert dbt("run", "--select", *volatile, "--full-refresh", check=False).returncode == 0
+    assert {t: mart_digest(warehouse_url, t, v) for t, v in volatile.items()} == incremental
 
 
 def test_every_category_at_least_999_precision_and_recall_seed_23(warehouse_url, shops_file,

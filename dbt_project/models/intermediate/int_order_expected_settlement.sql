@@ -21,7 +21,8 @@
     unique_key='order_key',
     incremental_strategy='delete+insert',
     on_schema_change='fail',
-    indexes=[{'columns': ['order_key'], 'unique': true}, {'columns': ['landed_at']}],
+    indexes=[{'columns': ['order_key'], 'unique': true}, {'columns': ['landed_at']},
+             {'columns': ['due_date']}],
 ) }}
 
 {%- set inputs_hash -%}

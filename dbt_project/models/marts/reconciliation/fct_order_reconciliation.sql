@@ -23,7 +23,31 @@
     Status: matched, difference, pending (due on the range's last day, or its
     completion not yet synced) or awaiting_order (lines whose order may
     predate the synced order history). Overrides (ops.recon_overrides) are
-    applied on top: the computed columns never change, resolution_* add to them. -#}
+    applied on top: the computed columns never change, resolution_* add to them.
+
+    Incremental (issue 22): a build judges again only the orders whose
+    judgement can have changed since the last one (macros/reconciliation.sql,
+    recon_candidates): books or lines landed since the watermark (judged_at,
+    minus the lookback), an override since it, the orders still open (pending,
+    awaiting_order), and the orders due or with a line in the days the range
+    gained; every order of a shop whose range's first day moved. A changed
+    rule, grace or history setting, contract term or mapping (mapping_hash)
+    judges everything again. A candidate no longer in scope is deleted.
+    tests/test_reconciliation.py proves a week of daily builds equal to a full
+    refresh. -#}
+{{ config(
+    materialized='incremental',
+    unique_key='order_key',
+    incremental_strategy='delete+insert',
+    on_schema_change='append_new_columns',
+    indexes=[{'columns': ['order_key'], 'unique': true}, {'columns': ['judged_at']},
+             {'columns': ['platform', 'shop_id', 'range_end_day']},
+             {'columns': ['reconciliation_date']}],
+    pre_hook="{{ recon_candidates() }}",
+    post_hook=["{{ recon_open_index() }}", "{{ recon_drop_out_of_scope() }}", "analyze {{ this }}"],
+) }}
+{%- set incremental = is_incremental() and not mapping_changed(current=recon_inputs_hash()) %}
+
 with rules as (
     select * from {{ ref('recon_rules') }}
 ),
@@ -54,7 +78,11 @@ shop_ranges as (
 
 -- Each order's expected payout, kept with the orders (hourly, incremental).
 books as (
-    select * from {{ ref('int_order_expected_settlement') }}
+    select books.*
+    from {{ ref('int_order_expected_settlement') }} as books
+    {%- if incremental %}
+    where books.order_key = any(array(select order_key from recon_candidates))
+    {%- endif %}
 ),
 
 lines as (
@@ -63,6 +91,9 @@ lines as (
     inner join coverage
         on coverage.platform = lines.platform and coverage.shop_id = lines.shop_id
         and lines.settle_date >= coverage.first_day and lines.settle_date < coverage.end_day
+    {%- if incremental %}
+    where lines.order_key = any(array(select order_key from recon_candidates))
+    {%- endif %}
 ),
 
 -- Grouped by the order's identity as well as its key (order_key is a hash of
@@ -211,7 +242,13 @@ final as (
         overrides.resolution,
         overrides.reason as resolution_reason,
         overrides.resolved_by,
-        overrides.resolved_at
+        overrides.resolved_at,
+        -- what it was judged against: the shop's reconciled range, when, and
+        -- the fingerprint of the rules, terms and mappings
+        statused.first_day as range_first_day,
+        statused.end_day as range_end_day,
+        now() as judged_at,
+        {{ recon_inputs_hash() }} as mapping_hash
     from statused
     left join rules on rules.category = statused.difference_category
     left join overrides
