@@ -128,7 +128,10 @@ def marts_validity_suite(interval: Interval) -> gx.ExpectationSuite:
 
 def reconciliation_coverage_suite(interval: Interval) -> gx.ExpectationSuite:
     """Settlement lines booked in the run's days, against the reconciliation."""
+    from orderhub.reconciliation import recon_categories
+
     where = interval.sql("lines.settled_at")
+    categories = ", ".join(f"'{c}'" for c in recon_categories())
     return gx.ExpectationSuite(name="reconciliation_coverage", expectations=[
         _rows("every settlement line is matched to an order or categorized",
               "select lines.platform, lines.shop_id, lines.settlement_line_id, lines.order_id"
@@ -138,15 +141,24 @@ def reconciliation_coverage_suite(interval: Interval) -> gx.ExpectationSuite:
               " left join marts.fct_order_reconciliation r on r.order_key = lines.order_key"
               f" where {where} and (r.order_key is null or r.reconciliation_status"
               "   not in ('matched', 'difference', 'pending', 'awaiting_order'))"),
+        # the daily report's identity, summed for the run's lines only (the
+        # report is a view over all of history: a day filter does not reach
+        # through its outer joins, so reading it cost the history)
         _rows("per platform, shop and day: settled = matched + differences + pending, to the cent",
-              "select d.platform, d.shop_id, d.day, d.settled_amount from marts.rpt_reconciliation_daily d"
-              " join intermediate.int_settlement_coverage c on c.platform = d.platform"
-              "   and c.shop_id = d.shop_id and d.day >= c.first_day and d.day < c.end_day"
-              f" where {interval.sql('d.day')} and d.settled_amount <> d.accounted_amount"),
+              "select lines.platform, lines.shop_id, lines.settle_date, sum(lines.settle_amount)"
+              " from {batch} as lines join intermediate.int_settlement_coverage c"
+              "   on c.platform = lines.platform and c.shop_id = lines.shop_id"
+              "   and lines.settle_date >= c.first_day and lines.settle_date < c.end_day"
+              " left join marts.fct_order_reconciliation r on r.order_key = lines.order_key"
+              f" where {where} group by 1, 2, 3 having sum(lines.settle_amount) <> coalesce(sum("
+              "lines.settle_amount) filter (where r.reconciliation_status in ('matched', 'pending',"
+              f" 'awaiting_order') or r.difference_category in ({categories})), 0)"),
         gxe.ExpectColumnValuesToNotBeNull(column="order_id", severity=CRITICAL),
         gxe.ExpectColumnValuesToNotBeNull(column="settle_amount", severity=CRITICAL),
-        gxe.ExpectCompoundColumnsToBeUnique(
-            column_list=["platform", "shop_id", "settlement_line_id"], severity=CRITICAL),
+        # (platform, shop_id, settlement_line_id) is unique by construction: the
+        # table's unique index on settlement_line_key, their hash. GX's compound
+        # check joined the batch to its own group counts, 18-31 s for a day of
+        # 10,000 lines (issue 22), for a property the index already enforces.
     ])
 
 
@@ -178,7 +190,7 @@ def checks() -> dict[str, list[Validation]]:
                                            "updated_at")],
         "marts_validity": [Validation("marts", "fct_orders", marts_validity_suite, "updated_at")],
         "reconciliation_coverage": [Validation("marts", "fct_settlement_lines",
-                                               reconciliation_coverage_suite)],
+                                               reconciliation_coverage_suite, "settled_at")],
     }
 # Checkpoints run after landing and after dbt, in this order.
 AFTER_LANDING = ["raw_completeness", "ledger_completeness"]

@@ -84,3 +84,26 @@ def test_ensure_schema_takes_no_lock_when_current(clean_warehouse):
             conn.execute("set lock_timeout = '2s'")
             ensure_schema(conn)  # would time out if it ran ALTER TABLE
             assert conn.info.transaction_status.name == "IDLE"
+
+
+def test_a_large_landing_refreshes_the_partitions_statistics(clean_warehouse):
+    """A landing that grows a raw partition by a tenth or more (at least
+    ANALYZE_AFTER_ROWS rows) analyzes it, so the dbt build right after plans
+    on what is there; a small one leaves it to autovacuum (issue 22)."""
+    from orderhub.landing import ANALYZE_AFTER_ROWS, RawRow, sha256
+
+    def rows(first: int, count: int) -> list[RawRow]:
+        texts = [(str(n), f'{{"order_sn": "{n}"}}') for n in range(first, first + count)]
+        return [RawRow(n, T0, t, sha256(t)) for n, t in texts]
+
+    def planned_rows(conn) -> float:  # what the planner believes the partition holds
+        return conn.execute("select reltuples from pg_class"
+                            " where oid = 'raw.orders__pdd'::regclass").fetchone()[0]
+
+    with connect(clean_warehouse) as conn:
+        ensure_schema(conn)
+        assert planned_rows(conn) <= 0  # new: never analyzed
+        assert land(conn, _load(rows(0, ANALYZE_AFTER_ROWS))) == ANALYZE_AFTER_ROWS
+        assert planned_rows(conn) == ANALYZE_AFTER_ROWS
+        land(conn, _load(rows(ANALYZE_AFTER_ROWS, 100)))  # small: left to autovacuum
+        assert planned_rows(conn) == ANALYZE_AFTER_ROWS

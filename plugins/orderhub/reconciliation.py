@@ -33,8 +33,11 @@ INPUTS_SQL = {
         select count(*), coalesce(md5(string_agg(concat_ws(':', o.order_key, o.updated_at,
                    o.order_status_code, o.refund_status_code, o.paid_amount, o.completed_at),
                    ',' order by o.order_key)), '')
-        from marts.fct_orders o
-        join marts.fct_order_reconciliation r on r.order_key = o.order_key
+        from marts.fct_order_reconciliation r
+        -- on fct_orders' unique (platform, shop_id, order_id) index: the range's
+        -- orders looked up, not the order history scanned
+        join marts.fct_orders o
+            on o.platform = r.platform and o.shop_id = r.shop_id and o.order_id = r.order_id
         where r.reconciliation_date >= %(start)s and r.reconciliation_date < %(end)s""",
 }
 RESULT_SQL = """
