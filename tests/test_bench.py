@@ -21,12 +21,13 @@ def test_bench_smoke_reports_every_scenario(warehouse_url):
     scenarios = [row.split("|")[1].strip() for row in rows[1:]]
     for prefix in ("1 landing vs the limit", "2a landing vs row-by-row", "2b landing vs dlt",
                    "3 extraction tmall", "3 extraction jd", "3 extraction pdd", "3 extraction douyin",
-                   "4 incremental scaling", "5 reconciliation", "6 peak hour end to end",
+                   "4 incremental scaling", "5a reconciliation from scratch",
+                   "5b daily reconciliation", "6 peak hour end to end",
                    "push"):
         assert any(s.startswith(prefix) for s in scenarios), (prefix, scenarios)
     measured = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in rows[1:]}
     for name, value in measured.items():
-        if name.startswith(("1 ", "2a", "3 ", "4 ", "6 ")) or name == "push":
+        if name.startswith(("1 ", "2a", "3 ", "4 ", "5a", "5b", "6 ")) or name == "push":
             assert value != "-" and float(value.split()[0].replace(",", "")) > 0, (name, value)
     # the peak hour kept every order of the hour: fct_orders equals the world's truth
     peak = next(row for row in rows if row.split("|")[1].strip().startswith("6 peak hour"))
