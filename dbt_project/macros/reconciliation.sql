@@ -112,9 +112,10 @@ analyze recon_candidates;
 do $$
 begin
     if to_regclass('pg_temp.recon_candidates') is not null then
+        -- by the key's index (a join would hash the candidates and scan the table)
         delete from {{ this }} as judged
-        using pg_temp.recon_candidates as candidates
-        where judged.order_key = candidates.order_key and judged.judged_at < now();
+        where judged.order_key = any(array(select order_key from pg_temp.recon_candidates))
+            and judged.judged_at < now();
         drop table pg_temp.recon_candidates;
     end if;
 end

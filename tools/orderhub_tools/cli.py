@@ -529,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="benchmarks: OrderHub vs the limit and the alternatives")
     bench.add_argument("--scale", type=float, default=1.0, help="data volume multiplier")
     bench.add_argument("--runs", type=int, default=3, help="runs per scenario (median)")
-    bench.add_argument("--scenarios", help="comma-separated scenarios: 1-6, push (default: all)")
+    bench.add_argument("--scenarios", help="comma-separated scenarios: 1, 2, 3, 4, 5a, 5b, 6, push"
+                                            " (default: all)")
     bench.add_argument("--no-write", action="store_true", help="print only (no docs/benchmarks.*)")
     bench.set_defaults(func=cmd_bench)
 
