@@ -34,9 +34,11 @@ def _spec(args):
     from orderhub_tools.sandbox.server import SandboxSpec
 
     shops = load_shops()
+    flash = getattr(args, "flash_sale", None)
     return SandboxSpec(seed=args.seed, shops=[(s.platform, s.shop_id) for s in shops],
                        scale=args.scale, faults=getattr(args, "faults", "none"),
-                       shop_faults={s.shop_id: s.faults for s in shops if s.faults})
+                       shop_faults={s.shop_id: s.faults for s in shops if s.faults},
+                       flash_sale={"start": flash} if flash else None)
 
 
 def cmd_db(args) -> int:
@@ -90,6 +92,8 @@ def cmd_sandbox_truth(args) -> int:
     from orderhub_tools.sandbox.world import World
 
     first, last = time_range(args.start, args.end)
+    if args.kind == "stock":
+        return stock_truth(args, first, last)
     if args.kind == "reconciliation":
         first, last = whole_days(first, last)
     spec = _spec(args)
@@ -109,6 +113,44 @@ def cmd_sandbox_truth(args) -> int:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     print(f"{len(rows)} {noun} -> {args.out}")
     return 0
+
+
+def stock_truth(args, first: datetime, last: datetime) -> int:
+    """Per merchant SKU, the units sold beyond the supply: what the running
+    sandbox's flash sale saw (OrderHub's stock updates included), or, with
+    none running, a flash sale over [start, end) that nobody kept in step."""
+    from orderhub_tools.runner import SandboxTarget
+    from orderhub_tools.sandbox.stock import FlashSale, Stock
+    from orderhub_tools.sandbox.world import World
+
+    running = SandboxTarget.discover()
+    state = requests_json(running.url + "/_sandbox/stock") if running else {}
+    if state:
+        rows, source = state["truth"], f"the running sandbox at {running.url}"
+    else:
+        spec = _spec(args)
+        sale = FlashSale(start=int(first.timestamp()),
+                         minutes=(last - first).total_seconds() / 60)
+        rows = Stock(World(spec.seed, spec.shops, spec.scale), sale).truth()
+        source = "a flash sale over the window that nobody kept in step (no sandbox running)"
+    with open(args.out, "w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps({**row, "first_oversold_at": _iso(row["first_oversold_at"])},
+                                 ensure_ascii=False) + "\n")
+    print(f"stock truth from {source}")
+    print(f"{'merchant_sku':<13}{'supply':>7}{'sold':>6}{'oversold':>9}")
+    for row in rows:
+        print(f"{row['merchant_sku']:<13}{row['supply']:>7}{row['sold']:>6}{row['oversold']:>9}")
+    print(f"{len(rows)} SKUs, {sum(r['oversold'] for r in rows)} units oversold -> {args.out}")
+    return 0
+
+
+def requests_json(url: str) -> dict:
+    import requests
+
+    answer = requests.get(url, timeout=10)
+    answer.raise_for_status()
+    return answer.json()
 
 
 def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -467,10 +509,17 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--port", type=port, default=0)
             p.add_argument("--faults", default="none", choices=list(CHOICES))
             p.add_argument("--host", default="127.0.0.1")
+            p.add_argument("--flash-sale", metavar="START",
+                           help="open a flash sale on scarce SKUs at START (ISO time):"
+                                " 10 minutes, 3 SKUs of 30 units listed on every channel")
         else:
-            p.add_argument("--kind", default="orders", choices=["orders", "reconciliation"],
+            p.add_argument("--kind", default="orders",
+                           choices=["orders", "reconciliation", "stock"],
                            help="orders: their state; reconciliation: the category of every"
-                                " order or settlement line that must show a difference")
+                                " order or settlement line that must show a difference;"
+                                " stock: per merchant SKU, the units sold beyond the supply"
+                                " (the running sandbox's flash sale, or one over the window"
+                                " that nobody kept in step)")
             p.add_argument("--start", required=True)
             p.add_argument("--end", required=True)
             p.add_argument("--out", required=True)

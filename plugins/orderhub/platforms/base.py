@@ -126,6 +126,16 @@ class Verified:
 
 
 @dataclass(frozen=True)
+class StockListing:
+    """One merchant SKU as one platform lists it: the platform's product and
+    SKU ids, and the outer id the merchant gave it (its own code)."""
+
+    product_id: str
+    sku_id: str = ""
+    outer_id: str = ""
+
+
+@dataclass(frozen=True)
 class HttpRequest:
     method: str
     url: str
@@ -185,6 +195,12 @@ class PlatformClient:
     push_refusal: ClassVar[dict[str, Any]] = {}  # its answer to a push that does not verify
     push_url: ClassVar[str] = ""  # its long-connection message service (websocket)
     detail_endpoint: ClassVar[str] = ""
+    # Stock (issue 18): the API that sets a listed SKU's quantity; whether it
+    # can also change it by a delta, and whether a delta carries a key that
+    # makes a retried call change nothing (Doudian's idempotent_id).
+    stock_endpoint: ClassVar[str] = ""
+    stock_increments: ClassVar[bool] = False
+    stock_idempotent: ClassVar[bool] = False
 
     def __init__(self, credentials: Credentials, *, session: requests.Session | None = None,
                  timeout: float = 30.0, clock=time.time):
@@ -280,7 +296,33 @@ class PlatformClient:
         """The raw table's key columns of one payload of ``entity``."""
         return self.line_identity(payload) if entity == "settlements" else self.order_identity(payload)
 
+    def stock_update_request(self, listing: StockListing, quantity: int, *, increment: bool,
+                             request_id: str) -> HttpRequest:
+        """One call of the stock API: list ``quantity`` units of the SKU, or
+        (``increment``) change its listed quantity by ``quantity``."""
+        raise NotImplementedError(f"{self.platform}: no stock API")
+
+    def parse_stock_update(self, text: str) -> int | None:
+        """The quantity the platform lists now, where its answer says (else
+        None); its error answer raises."""
+        raise NotImplementedError
+
     # -- one call --------------------------------------------------------------
+    def set_stock(self, listing: StockListing, quantity: int, *, increment: bool = False,
+                  request_id: str = "") -> int | None:
+        """Set a listed SKU's quantity (or change it by a delta) with one call.
+        ``request_id``: the caller's key for this change; a platform that
+        takes one (``stock_idempotent``) applies a retried delta once."""
+        if not self.stock_endpoint:
+            raise NotImplementedError(f"{self.platform}: no stock API")
+        if increment and not self.stock_increments:
+            raise ValueError(f"{self.platform}: its stock API only sets a quantity")
+        if increment and self.stock_idempotent and not request_id:
+            raise ValueError(f"{self.platform}: a delta needs a request_id (its idempotency key)")
+        request = self.stock_update_request(listing, quantity, increment=increment,
+                                            request_id=request_id)
+        return self.call(self.stock_endpoint, request, self.parse_stock_update)
+
     def search_orders(self, start: datetime, end: datetime, page: int, page_size: int) -> Page:
         request = self.order_search_request(start, end, page, page_size)
         return self.call(self.order_endpoint, request, self.parse_order_search)

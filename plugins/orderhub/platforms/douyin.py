@@ -20,6 +20,7 @@ from orderhub.platforms.base import (
     PlatformClient,
     PlatformError,
     SettlementPage,
+    StockListing,
     Verified,
     local_time,
     parse_local_time,
@@ -34,6 +35,10 @@ SETTLE_PAGE_SIZE = 100
 # Push (issue 17): webhooks, one JSON array of {tag, msg_id, data} per POST,
 # signed with event-sign; the detail API fetches the order a message names.
 DETAIL_METHOD = "order.orderDetail"
+# Stock (issue 18): a SKU's stock (by sku_id, code or out_sku_id);
+# incremental = true changes it by stock_num and needs an idempotent_id, with
+# which a retried call changes nothing.
+STOCK_METHOD = "sku.syncStock"
 PUSH_OK = {"code": 0, "msg": "success"}
 PUSH_SIGN_ERROR = {"code": 40041, "msg": "event-sign verification failed"}  # UNCONFIRMED body
 # The order tags (100 created ... 113 remark) and after-sale tags (200-227):
@@ -181,6 +186,27 @@ class DouyinClient(PlatformClient):
                                            f" tag, msg_id, shop_id or p_id"
                                            f" ({type(exc).__name__}: {exc})"))
         return messages, malformed
+
+    # -- stock: sku.syncStock --------------------------------------------------------
+    stock_endpoint = STOCK_METHOD
+    stock_increments = True
+    stock_idempotent = True
+
+    def stock_update_request(self, listing: StockListing, quantity: int, *, increment: bool,
+                             request_id: str) -> HttpRequest:
+        business: dict[str, Any] = {"product_id": listing.product_id, "stock_num": quantity,
+                                    "incremental": increment}
+        if listing.sku_id:
+            business["sku_id"] = listing.sku_id
+        else:
+            business["code"] = listing.outer_id
+        if request_id:
+            business["idempotent_id"] = request_id
+        return self._request(STOCK_METHOD, business)
+
+    def parse_stock_update(self, text: str) -> int | None:
+        data = self._data(text)
+        return int(data["stock_num"]) if "stock_num" in data else None
 
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).

@@ -18,6 +18,7 @@ from orderhub.platforms.base import (
     PlatformClient,
     PlatformError,
     SettlementPage,
+    StockListing,
     local_time,
     parse_local_time,
 )
@@ -31,6 +32,10 @@ RESPONSE_KEY = "jingdong_pop_order_search_responce"  # sic: the official spellin
 SETTLE_METHOD = "jingdong.finance.settle.detail.query"
 SETTLE_RESPONSE_KEY = "jingdong_finance_settle_detail_query_responce"
 SETTLE_PAGE_SIZE = 100
+# Stock (issue 18): set a SKU's stock (full only); possibly replaced by
+# jingdong.ware.stock.sku.set (UNCONFIRMED).
+STOCK_METHOD = "jingdong.stock.write.updateSkuStock"
+STOCK_RESPONSE_KEY = "jingdong_stock_write_updateSkuStock_responce"
 ORDER_STATES = ",".join([
     "WAIT_SELLER_STOCK_OUT", "WAIT_GOODS_RECEIVE_CONFIRM", "WAIT_SELLER_DELIVERY", "PAUSE",
     "FINISHED_L", "TRADE_CANCELED", "LOCKED", "WAIT_SEND_CODE",
@@ -124,6 +129,25 @@ class JdClient(PlatformClient):
                                 str(api.get("chineseErrCode", "")))
         return Page(orders=result.get("orderInfoList") or [],
                     total=int(result.get("orderTotal", 0)))
+
+    # -- stock: jingdong.stock.write.updateSkuStock (sets, never a delta) --------
+    stock_endpoint = STOCK_METHOD
+
+    def stock_update_request(self, listing: StockListing, quantity: int, *, increment: bool,
+                             request_id: str) -> HttpRequest:
+        return self._request(STOCK_METHOD, {"skuId": listing.sku_id, "stockNum": str(quantity)})
+
+    def parse_stock_update(self, text: str) -> int | None:
+        body = self.parse_json(text)
+        if "error_response" in body:
+            raise error_from(body["error_response"])
+        result = body.get(STOCK_RESPONSE_KEY) if isinstance(body, dict) else None
+        if not isinstance(result, dict) or "success" not in result:
+            raise PlatformError("jd", "malformed", f"no {STOCK_RESPONSE_KEY} in response",
+                                retryable=True, kind="malformed")
+        if not result["success"]:
+            raise PlatformError("jd", str(result.get("errorCode") or "api"), str(result.get("msg", "")))
+        return int(result["stockNum"]) if "stockNum" in result else None
 
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).

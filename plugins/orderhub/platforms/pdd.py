@@ -23,6 +23,7 @@ from orderhub.platforms.base import (
     PlatformClient,
     PlatformError,
     SettlementPage,
+    StockListing,
     parse_local_time,
 )
 from orderhub.push.messages import Frame, order_frame
@@ -39,6 +40,10 @@ BILL_RESPONSE_KEY = "balance_daily_bill_url_get_response"
 # its URL; a Common frame names an order (tid) of a mall, an Ack frame confirms
 # it. The detail API fetches the order it names.
 DETAIL_METHOD = "pdd.order.information.get"
+# Stock (issue 18): a goods' SKU stock (by sku_id or outer_id), update_type
+# 1 = set, 2 = change by a delta; goods in a promotion slot cannot be reduced.
+STOCK_METHOD = "pdd.goods.quantity.update"
+STOCK_RESPONSE_KEY = "goods_quantity_update_response"
 PUSH_URL = "wss://message-api.pinduoduo.com/message"
 
 
@@ -164,6 +169,26 @@ class PddClient(PlatformClient):
         return order_frame("pdd", text, ack, frame["id"], topic,
                            lambda: (body["mallID"], json.loads(body["content"])["tid"]),
                            "mallID or content.tid")
+
+    # -- stock: pdd.goods.quantity.update ------------------------------------------
+    stock_endpoint = STOCK_METHOD
+    stock_increments = True
+
+    def stock_update_request(self, listing: StockListing, quantity: int, *, increment: bool,
+                             request_id: str) -> HttpRequest:
+        business = {"goods_id": listing.product_id, "quantity": str(quantity),
+                    "update_type": "2" if increment else "1"}
+        if listing.sku_id:
+            business["sku_id"] = listing.sku_id
+        elif listing.outer_id:
+            business["outer_id"] = listing.outer_id
+        return self._request(STOCK_METHOD, business)
+
+    def parse_stock_update(self, text: str) -> int | None:
+        result = self._result(text, STOCK_RESPONSE_KEY)
+        if not result.get("is_success"):
+            raise PlatformError("pdd", "api", f"{STOCK_METHOD}: is_success is not true")
+        return None  # PDD answers only whether it worked
 
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).

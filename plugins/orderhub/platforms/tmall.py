@@ -19,6 +19,7 @@ from orderhub.platforms.base import (
     PlatformClient,
     PlatformError,
     SettlementPage,
+    StockListing,
     local_time,
     parse_local_time,
 )
@@ -44,6 +45,10 @@ TRADE_FIELDS = ",".join([
 # signed once at connect; each message names a trade (tid) and its new status,
 # and is confirmed by id. The detail API fetches the trade it names.
 DETAIL_METHOD = "taobao.trade.fullinfo.get"
+# Stock (issue 18): the listed quantity of an item's SKU (by sku_id or
+# outer_id), type 1 = set it, 2 = change it by a delta (never below 0).
+STOCK_METHOD = "taobao.item.quantity.update"
+STOCK_RESPONSE_KEY = "item_quantity_update_response"
 TMC_URL = "ws://mc.api.taobao.com/"
 TMC_GROUP = "default"
 # The trade and refund topics: each means "this trade changed".
@@ -187,6 +192,24 @@ class TmallClient(PlatformClient):
         return order_frame("tmall", text, ack, frame["id"], frame["topic"],
                            lambda: (frame["user_id"], json.loads(frame["content"])["tid"]),
                            "user_id or content.tid")
+
+    # -- stock: taobao.item.quantity.update -------------------------------------
+    stock_endpoint = STOCK_METHOD
+    stock_increments = True
+
+    def stock_update_request(self, listing: StockListing, quantity: int, *, increment: bool,
+                             request_id: str) -> HttpRequest:
+        business = {"num_iid": listing.product_id, "quantity": str(quantity),
+                    "type": "2" if increment else "1"}
+        if listing.sku_id:
+            business["sku_id"] = listing.sku_id
+        elif listing.outer_id:
+            business["outer_id"] = listing.outer_id
+        return self._request(STOCK_METHOD, business)
+
+    def parse_stock_update(self, text: str) -> int | None:
+        item = self._result(text, STOCK_RESPONSE_KEY).get("item") or {}
+        return int(item["num"]) if "num" in item else None
 
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).

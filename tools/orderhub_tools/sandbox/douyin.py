@@ -13,6 +13,7 @@ from orderhub.platforms.douyin import (
     METHOD,
     PUSH_OK,
     SETTLE_METHOD,
+    STOCK_METHOD,
     param_json,
     push_sign,
     sign,
@@ -83,6 +84,7 @@ class DouyinGateway(Gateway):
     connection_path = "/douyin"  # Doudian: the base URL; paths are method names
     base_rate = 55.0
     influencer_discounts = True
+    stock_reduced_on = "created"  # 下单减库存
 
     @staticmethod
     def order_id(digits: str, hour: int) -> str:
@@ -116,6 +118,8 @@ class DouyinGateway(Gateway):
             return self.settle_bill(shop_id, business)
         if method == DETAIL_METHOD and query["method"] == DETAIL_METHOD:
             return self.detail(shop_id, str(business.get("shop_order_id", "")))
+        if method == STOCK_METHOD and query["method"] == STOCK_METHOD:
+            return self.sync_stock(shop_id, business)
         if method != METHOD or query["method"] != METHOD:
             return 200, envelope(30001, "方法不存在", sub_code="isv.method-not-exist")
         try:
@@ -134,6 +138,32 @@ class DouyinGateway(Gateway):
         orders, total = self.page(shop_id, start, end, page, size)
         return 200, envelope(10000, "success",
                              {"page": page, "size": size, "total": total, "shop_order_list": orders})
+
+    def sync_stock(self, shop_id: str, business: dict[str, Any]):
+        """sku.syncStock: by sku_id, code (the outer id) or out_sku_id; an
+        incremental call needs an idempotent_id (business codes UNCONFIRMED)."""
+        def invalid(why: str):
+            return 200, envelope(30001, "参数错误", sub_code="isv.parameter-invalid", sub_msg=why)
+
+        try:
+            quantity = int(business["stock_num"])
+            product_id = str(business["product_id"])
+        except (KeyError, TypeError, ValueError) as exc:
+            return invalid(f"stock_num, product_id: {exc}")
+        incremental = business.get("incremental") in (True, "true")
+        idempotent_id = str(business.get("idempotent_id") or "")
+        if incremental and not idempotent_id:
+            return invalid("incremental为true时idempotent_id必填")
+        outer = business.get("code") or business.get("out_sku_id")
+        _, refused = self.stock_update(shop_id, product_id=product_id,
+                                       sku_id=str(business.get("sku_id") or "") or None,
+                                       outer_id=str(outer) if outer else None,
+                                       quantity=quantity, increment=incremental,
+                                       idempotent_id=idempotent_id or None)
+        if refused is not None:
+            return 200, envelope(50001, "业务处理失败", sub_code=f"isv.stock-{refused.reason}",
+                                 sub_msg=str(refused))
+        return 200, envelope(10000, "success", {})
 
     def detail(self, shop_id: str, order_id: str):
         """order.orderDetail: the order as it stands now."""

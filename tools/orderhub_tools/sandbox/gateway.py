@@ -15,6 +15,7 @@ from orderhub import jsonutil
 from orderhub.config import PLATFORM_TZ
 from orderhub_tools.sandbox.faults import ShopFaults
 from orderhub_tools.sandbox.settlement import SettlementLine, Settlements
+from orderhub_tools.sandbox.stock import StockRefused, Update
 from orderhub_tools.sandbox.world import Order, World
 
 CLOCK_TOLERANCE = 600  # gateways refuse request timestamps more than 10 minutes off
@@ -113,6 +114,9 @@ class Gateway:
     influencer_discounts: ClassVar[bool] = False  # live-stream hosts fund discounts
     # Payouts (sandbox/settlement.py): on the buyer's confirmation, or a daily batch on the due day.
     pays_on_completion: ClassVar[bool] = False
+    # Stock (sandbox/stock.py): when a sale takes units off the platform's
+    # listed quantity, "created" or "paid"; "" = no stock API in the sandbox.
+    stock_reduced_on: ClassVar[str] = ""
 
     @staticmethod
     def order_id(digits: str, hour: int) -> str:
@@ -295,6 +299,23 @@ class Gateway:
     def channel_read(self, text: str) -> tuple[str | None, str | None]:
         """A frame the receiver sent: (the message id it confirms, the answer to send)."""
         raise NotImplementedError
+
+    # -- stock (sandbox/stock.py) ------------------------------------------------------
+    def stock_update(self, shop_id: str, *, product_id: str | None, sku_id: str | None = None,
+                     outer_id: str | None = None, quantity: int, increment: bool,
+                     idempotent_id: str | None = None) -> tuple[Update | None, StockRefused | None]:
+        """Apply one stock API call: (the update, None), or (None, why the
+        platform refuses it) for the gateway to word in its dialect."""
+        stock = self.world.stock
+        try:
+            if stock is None:
+                raise StockRefused("not_found", f"no SKU {sku_id or outer_id} of product"
+                                                f" {product_id} in shop {shop_id}")
+            listing = stock.find(self.platform, shop_id, product_id, sku_id, outer_id)
+            return stock.update(listing, quantity, increment=increment,
+                                idempotent_id=idempotent_id), None
+        except StockRefused as refused:
+            return None, refused
 
     # -- settlements ----------------------------------------------------------------
     def settlement_lines(self, shop_id: str, start: int, end: int) -> list[SettlementLine]:

@@ -12,6 +12,8 @@ from orderhub.platforms.jd import (
     RESPONSE_KEY,
     SETTLE_METHOD,
     SETTLE_RESPONSE_KEY,
+    STOCK_METHOD,
+    STOCK_RESPONSE_KEY,
     sign,
 )
 from orderhub_tools.sandbox import world as w
@@ -55,6 +57,14 @@ def settle_detail(line) -> dict[str, Any]:
     }
 
 
+def stock_answer(success: bool, code: str = "", msg: str = "") -> dict[str, Any]:
+    """jingdong.stock.write.updateSkuStock's answer (its error codes are UNCONFIRMED)."""
+    result: dict[str, Any] = {"code": "0", "success": success}
+    if not success:
+        result.update(errorCode=code, msg=msg)
+    return {STOCK_RESPONSE_KEY: result}
+
+
 class JdGateway(Gateway):
     platform = "jd"
     prefix = "/jd/routerjson"
@@ -62,6 +72,7 @@ class JdGateway(Gateway):
     shows_unpaid = False  # unpaid orders live in jingdong.pop.order.notPayOrderInfo
     has_aftersale = False  # after-sales are a separate API
     shows_ship_time = False  # no shipment time field in the search (UNCONFIRMED)
+    stock_reduced_on = "created"  # 下单减库存
 
     @staticmethod
     def order_id(digits: str, hour: int) -> str:
@@ -82,6 +93,8 @@ class JdGateway(Gateway):
             return 200, error("18", "Invalid access_token", "无效的access_token")
         if params["method"] == SETTLE_METHOD:
             return self.settle_details(shop_id, params)
+        if params["method"] == STOCK_METHOD:
+            return self.update_sku_stock(shop_id, params)
         if params["method"] != METHOD:
             return 200, error("22", "Invalid method", "无效的方法")
         try:
@@ -183,3 +196,17 @@ class JdGateway(Gateway):
             "couponDetailList": coupons,
         }
 
+
+    def update_sku_stock(self, shop_id: str, params: dict[str, str]):
+        """jingdong.stock.write.updateSkuStock: sets a SKU's stock (no delta)."""
+        try:
+            business = json.loads(params["360buy_param_json"])
+            sku_id, quantity = str(business["skuId"]), int(business["stockNum"])
+        except (KeyError, ValueError) as exc:
+            return 200, error("61", f"Invalid parameter: {exc}", "参数错误")
+        _, refused = self.stock_update(shop_id, product_id=None, sku_id=sku_id,
+                                       quantity=quantity, increment=False)
+        if refused is not None:
+            code = "sku_not_exist" if refused.reason == "not_found" else "stock_invalid"
+            return 200, stock_answer(False, code, str(refused))
+        return 200, stock_answer(True)

@@ -20,6 +20,8 @@ from orderhub.platforms.pdd import (
     DETAIL_METHOD,
     METHOD,
     RESPONSE_KEY,
+    STOCK_METHOD,
+    STOCK_RESPONSE_KEY,
     push_url_sign,
     sign,
 )
@@ -81,6 +83,7 @@ class PddGateway(Gateway):
     prefix = "/pdd/api/router"
     base_rate = 70.0
     shows_unpaid = False  # the order APIs list paid orders only
+    stock_reduced_on = "paid"  # 付款减库存
 
     @staticmethod
     def order_id(digits: str, hour: int) -> str:
@@ -107,6 +110,8 @@ class PddGateway(Gateway):
             return 200, error(10019, "access_token已过期", "access_token expired")
         if params["type"] == BILL_METHOD:
             return self.bill_url(shop_id, params)
+        if params["type"] == STOCK_METHOD:
+            return self.quantity_update(shop_id, params)
         if params["type"] == DETAIL_METHOD:
             found = self.current(shop_id, params.get("order_sn", ""))
             if found is None:  # UNCONFIRMED code
@@ -132,6 +137,25 @@ class PddGateway(Gateway):
         if params.get("use_has_next") == "true":
             result["has_next"] = page * page_size < total
         return 200, {RESPONSE_KEY: result}
+
+    def quantity_update(self, shop_id: str, params: dict[str, str]):
+        """pdd.goods.quantity.update (its business error codes are UNCONFIRMED)."""
+        try:
+            quantity = int(params["quantity"])
+            kind = params.get("update_type", "1")
+            if kind not in ("1", "2") or not params.get("goods_id"):
+                raise ValueError("goods_id required; update_type is 1 (full) or 2 (increment)")
+        except (KeyError, ValueError) as exc:
+            return 200, error(10000, "参数错误", str(exc))
+        _, refused = self.stock_update(shop_id, product_id=params["goods_id"],
+                                       sku_id=params.get("sku_id"),
+                                       outer_id=params.get("outer_id"),
+                                       quantity=quantity, increment=kind == "2")
+        if refused is not None and refused.reason == "promotion":
+            return 200, error(50001, "商品在活动中,不能减少库存", str(refused))
+        if refused is not None:
+            return 200, error(10000, "参数错误", str(refused))
+        return 200, {STOCK_RESPONSE_KEY: {"is_success": True, "request_id": uuid.uuid4().hex}}
 
     def _bill_key(self, shop_id: str, day: str) -> str:
         return hashlib.sha256(f"{self.credentials.app_secret}|{shop_id}|{day}".encode()).hexdigest()[:32]

@@ -155,15 +155,21 @@ class Pusher(threading.Thread):
         wall = time.monotonic()
         speed = self.clock.speed or 1.0
         for platform, shop_id in self.shops:
-            gateway = self.gateways[platform]
             hour = start - start % HOUR
             while hour < end:
                 for at, order, version in self._hour_events(platform, shop_id, hour):
                     if start <= at < end:
-                        msg_id, item = gateway.push_item(order, version)
-                        if self._schedule(platform, shop_id, msg_id, item, at, wall, speed):
-                            self.orders_pushed.add((platform, shop_id, order.order_id))
+                        self._emit_one(platform, shop_id, order, version, at, wall, speed)
                 hour += HOUR
+            stock = self.sandbox.world.stock
+            if stock is not None:  # a flash sale's orders, decided as time passes
+                for at, order, version in stock.events_between(platform, shop_id, start, end):
+                    self._emit_one(platform, shop_id, order, version, at, wall, speed)
+
+    def _emit_one(self, platform, shop_id, order, version, at, wall, speed) -> None:
+        msg_id, item = self.gateways[platform].push_item(order, version)
+        if self._schedule(platform, shop_id, msg_id, item, at, wall, speed):
+            self.orders_pushed.add((platform, shop_id, order.order_id))
 
     def _has(self, fault: str, *parts) -> float | None:
         """The fault's draw for these parts if the fault is on, else None."""

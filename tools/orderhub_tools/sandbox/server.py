@@ -13,6 +13,7 @@ order.getSettleBillDetailV3); sandbox/settlement.py decides what they say.
     GET  /_sandbox/clock           {"now": ISO time}
     POST /_sandbox/clock           {"now": ISO time} moves the simulated clock
     GET  /_sandbox/health          (with the message service's ws:// URL)
+    GET  /_sandbox/stock           a flash sale's listings and its truth (sandbox/stock.py)
 
 TMC and PDD push over long connections to a second (WebSocket) port: the
 message service, sandbox/channels.py.
@@ -59,6 +60,7 @@ class SandboxSpec:
     dropped_fields: dict[str, list[str]] = field(default_factory=dict)  # platform -> fields left out
     short_shops: list[str] = field(default_factory=list)  # shops whose pages each lose an order
     incident_seconds: float = 20.0  # wall seconds: stands in for "minutes" so demos stay short
+    flash_sale: dict | None = None  # a flash sale on scarce SKUs (sandbox/stock.py FlashSale fields)
 
     def shop_fault_state(self, monotonic: Callable[[], float] = time.monotonic) -> dict[str, ShopFaults]:
         out = {}
@@ -119,6 +121,10 @@ class Sandbox:
         self.spec = spec
         self.world = World(spec.seed, spec.shops, spec.scale)
         self.clock = Clock()
+        if spec.flash_sale:
+            from orderhub_tools.sandbox.stock import FlashSale, Stock
+
+            Stock(self.world, FlashSale.from_dict(spec.flash_sale), self.clock)
         self.pusher = None  # live mode (sandbox/push.py)
         creds = spec.credentials()
         self.faults = spec.shop_fault_state(monotonic)
@@ -213,6 +219,9 @@ def make_handler(sandbox: Sandbox):
                         sandbox.clock.set(now)
                 now = datetime.fromtimestamp(sandbox.clock(), UTC)
                 return self._send(200, {"now": now.isoformat()})
+            if parts.path == "/_sandbox/stock":
+                stock = sandbox.world.stock
+                return self._send(200, stock.state() if stock is not None else {})
             if parts.path.startswith("/_sandbox/push"):
                 return self._send(200, sandbox.push_control(parts.path, self.command,
                                                             json.loads(body or b"{}")))

@@ -108,6 +108,9 @@ class Order:
     influencer_discount: Decimal
     shipping_fee: Decimal
     events: list[tuple[int, str]] = field(default_factory=list)  # (time, kind), ascending
+    # Decided as time passes (a flash sale's, sandbox/stock.py), not generated
+    # with its whole life: its events are appended as they happen.
+    live: bool = False
 
     @property
     def goods_amount(self) -> Decimal:
@@ -126,9 +129,12 @@ class Order:
         return self.events[0][0]
 
     def visible_versions(self) -> list[int]:
-        """Indexes of the events a platform's order API shows as versions."""
+        """Indexes of the events a platform's order API shows as versions
+        (one that lists paid orders only never shows an order closed unpaid)."""
         if profile(self.platform).shows_unpaid:
             return list(range(len(self.events)))
+        if not any(kind == PAID for _, kind in self.events):
+            return []
         return [i for i, (_, kind) in enumerate(self.events) if kind != CREATED]
 
     def kind(self, version: int) -> str:
@@ -248,6 +254,9 @@ class World:
         self._buckets: dict[tuple[str, str, int], list[Order]] = {}
         self._catalogs: dict[tuple[str, str], list[Sku]] = {}
         self._by_id: dict[tuple[str, str], Order] = {}  # (platform, order id) of generated orders
+        # A flash sale's stock (sandbox/stock.py), whose orders depend on what
+        # the channels list as time passes: decided before any query.
+        self.stock = None
 
     # -- generation -------------------------------------------------------
     def catalog(self, platform: str, shop_id: str) -> list[Sku]:
@@ -288,14 +297,33 @@ class World:
     def find(self, platform: str, order_id: str) -> Order | None:
         """An order generated so far (the detail APIs: a push named it, so
         its hour was generated to push it)."""
+        self._advance()
         return self._by_id.get((platform, order_id))
+
+    def add(self, order: Order) -> None:
+        """An order the world did not generate (a flash sale's, decided as
+        time passes). The bucket is replaced, not changed, so a query
+        iterating the old one in another thread is not disturbed."""
+        hour = order.created_time - order.created_time % HOUR
+        bucket = self.bucket(order.platform, order.shop_id, hour)
+        self._buckets[(order.platform, order.shop_id, hour)] = sorted(
+            [*bucket, order], key=lambda o: o.created_time)
+        self._by_id[(order.platform, order.order_id)] = order
+
+    def _advance(self) -> None:
+        if self.stock is not None:
+            self.stock.advance()
 
     def events_between(self, platform: str, shop_id: str, start: int,
                        end: int) -> list[tuple[int, Order, int]]:
         """Every API-visible version modified in [start, end): (time, order,
-        version), oldest first - what a platform pushes as it happens."""
+        version), oldest first - what a platform pushes as it happens. Of
+        the generated orders only: a flash sale's orders are decided as time
+        passes (``stock.events_between``)."""
         found = []
         for order in self.orders_created(platform, shop_id, start - MAX_LIFETIME, end):
+            if order.live:
+                continue
             for i in order.visible_versions():
                 if start <= order.events[i][0] < end:
                     found.append((order.events[i][0], order, i))
@@ -374,6 +402,7 @@ class World:
     # -- queries ------------------------------------------------------------
     def orders_created(self, platform: str, shop_id: str, start: int, end: int):
         """Every order of a shop created in [start, end)."""
+        self._advance()
         hour = start - start % HOUR
         while hour < end:
             for order in self.bucket(platform, shop_id, hour):
