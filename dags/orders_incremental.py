@@ -1,7 +1,7 @@
 """orders_incremental: every hour, every shop's orders modified in that hour.
 
     list_shops -> extract_shop (mapped, one per shop) -> dbt.build -> check_marts
-                                                      +-> check_landing
+    snapshot_stock ----------------------------------/  +-> check_landing
     check_landing, check_marts -> alert   (both checks and the alerts run even when
                                            something upstream failed: all_done)
 
@@ -40,6 +40,15 @@ def orders_incremental():
             raise RuntimeError(f"{result.windows_failed} window(s) failed: {result.errors}")
         return result.as_dict()
 
+    @task
+    def snapshot_stock(run_id=None) -> dict:
+        """The warehouse's on-hand per merchant SKU (raw.stock_on_hand;
+        connection orderhub_wms, skipped without one) and what every shop
+        lists now (raw.stock_listings). Issue 18."""
+        from orderhub.stock import snapshot_stock as snapshot
+
+        return snapshot(run_id)
+
     @task(trigger_rule="all_done")
     def check_landing(data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
         """GX: raw completeness (required fields in every payload) and the
@@ -65,7 +74,7 @@ def orders_incremental():
     landing_checked = check_landing()
     marts_checked = check_marts()
     extracted >> landing_checked
-    extracted >> dbt_task_group() >> marts_checked
+    [extracted, snapshot_stock()] >> dbt_task_group() >> marts_checked
     [landing_checked, marts_checked] >> alert()
 
 

@@ -318,3 +318,74 @@ def test_live_orders_equal_the_truth_after_the_poll(first_run):
     assert {k[0] for k in keys} >= {"douyin", "tmall", "pdd", "jd"}  # pushed and polled alike
     diff = differences(live_orders(keys, STANDARD), truth)
     assert diff == {"missing": [], "unexpected": [], "duplicated": 0, "columns": []}, diff
+
+
+def test_the_hourly_dag_counts_the_warehouse_and_positions_follow_the_open_orders(
+        first_run, warehouse_url, shops):
+    """Issue 18: every hourly run landed the warehouse's on-hand
+    (snapshot_stock, connection orderhub_wms); every order line maps to a
+    merchant SKU; and per SKU, the held (unpaid, on platforms that take stock
+    at creation) and reserved (paid, not shipped) units of
+    marts.stock_positions are the world's open orders'."""
+    from collections import Counter
+
+    from orderhub_tools.sandbox import gateway_class
+    from orderhub_tools.sandbox.stock import warehouse_answer
+    from orderhub_tools.sandbox.world import World
+
+    _, truth = first_run
+    world = World(TEST_SEED, [(s.platform, s.shop_id) for s in shops], TEST_SCALE)
+    world.truth(int(START.timestamp()), int(END.timestamp()))  # generates the hours: find() knows them
+    held, reserved = Counter(), Counter()
+    for row in truth:
+        order = world.find(row["platform"], row["order_id"])
+        for line in order.lines:
+            if row["order_status_code"] == 20:
+                reserved[line.sku.outer_sku_id] += line.quantity
+            elif (row["order_status_code"] == 10
+                  and gateway_class(row["platform"]).stock_reduced_on == "created"):
+                held[line.sku.outer_sku_id] += line.quantity
+    counted = {item["sku"]: item["on_hand"] for item in warehouse_answer(world, 0)["items"]}
+    with psycopg.connect(warehouse_url) as conn:
+        snapshots = conn.execute("select count(distinct as_of), count(*) from raw.stock_on_hand"
+                                 ).fetchone()
+        unmapped = conn.execute("select count(*) from marts.fct_order_items"
+                                " where merchant_sku is null").fetchone()[0]
+        positions = {sku: (on_hand, h, r, available) for sku, on_hand, h, r, available in
+                     conn.execute("select merchant_sku, on_hand, held, reserved,"
+                                  " available_to_sell from marts.stock_positions")}
+    assert snapshots[0] >= 2 and snapshots[1] == snapshots[0] * len(counted)  # one per hourly run
+    assert unmapped == 0
+    assert sum(reserved.values()) > 0 and sum(held.values()) > 0
+    for sku, on_hand in counted.items():
+        expected = (on_hand, held[sku], reserved[sku], on_hand - held[sku] - reserved[sku])
+        assert positions[sku] == expected, sku
+
+
+def test_the_hourly_dag_reads_what_every_shop_lists_and_flags_the_skus_at_risk(
+        first_run, warehouse_url, shops):
+    """Issue 18: every listing shop's SKUs land each hour (raw.stock_listings);
+    marts.stock_offers is each one's latest read; rpt_oversell_risk flags a SKU
+    exactly when the channels offer more than may be sold. The sandbox lists
+    CATALOG_QUANTITY of every catalog product in every shop."""
+    from orderhub.platforms import client_class
+    from orderhub_tools.sandbox.stock import CATALOG_QUANTITY
+
+    listing_shops = [s for s in shops if client_class(s.platform).listing_endpoint]
+    with psycopg.connect(warehouse_url) as conn:
+        per_shop = dict(conn.execute(
+            "select platform || '/' || shop_id, count(distinct sku_id)"
+            " from raw.stock_listings group by 1").fetchall())
+        offers = conn.execute("select merchant_sku, count(*), min(offered), max(offered)"
+                              " from marts.stock_offers group by 1 order by 1").fetchall()
+        positions = dict(conn.execute("select merchant_sku, available_to_sell"
+                                      " from marts.stock_positions").fetchall())
+        risk = {sku: (offered, beyond) for sku, offered, beyond in conn.execute(
+            "select merchant_sku, offered, offered_beyond_available from marts.rpt_oversell_risk")}
+    assert per_shop == {f"{s.platform}/{s.shop_id}": 12 for s in listing_shops}
+    assert offers == [(f"TEA-{i:03d}", len(listing_shops), CATALOG_QUANTITY, CATALOG_QUANTITY)
+                      for i in range(1, 13)]
+    offered = len(listing_shops) * CATALOG_QUANTITY
+    expected = {sku: (offered, True) for sku, available in positions.items()
+                if sku.startswith("TEA-") and offered > available}
+    assert expected and {sku: v for sku, v in risk.items() if v[1]} == expected

@@ -106,9 +106,26 @@ def test_mapping_check_suggests_seed_rows_for_unread_fields(replayed):
         assert covered not in suggested
 
 
-def test_mapping_a_field_is_a_seed_edit(replayed, tmp_path, warehouse_url):
+def unmapped_skus(url: str) -> dict:
+    """rpt_unmapped_skus: outer id -> order lines, and how many lines of
+    fct_order_items have no merchant SKU (kept, not dropped)."""
+    with psycopg.connect(url) as conn:
+        listed = dict(conn.execute("select outer_sku_id, order_lines"
+                                   " from marts.rpt_unmapped_skus").fetchall())
+        kept = conn.execute("select count(*) from marts.fct_order_items"
+                            " where merchant_sku is null").fetchone()[0]
+    return {"listed": listed, "lines_kept": kept}
+
+
+def test_mapping_a_field_or_a_sku_is_a_seed_edit(replayed, tmp_path, warehouse_url):
     """README "Mapping a new field": a standard_fields row and one field row
-    per platform in platform_mapping.csv; no SQL changes, no full refresh."""
+    per platform in platform_mapping.csv; no SQL changes, no full refresh.
+    Likewise a platform SKU whose outer id is not a merchant SKU (issue 18):
+    flagged with its lines kept, then mapped by a row of sku_mapping.csv."""
+    # The documentation's SKU codes are not the brand's, but PDD's TEA-001.
+    assert unmapped_skus(warehouse_url) == {
+        "listed": {"CUP-1": 1, "LJ-250G": 1, "CUP-2": 1, "SET-9": 1, "TEA-MATCHA": 1},
+        "lines_kept": 5}
     project = tmp_path / "dbt_project"
     shutil.copytree(dbt_project_dir(), project, ignore=shutil.ignore_patterns("target", "logs"))
     seeds = project / "seeds"
@@ -116,8 +133,13 @@ def test_mapping_a_field_is_a_seed_edit(replayed, tmp_path, warehouse_url):
         f.write("29,order,payment_method,text,,how the buyer paid\n")
     with (seeds / "platform_mapping.csv").open("a", encoding="utf-8") as f:
         f.write("pdd,field,order,payment_method,$.pay_type,,,,false,,,,,\n")
+    with (seeds / "sku_mapping.csv").open("a", encoding="utf-8") as f:
+        f.write("tmall,tmall-docs,3120347566711,TEA-002,the docs' LJ-250G\n")
     with psycopg.connect(warehouse_url) as conn:
         before = conn.execute("select distinct mapping_hash from marts.fct_orders").fetchall()
+        sku = conn.execute("select outer_sku_id from marts.fct_order_items"
+                           " where sku_id = '3120347566711'").fetchone()[0]
+    assert sku == "LJ-250G"
 
     result = build(project=project)
     assert result.returncode == 0, result.stdout[-3000:]
@@ -129,6 +151,8 @@ def test_mapping_a_field_is_a_seed_edit(replayed, tmp_path, warehouse_url):
     assert methods == {"pdd": "WEIXIN", "tmall": None, "jd": None, "douyin": None}
     # Every mart row was rebuilt with the new mapping, incrementally.
     assert len(after) == 1 and after != before
+    assert unmapped_skus(warehouse_url) == {
+        "listed": {"CUP-1": 1, "CUP-2": 1, "SET-9": 1, "TEA-MATCHA": 1}, "lines_kept": 4}
 
 
 def test_incremental_equals_full_refresh_after_late_updates(replayed, tmp_path, warehouse_url):

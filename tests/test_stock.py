@@ -27,7 +27,7 @@ T0 = parse_time("2026-11-11T00:00:00+08:00")
 SHOPS = [("tmall", "tm-1"), ("jd", "jd-1"), ("pdd", "pdd-1"), ("douyin", "dy-1"),
          ("mall", "mall-1")]
 STOCK_PLATFORMS = ["tmall", "jd", "pdd", "douyin"]
-SALE = {"start": int(T0.timestamp()), "minutes": 4, "skus": 2, "on_hand": 20, "rate": 20}
+SALE = {"start": int(T0.timestamp()), "minutes": 4.0, "skus": 2, "on_hand": 20, "rate": 20.0}
 
 
 def offline(**changes) -> Stock:
@@ -70,7 +70,7 @@ def test_a_replenishment_raises_the_supply_from_its_moment():
 def test_units_held_by_an_order_closed_unpaid_go_back_on_sale():
     stock = offline()
     stock.advance()
-    tmall = [lst for lst in stock.listings if lst.platform == "tmall"]
+    tmall = [lst for lst in stock.listings if lst.platform == "tmall" and not lst.catalog]
     closed = sum(stock.tally[(lst.channel, lst.merchant.code)].closed for lst in tmall)
     sold = sum(stock.tally[(lst.channel, lst.merchant.code)].sold for lst in tmall)
     assert closed > 0
@@ -130,6 +130,23 @@ def test_each_stock_api_sets_the_listed_quantity(server, platform):
     assert listing(server, platform)[1] == 20
 
 
+@pytest.mark.parametrize("platform", STOCK_PLATFORMS)
+def test_each_listing_api_shows_every_sku_with_its_quantity_page_by_page(server, platform):
+    api = client(server, platform)
+    api.listing_page_size = 5  # 12 catalog products and 2 flash SKUs: three pages
+    listed = api.listed_skus()
+    by_outer = {sku.listing.outer_id: sku for sku in listed}
+    assert len(listed) == len(by_outer) == 14
+    assert {f"TEA-{i:03d}" for i in range(1, 13)} | {"FS-001", "FS-002"} == set(by_outer)
+    for code in ("FS-001", "FS-002"):
+        expected, quantity = listing(server, platform, code)
+        assert by_outer[code].listing == expected and by_outer[code].quantity == quantity
+    # What the listing API names is what the stock API takes.
+    api.set_stock(by_outer["FS-001"].listing, 11)
+    assert listing(server, platform)[1] == 11
+    api.set_stock(by_outer["FS-001"].listing, 20)
+
+
 def test_a_stock_call_with_a_wrong_secret_is_refused(server):
     api = client(server, "tmall")
     sku, before = listing(server, "tmall", "FS-002")
@@ -168,7 +185,7 @@ def test_a_pinduoduo_listing_in_a_promotion_cannot_be_reduced():
     sandbox.clock.set((T0 - timedelta(minutes=5)).timestamp())
     gateway = next(g for g in sandbox.gateways if g.platform == "pdd")
     stock = sandbox.world.stock
-    row = next(lst for lst in stock.listings if lst.platform == "pdd")
+    row = next(lst for lst in stock.listings if lst.platform == "pdd" and not lst.catalog)
     api = client_for("pdd", shop_credentials("http://sandbox", 5, "pdd", "pdd-1", ["pdd-1"]),
                      clock=sandbox.clock)
     sku = StockListing(row.sku.product_id, row.sku.sku_id)

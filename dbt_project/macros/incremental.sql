@@ -16,6 +16,10 @@
             select 'field:' || t::text from {{ ref('platform_field_map') }} as t
             union all
             select 'standard:' || t::text from {{ ref('standard_fields') }} as t
+            union all  -- the merchant SKU of a line (fct_order_items; macros/stock.sql)
+            select 'sku:' || t::text from {{ ref('sku_mapping') }} as t
+            union all
+            select 'merchant_sku:' || merchant_sku from {{ ref('merchant_skus') }}
         ) as parts
     )
 {%- endmacro %}

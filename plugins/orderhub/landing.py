@@ -160,6 +160,59 @@ create table if not exists ops.push_rejections (
     received_at  timestamptz not null default now()
 );
 
+-- The brand's warehouse on-hand (issue 18, orderhub.stock): one row per
+-- merchant SKU per snapshot; a snapshot landed twice adds nothing.
+create table if not exists raw.stock_on_hand (
+    warehouse_id    text        not null,
+    merchant_sku    text        not null,
+    as_of           timestamptz not null,  -- the warehouse system's time of the count
+    on_hand         integer     not null check (on_hand >= 0),
+    payload         jsonb       not null,
+    payload_sha256  text        not null,
+    extracted_at    timestamptz not null default now(),
+    run_id          text        not null,
+    primary key (warehouse_id, merchant_sku, as_of)
+);
+
+-- What each shop lists (issue 18, orderhub.stock): every SKU with the quantity
+-- the platform offered when its listing API was read (listed_at, on the
+-- platform's clock). A snapshot read again at the same moment adds nothing.
+create table if not exists raw.stock_listings (
+    platform        text        not null,
+    shop_id         text        not null,
+    product_id      text        not null,
+    sku_id          text        not null,
+    outer_id        text        not null,
+    quantity        integer     not null,
+    title           text,
+    listed_at       timestamptz not null,
+    extracted_at    timestamptz not null default now(),
+    run_id          text        not null,
+    primary key (platform, shop_id, sku_id, listed_at)
+);
+
+-- Every stock call OrderHub makes or proposes (issue 18, orderhub.stock.sync):
+-- written before it is sent, completed with the platform's answer.
+create table if not exists ops.stock_updates (
+    update_id       text        primary key,  -- also the platform's idempotency key, where it takes one
+    run_id          text        not null,
+    platform        text        not null,
+    shop_id         text        not null,
+    merchant_sku    text        not null,
+    product_id      text        not null,
+    sku_id          text        not null,
+    offered         integer     not null,  -- what the channel offered when read
+    allocation      integer     not null,  -- what it may offer (marts.stock_channel_allocations)
+    mode            text        not null check (mode in ('increment', 'full')),
+    sent_quantity   integer     not null,  -- the delta, or the quantity
+    reason          text        not null,
+    status          text        not null check (status in ('proposed', 'sending', 'ok',
+                                                           'refused', 'unknown')),
+    answer          text,
+    created_at      timestamptz not null default now(),
+    answered_at     timestamptz
+);
+
 create table if not exists ops.quarantine (
     quarantine_id   bigint generated always as identity primary key,
     platform        text        not null,
@@ -225,6 +278,8 @@ create table if not exists ops.platforms (
     colour               text,
     position             integer
 );
+-- When a sale takes units off the platform's listed quantity: created | paid (issue 18).
+alter table ops.platforms add column if not exists stock_reduced_on text;
 """
 
 # Columns a raw row carries besides the identity (the migration copies them).
@@ -271,7 +326,8 @@ def _registry_rows() -> list[tuple]:
             raise ValueError(f"platform name {name!r}: lowercase letters, digits and _ only")
         rows.append((name, cls.title or name, cls.title_zh or None, cls.order_endpoint or None,
                      cls.money_unit or None, cls.time_format or None, cls.lists_unpaid_orders,
-                     cls.has_settlements(), cls.colour, cls.position))
+                     cls.has_settlements(), cls.colour, cls.position,
+                     cls.stock_reduced_on or None))
     return rows
 
 
@@ -329,13 +385,16 @@ def ensure_schema(conn: psycopg.Connection) -> list[str]:
         migrated = _migrate_per_platform_tables(conn)
         with conn.cursor() as cur:
             cur.executemany(
-                "insert into ops.platforms values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                "insert into ops.platforms (platform, name_en, name_zh, order_api, money_unit,"
+                " time_format, lists_unpaid_orders, has_settlements, colour, position,"
+                " stock_reduced_on) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
                 " on conflict (platform) do update set name_en = excluded.name_en,"
                 " name_zh = excluded.name_zh, order_api = excluded.order_api,"
                 " money_unit = excluded.money_unit, time_format = excluded.time_format,"
                 " lists_unpaid_orders = excluded.lists_unpaid_orders,"
                 " has_settlements = excluded.has_settlements, colour = excluded.colour,"
-                " position = excluded.position", _registry_rows())
+                " position = excluded.position, stock_reduced_on = excluded.stock_reduced_on",
+                _registry_rows())
         conn.execute("create table if not exists ops.schema_version (version text not null)")
         conn.execute("delete from ops.schema_version")
         conn.execute("insert into ops.schema_version values (%s)", (version,))

@@ -125,14 +125,15 @@ def stock_truth(args, first: datetime, last: datetime) -> int:
 
     running = SandboxTarget.discover()
     state = requests_json(running.url + "/_sandbox/stock") if running else {}
-    if state:
+    if state.get("sale"):
         rows, source = state["truth"], f"the running sandbox at {running.url}"
     else:
         spec = _spec(args)
         sale = FlashSale(start=int(first.timestamp()),
                          minutes=(last - first).total_seconds() / 60)
         rows = Stock(World(spec.seed, spec.shops, spec.scale), sale).truth()
-        source = "a flash sale over the window that nobody kept in step (no sandbox running)"
+        source = ("a flash sale over the window that nobody kept in step"
+                  f" ({'the running sandbox has none' if running else 'no sandbox running'})")
     with open(args.out, "w", encoding="utf-8") as out:
         for row in rows:
             out.write(json.dumps({**row, "first_oversold_at": _iso(row["first_oversold_at"])},
@@ -339,6 +340,24 @@ def cmd_extract(args) -> int:
         failed += result.windows_failed
         print(f"\n  {result.as_dict()}")
     return 1 if failed else 0
+
+
+def cmd_stock_sync(args) -> int:
+    from orderhub.stock import sync
+    from orderhub_tools.runner import SandboxTarget
+
+    check_warehouse()
+    sandbox = SandboxTarget.discover()
+    if sandbox:
+        import os
+
+        os.environ.update(sandbox.connections(load_shops()))
+    run_id = f"stock__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+    result = sync(run_id, dry_run=args.dry_run, raise_offers=args.raise_offers)
+    print(result.line())
+    print("every call and proposal: ops.stock_updates"
+          + (" (dry run: nothing sent)" if args.dry_run else ""))
+    return 1 if result.refused or result.unknown else 0
 
 
 def cmd_replay(args) -> int:
@@ -567,6 +586,18 @@ def main(argv: list[str] | None = None) -> int:
     extract.add_argument("--start", required=True)
     extract.add_argument("--end", required=True)
     extract.set_defaults(func=cmd_extract)
+
+    stock = sub.add_parser("stock", help="stock across channels (docs/stock.md)")
+    stock_sub = stock.add_subparsers(dest="stock_command", required=True)
+    stock_sync = stock_sub.add_parser(
+        "sync", help="one pass: count the warehouse, read every channel of"
+                     " seeds/stock_channels.csv, bring offers down to their allocations")
+    stock_sync.add_argument("--dry-run", action="store_true",
+                            help="write the proposals to ops.stock_updates, send nothing")
+    stock_sync.add_argument("--raise", dest="raise_offers", action="store_true",
+                            help="also raise offers below their allocation (safe only when"
+                                 " every sale has landed: before or after a sale)")
+    stock_sync.set_defaults(func=cmd_stock_sync)
 
     replay = sub.add_parser("replay", help="land saved API responses through the normal loader")
     replay.add_argument("--platform", required=True, choices=platform_names())

@@ -94,6 +94,33 @@ def print_health(start: datetime, end: datetime) -> None:
               f" {fields or 0:>8.2%} {open_windows:>5}")
 
 
+def print_stock(limit: int = 5) -> None:
+    """The scarcest merchant SKUs (marts.stock_positions) and how many are at
+    risk of selling a unit twice (marts.rpt_oversell_risk). Issue 18."""
+    with connect() as conn:
+        if not relation_exists(conn, "marts.rpt_oversell_risk"):
+            print("\nstock: marts.rpt_oversell_risk is not built (no dbt build succeeded)")
+            return
+        counted = conn.execute("select max(counted_at) from marts.stock_positions").fetchone()[0]
+        rows = conn.execute(
+            "select p.merchant_sku, p.on_hand, p.held, p.reserved, p.available_to_sell,"
+            " coalesce(r.offered, 0), coalesce(r.offered_beyond_available, false)"
+            " from marts.stock_positions p left join marts.rpt_oversell_risk r using (merchant_sku)"
+            " where p.on_hand > 0 order by p.available_to_sell, p.merchant_sku limit %s",
+            (limit,)).fetchall()
+        at_risk, skus = conn.execute(
+            "select (select count(*) from marts.rpt_oversell_risk),"
+            " (select count(*) from marts.stock_positions where on_hand > 0)").fetchone()
+    print(f"\nstock (marts.stock_positions; warehouse counted at {counted}): the {len(rows)}"
+          f" scarcest SKUs")
+    print(f"{'sku':<9} {'on hand':>8} {'held':>6} {'reserved':>9} {'available':>10}"
+          f" {'offered':>8}")
+    for sku, on_hand, held, reserved, available, offered, beyond in rows:
+        print(f"{sku:<9} {on_hand:>8} {held:>6} {reserved:>9} {available:>10} {offered:>8}"
+              + ("  offered beyond available" if beyond else ""))
+    print(f"SKUs at risk of selling a unit twice (marts.rpt_oversell_risk): {at_risk} of {skus}")
+
+
 def print_reconciliation(world, first: datetime, start: datetime, books_until: datetime) -> bool:
     """The reconciliation summary of [first, start) beside the truth's counts
     (the books - the orders - synced until ``books_until``)."""
@@ -207,6 +234,7 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
     total = sum(r["fct_orders"] for r in rows)
     print(f"{'total':<8} {sum(r['landed'] for r in rows):>8} {total:>11}  {len(truth):>7}")
     print_health(start, end)
+    print_stock()
     recon_equal = True
     if settlement_days:
         # the reconciliation is as of the settlements_daily run, whose books (orders)

@@ -139,6 +139,12 @@ class SandboxTarget:
                 "password": creds.app_secret,
                 "extra": extra,
             })
+        from orderhub.stock import WAREHOUSE_CONN_ID
+        from orderhub_tools.sandbox.stock import WAREHOUSE_PATH, warehouse_token
+
+        env[f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}"] = json.dumps({
+            "conn_type": "http", "host": self.url + WAREHOUSE_PATH,
+            "password": warehouse_token(self.seed)})
         return env
 
 

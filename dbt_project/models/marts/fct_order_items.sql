@@ -2,7 +2,7 @@
     materialized='incremental',
     unique_key='order_key',
     incremental_strategy='delete+insert',
-    on_schema_change='fail',
+    on_schema_change='append_new_columns',
     indexes=[{'columns': ['order_key']}, {'columns': ['landed_at']}],
 ) }}
 
@@ -30,13 +30,15 @@ lines as (
         orders.discount_amount as order_discount_amount,
         orders.landed_at,
         orders.mapping_hash,
-        items.*
+        items.*,
+        {{ merchant_sku() }} as merchant_sku
     from {{ ref('stg_order_items') }} as items
     inner join orders
         on orders.platform = items.platform
         and orders.shop_id = items.shop_id
         and orders.order_id = items.order_id
         and orders.payload_sha256 = items.payload_sha256
+    {{ merchant_sku_joins('items') }}
     {% if incremental_orders %}
     where {{ only_orders_in('items', 'orders') }}
     {% endif %}
@@ -77,6 +79,7 @@ final as (
         product_id,
         sku_id,
         outer_sku_id,
+        merchant_sku,
         product_name,
         quantity,
         unit_price,

@@ -9,6 +9,7 @@
     incremental_strategy='delete+insert',
     on_schema_change='fail',
     indexes=[{'columns': ['landed_at']}, {'columns': ['updated_at']},
+             {'columns': ['order_status_code']},
              {'columns': ['platform', 'shop_id', 'order_id'], 'unique': true}],
 ) }}
 

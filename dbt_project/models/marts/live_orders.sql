@@ -8,25 +8,8 @@
     buyer_key is fct_orders' (see `built` below). -#}
 {{ config(materialized='view') }}
 
-with touched as (
-    select distinct platform, shop_id, order_id
-    from {{ source('raw', 'orders') }}
-    where extracted_at > now() - interval '{{ var("live_horizon_hours") }} hours'
-),
-
--- Every version of those orders, so an older version landing late never
--- replaces a newer one.
-candidates as (
-    select versions.*
-    from {{ ref('int_orders_status_mapped') }} as versions
-    inner join touched
-        on touched.platform = versions.platform
-        and touched.shop_id = versions.shop_id
-        and touched.order_id = versions.order_id
-),
-
-latest as (
-    {{ latest_version('candidates') }}
+with latest as (
+    select * from {{ ref('int_live_order_versions') }}
 ),
 
 -- buyer_key is a salted hash; the salt is a setting of dbt's sessions only

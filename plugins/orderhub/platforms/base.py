@@ -134,6 +134,20 @@ class StockListing:
     sku_id: str = ""
     outer_id: str = ""
 
+    def sku_param(self, outer_name: str = "outer_id") -> dict[str, str]:
+        """How a stock call names the SKU: by its SKU id, else by its outer id
+        (under the platform's parameter name)."""
+        return {"sku_id": self.sku_id} if self.sku_id else {outer_name: self.outer_id}
+
+
+@dataclass(frozen=True)
+class ListedSku:
+    """One SKU a shop lists, as its listing API shows it now."""
+
+    listing: StockListing
+    quantity: int  # what the platform offers now
+    title: str = ""
+
 
 @dataclass(frozen=True)
 class HttpRequest:
@@ -199,8 +213,14 @@ class PlatformClient:
     # can also change it by a delta, and whether a delta carries a key that
     # makes a retried call change nothing (Doudian's idempotent_id).
     stock_endpoint: ClassVar[str] = ""
+    # When a sale takes units off the platform's listed quantity: "created"
+    # (it holds stock for unpaid orders) or "paid".
+    stock_reduced_on: ClassVar[str] = ""
     stock_increments: ClassVar[bool] = False
     stock_idempotent: ClassVar[bool] = False
+    listing_endpoint: ClassVar[str] = ""  # the API listing the shop's SKUs and quantities
+    listing_page_size: ClassVar[int] = 50
+    listing_first_page: ClassVar[int] = 1
 
     def __init__(self, credentials: Credentials, *, session: requests.Session | None = None,
                  timeout: float = 30.0, clock=time.time):
@@ -307,7 +327,27 @@ class PlatformClient:
         None); its error answer raises."""
         raise NotImplementedError
 
+    def listing_request(self, page: int, page_size: int) -> HttpRequest:
+        """One page of the shop's listed SKUs (pages count from ``listing_first_page``)."""
+        raise NotImplementedError(f"{self.platform}: no listing API")
+
+    def parse_listings(self, text: str) -> tuple[list[ListedSku], int]:
+        """The SKUs of one page, and how many products (the unit of paging)
+        the shop lists in all."""
+        raise NotImplementedError
+
     # -- one call --------------------------------------------------------------
+    def listed_skus(self) -> list[ListedSku]:
+        """Every SKU the shop lists, with the quantity it offers now (every page)."""
+        found, page = [], self.listing_first_page
+        while True:
+            request = self.listing_request(page, self.listing_page_size)
+            skus, total = self.call(self.listing_endpoint, request, self.parse_listings)
+            found += skus
+            if not skus or (page - self.listing_first_page + 1) * self.listing_page_size >= total:
+                return found
+            page += 1
+
     def set_stock(self, listing: StockListing, quantity: int, *, increment: bool = False,
                   request_id: str = "") -> int | None:
         """Set a listed SKU's quantity (or change it by a delta) with one call.

@@ -16,6 +16,7 @@ from typing import Any
 from orderhub.platforms.base import (
     Credentials,
     HttpRequest,
+    ListedSku,
     Page,
     PlatformClient,
     PlatformError,
@@ -39,6 +40,9 @@ DETAIL_METHOD = "order.orderDetail"
 # incremental = true changes it by stock_num and needs an idempotent_id, with
 # which a retried call changes nothing.
 STOCK_METHOD = "sku.syncStock"
+# The shop's products with their SKUs and stock (the SKU list in this answer
+# is UNCONFIRMED: Doudian may need sku.list per product).
+LISTING_METHOD = "product.listV2"
 PUSH_OK = {"code": 0, "msg": "success"}
 PUSH_SIGN_ERROR = {"code": 40041, "msg": "event-sign verification failed"}  # UNCONFIRMED body
 # The order tags (100 created ... 113 remark) and after-sale tags (200-227):
@@ -189,17 +193,14 @@ class DouyinClient(PlatformClient):
 
     # -- stock: sku.syncStock --------------------------------------------------------
     stock_endpoint = STOCK_METHOD
+    stock_reduced_on = "created"
     stock_increments = True
     stock_idempotent = True
 
     def stock_update_request(self, listing: StockListing, quantity: int, *, increment: bool,
                              request_id: str) -> HttpRequest:
         business: dict[str, Any] = {"product_id": listing.product_id, "stock_num": quantity,
-                                    "incremental": increment}
-        if listing.sku_id:
-            business["sku_id"] = listing.sku_id
-        else:
-            business["code"] = listing.outer_id
+                                    "incremental": increment, **listing.sku_param("code")}
         if request_id:
             business["idempotent_id"] = request_id
         return self._request(STOCK_METHOD, business)
@@ -207,6 +208,19 @@ class DouyinClient(PlatformClient):
     def parse_stock_update(self, text: str) -> int | None:
         data = self._data(text)
         return int(data["stock_num"]) if "stock_num" in data else None
+
+    listing_endpoint = LISTING_METHOD
+
+    def listing_request(self, page: int, page_size: int) -> HttpRequest:
+        return self._request(LISTING_METHOD, {"page": page, "size": page_size})
+
+    def parse_listings(self, text: str) -> tuple[list[ListedSku], int]:
+        data = self._data(text)
+        skus = [ListedSku(StockListing(str(product["product_id"]), str(sku["id"]),
+                                       sku.get("code") or ""),
+                          int(sku["stock_num"]), product.get("name", ""))
+                for product in data.get("data") or [] for sku in product.get("sku_list") or []]
+        return skus, int(data.get("total", 0))
 
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).

@@ -14,6 +14,7 @@ from typing import Any
 
 from orderhub.platforms.base import (
     HttpRequest,
+    ListedSku,
     Page,
     PlatformClient,
     PlatformError,
@@ -36,6 +37,9 @@ SETTLE_PAGE_SIZE = 100
 # jingdong.ware.stock.sku.set (UNCONFIRMED).
 STOCK_METHOD = "jingdong.stock.write.updateSkuStock"
 STOCK_RESPONSE_KEY = "jingdong_stock_write_updateSkuStock_responce"
+# The shop's SKUs with their stock (the stock field in this answer is UNCONFIRMED).
+LISTING_METHOD = "jingdong.sku.read.searchSkuList"
+LISTING_RESPONSE_KEY = "jingdong_sku_read_searchSkuList_responce"
 ORDER_STATES = ",".join([
     "WAIT_SELLER_STOCK_OUT", "WAIT_GOODS_RECEIVE_CONFIRM", "WAIT_SELLER_DELIVERY", "PAUSE",
     "FINISHED_L", "TRADE_CANCELED", "LOCKED", "WAIT_SEND_CODE",
@@ -132,6 +136,7 @@ class JdClient(PlatformClient):
 
     # -- stock: jingdong.stock.write.updateSkuStock (sets, never a delta) --------
     stock_endpoint = STOCK_METHOD
+    stock_reduced_on = "created"
 
     def stock_update_request(self, listing: StockListing, quantity: int, *, increment: bool,
                              request_id: str) -> HttpRequest:
@@ -148,6 +153,19 @@ class JdClient(PlatformClient):
         if not result["success"]:
             raise PlatformError("jd", str(result.get("errorCode") or "api"), str(result.get("msg", "")))
         return int(result["stockNum"]) if "stockNum" in result else None
+
+    listing_endpoint = LISTING_METHOD
+
+    def listing_request(self, page: int, page_size: int) -> HttpRequest:
+        return self._request(LISTING_METHOD, {"page": str(page), "pageSize": str(page_size)})
+
+    def parse_listings(self, text: str) -> tuple[list[ListedSku], int]:
+        page = self._result(text, LISTING_RESPONSE_KEY, "page")
+        skus = [ListedSku(StockListing(str(sku["wareId"]), str(sku["skuId"]),
+                                       sku.get("outerId") or ""),
+                          int(sku["stockNum"]), sku.get("skuName", ""))
+                for sku in page.get("data") or []]
+        return skus, int(page.get("totalItem", 0))
 
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).

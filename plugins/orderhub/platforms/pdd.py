@@ -19,6 +19,7 @@ from urllib.parse import quote, urljoin
 from orderhub.config import PLATFORM_TZ
 from orderhub.platforms.base import (
     HttpRequest,
+    ListedSku,
     Page,
     PlatformClient,
     PlatformError,
@@ -44,6 +45,8 @@ DETAIL_METHOD = "pdd.order.information.get"
 # 1 = set, 2 = change by a delta; goods in a promotion slot cannot be reduced.
 STOCK_METHOD = "pdd.goods.quantity.update"
 STOCK_RESPONSE_KEY = "goods_quantity_update_response"
+LISTING_METHOD = "pdd.goods.list.get"
+LISTING_RESPONSE_KEY = "goods_list_get_response"
 PUSH_URL = "wss://message-api.pinduoduo.com/message"
 
 
@@ -172,23 +175,33 @@ class PddClient(PlatformClient):
 
     # -- stock: pdd.goods.quantity.update ------------------------------------------
     stock_endpoint = STOCK_METHOD
+    stock_reduced_on = "paid"
     stock_increments = True
 
     def stock_update_request(self, listing: StockListing, quantity: int, *, increment: bool,
                              request_id: str) -> HttpRequest:
-        business = {"goods_id": listing.product_id, "quantity": str(quantity),
-                    "update_type": "2" if increment else "1"}
-        if listing.sku_id:
-            business["sku_id"] = listing.sku_id
-        elif listing.outer_id:
-            business["outer_id"] = listing.outer_id
-        return self._request(STOCK_METHOD, business)
+        return self._request(STOCK_METHOD, {
+            "goods_id": listing.product_id, **listing.sku_param(), "quantity": str(quantity),
+            "update_type": "2" if increment else "1"})
 
     def parse_stock_update(self, text: str) -> int | None:
         result = self._result(text, STOCK_RESPONSE_KEY)
         if not result.get("is_success"):
             raise PlatformError("pdd", "api", f"{STOCK_METHOD}: is_success is not true")
         return None  # PDD answers only whether it worked
+
+    listing_endpoint = LISTING_METHOD
+
+    def listing_request(self, page: int, page_size: int) -> HttpRequest:
+        return self._request(LISTING_METHOD, {"page": str(page), "page_size": str(page_size)})
+
+    def parse_listings(self, text: str) -> tuple[list[ListedSku], int]:
+        result = self._result(text, LISTING_RESPONSE_KEY)
+        skus = [ListedSku(StockListing(str(goods["goods_id"]), str(sku["sku_id"]),
+                                       sku.get("outer_id") or ""),
+                          int(sku["sku_quantity"]), goods.get("goods_name", ""))
+                for goods in result.get("goods_list") or [] for sku in goods.get("sku_list") or []]
+        return skus, int(result.get("total_count", 0))
 
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).

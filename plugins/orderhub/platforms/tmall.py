@@ -15,6 +15,7 @@ from typing import Any
 
 from orderhub.platforms.base import (
     HttpRequest,
+    ListedSku,
     Page,
     PlatformClient,
     PlatformError,
@@ -49,6 +50,10 @@ DETAIL_METHOD = "taobao.trade.fullinfo.get"
 # outer_id), type 1 = set it, 2 = change it by a delta (never below 0).
 STOCK_METHOD = "taobao.item.quantity.update"
 STOCK_RESPONSE_KEY = "item_quantity_update_response"
+# The shop's items on sale with their SKUs and quantities (that the answer
+# carries the SKUs is UNCONFIRMED: TOP may need taobao.item.skus.get per item).
+LISTING_METHOD = "taobao.items.onsale.get"
+LISTING_RESPONSE_KEY = "items_onsale_get_response"
 TMC_URL = "ws://mc.api.taobao.com/"
 TMC_GROUP = "default"
 # The trade and refund topics: each means "this trade changed".
@@ -195,21 +200,34 @@ class TmallClient(PlatformClient):
 
     # -- stock: taobao.item.quantity.update -------------------------------------
     stock_endpoint = STOCK_METHOD
+    stock_reduced_on = "created"
     stock_increments = True
 
     def stock_update_request(self, listing: StockListing, quantity: int, *, increment: bool,
                              request_id: str) -> HttpRequest:
-        business = {"num_iid": listing.product_id, "quantity": str(quantity),
-                    "type": "2" if increment else "1"}
-        if listing.sku_id:
-            business["sku_id"] = listing.sku_id
-        elif listing.outer_id:
-            business["outer_id"] = listing.outer_id
-        return self._request(STOCK_METHOD, business)
+        return self._request(STOCK_METHOD, {
+            "num_iid": listing.product_id, **listing.sku_param(), "quantity": str(quantity),
+            "type": "2" if increment else "1"})
 
     def parse_stock_update(self, text: str) -> int | None:
         item = self._result(text, STOCK_RESPONSE_KEY).get("item") or {}
         return int(item["num"]) if "num" in item else None
+
+    listing_endpoint = LISTING_METHOD
+
+    def listing_request(self, page: int, page_size: int) -> HttpRequest:
+        return self._request(LISTING_METHOD, {"fields": "num_iid,title,num,outer_id,skus",
+                                              "page_no": str(page), "page_size": str(page_size)})
+
+    def parse_listings(self, text: str) -> tuple[list[ListedSku], int]:
+        result = self._result(text, LISTING_RESPONSE_KEY)
+        skus = []
+        for item in (result.get("items") or {}).get("item") or []:
+            for sku in (item.get("skus") or {}).get("sku") or []:
+                skus.append(ListedSku(StockListing(str(item["num_iid"]), str(sku["sku_id"]),
+                                                   sku.get("outer_id") or ""),
+                                      int(sku["quantity"]), item.get("title", "")))
+        return skus, int(result.get("total_results", 0))
 
     order_endpoint = METHOD
     # The payload fields order_identity reads (the raw table's key columns).

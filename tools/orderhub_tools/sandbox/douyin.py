@@ -10,6 +10,7 @@ from typing import Any
 from orderhub.platforms.base import local_time
 from orderhub.platforms.douyin import (
     DETAIL_METHOD,
+    LISTING_METHOD,
     METHOD,
     PUSH_OK,
     SETTLE_METHOD,
@@ -120,6 +121,8 @@ class DouyinGateway(Gateway):
             return self.detail(shop_id, str(business.get("shop_order_id", "")))
         if method == STOCK_METHOD and query["method"] == STOCK_METHOD:
             return self.sync_stock(shop_id, business)
+        if method == LISTING_METHOD and query["method"] == LISTING_METHOD:
+            return self.product_list(shop_id, business)
         if method != METHOD or query["method"] != METHOD:
             return 200, envelope(30001, "方法不存在", sub_code="isv.method-not-exist")
         try:
@@ -138,6 +141,21 @@ class DouyinGateway(Gateway):
         orders, total = self.page(shop_id, start, end, page, size)
         return 200, envelope(10000, "success",
                              {"page": page, "size": size, "total": total, "shop_order_list": orders})
+
+    def product_list(self, shop_id: str, business: dict[str, Any]):
+        """product.listV2, with each product's SKUs (UNCONFIRMED, see the client)."""
+        try:
+            page, size = int(business.get("page", 1)), int(business.get("size", 10))
+            if page < 1 or not 1 <= size <= 100:
+                raise ValueError("page from 1, size 1..100")
+        except (TypeError, ValueError) as exc:
+            return 200, envelope(30001, "参数错误", sub_code="isv.parameter-invalid",
+                                 sub_msg=str(exc))
+        products, total = self.listing_page(shop_id, page, size)
+        data = [{"product_id": int(sku.product_id), "name": sku.title,
+                 "sku_list": [{"id": int(sku.sku_id), "code": sku.outer_sku_id,
+                               "stock_num": quantity}]} for sku, quantity in products]
+        return 200, envelope(10000, "success", {"data": data, "total": total})
 
     def sync_stock(self, shop_id: str, business: dict[str, Any]):
         """sku.syncStock: by sku_id, code (the outer id) or out_sku_id; an

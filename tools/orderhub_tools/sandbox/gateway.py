@@ -15,8 +15,8 @@ from orderhub import jsonutil
 from orderhub.config import PLATFORM_TZ
 from orderhub_tools.sandbox.faults import ShopFaults
 from orderhub_tools.sandbox.settlement import SettlementLine, Settlements
-from orderhub_tools.sandbox.stock import StockRefused, Update
-from orderhub_tools.sandbox.world import Order, World
+from orderhub_tools.sandbox.stock import CATALOG_QUANTITY, StockRefused, Update
+from orderhub_tools.sandbox.world import Order, Sku, World
 
 CLOCK_TOLERANCE = 600  # gateways refuse request timestamps more than 10 minutes off
 
@@ -316,6 +316,22 @@ class Gateway:
                                 idempotent_id=idempotent_id), None
         except StockRefused as refused:
             return None, refused
+
+    def listing_page(self, shop_id: str, page: int, size: int,
+                     first: int = 1) -> tuple[list[tuple[Sku, int]], int]:
+        """One page of the products the shop lists (one SKU each: the
+        catalog's, then a flash sale's, with their quantities now), and how
+        many it lists in all."""
+        stock = self.world.stock
+        if stock is not None:
+            stock.advance()
+            products = [(listing.sku, listing.quantity) for listing in stock.listings
+                        if listing.channel == (self.platform, shop_id)]
+        else:
+            products = [(sku, CATALOG_QUANTITY)
+                        for sku in self.world.catalog(self.platform, shop_id)]
+        offset = (page - first) * size
+        return products[offset:offset + size], len(products)
 
     # -- settlements ----------------------------------------------------------------
     def settlement_lines(self, shop_id: str, start: int, end: int) -> list[SettlementLine]:

@@ -8,6 +8,8 @@ from typing import Any
 
 from orderhub.platforms.base import local_time
 from orderhub.platforms.jd import (
+    LISTING_METHOD,
+    LISTING_RESPONSE_KEY,
     METHOD,
     RESPONSE_KEY,
     SETTLE_METHOD,
@@ -95,6 +97,8 @@ class JdGateway(Gateway):
             return self.settle_details(shop_id, params)
         if params["method"] == STOCK_METHOD:
             return self.update_sku_stock(shop_id, params)
+        if params["method"] == LISTING_METHOD:
+            return self.search_sku_list(shop_id, params)
         if params["method"] != METHOD:
             return 200, error("22", "Invalid method", "无效的方法")
         try:
@@ -210,3 +214,19 @@ class JdGateway(Gateway):
             code = "sku_not_exist" if refused.reason == "not_found" else "stock_invalid"
             return 200, stock_answer(False, code, str(refused))
         return 200, stock_answer(True)
+
+    def search_sku_list(self, shop_id: str, params: dict[str, str]):
+        """jingdong.sku.read.searchSkuList: the shop's SKUs with their stock."""
+        try:
+            business = json.loads(params["360buy_param_json"])
+            page, size = int(business.get("page", 1)), int(business.get("pageSize", 20))
+            if page < 1 or not 1 <= size <= 100:
+                raise ValueError("page from 1, pageSize 1..100")
+        except (KeyError, ValueError) as exc:
+            return 200, error("61", f"Invalid parameter: {exc}", "参数错误")
+        products, total = self.listing_page(shop_id, page, size)
+        skus = [{"skuId": int(sku.sku_id), "wareId": int(sku.product_id),
+                 "outerId": sku.outer_sku_id, "skuName": sku.title, "stockNum": quantity}
+                for sku, quantity in products]
+        return 200, {LISTING_RESPONSE_KEY: {"code": "0", "page": {"data": skus,
+                                                                  "totalItem": total}}}

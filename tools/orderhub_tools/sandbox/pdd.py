@@ -18,6 +18,8 @@ from orderhub.platforms.pdd import (
     BILL_METHOD,
     BILL_RESPONSE_KEY,
     DETAIL_METHOD,
+    LISTING_METHOD,
+    LISTING_RESPONSE_KEY,
     METHOD,
     RESPONSE_KEY,
     STOCK_METHOD,
@@ -112,6 +114,8 @@ class PddGateway(Gateway):
             return self.bill_url(shop_id, params)
         if params["type"] == STOCK_METHOD:
             return self.quantity_update(shop_id, params)
+        if params["type"] == LISTING_METHOD:
+            return self.goods_list(shop_id, params)
         if params["type"] == DETAIL_METHOD:
             found = self.current(shop_id, params.get("order_sn", ""))
             if found is None:  # UNCONFIRMED code
@@ -137,6 +141,22 @@ class PddGateway(Gateway):
         if params.get("use_has_next") == "true":
             result["has_next"] = page * page_size < total
         return 200, {RESPONSE_KEY: result}
+
+    def goods_list(self, shop_id: str, params: dict[str, str]):
+        """pdd.goods.list.get: the mall's goods with their SKUs and stock."""
+        try:
+            page, size = int(params.get("page", 1)), int(params.get("page_size", 100))
+            if page < 1 or not 1 <= size <= 100:
+                raise ValueError("page from 1, page_size 1..100")
+        except ValueError as exc:
+            return 200, error(10000, "参数错误", str(exc))
+        products, total = self.listing_page(shop_id, page, size)
+        goods = [{"goods_id": int(sku.product_id), "goods_name": sku.title,
+                  "goods_quantity": quantity,
+                  "sku_list": [{"sku_id": int(sku.sku_id), "outer_id": sku.outer_sku_id,
+                                "sku_quantity": quantity}]} for sku, quantity in products]
+        return 200, {LISTING_RESPONSE_KEY: {"goods_list": goods, "total_count": total,
+                                            "request_id": uuid.uuid4().hex}}
 
     def quantity_update(self, shop_id: str, params: dict[str, str]):
         """pdd.goods.quantity.update (its business error codes are UNCONFIRMED)."""

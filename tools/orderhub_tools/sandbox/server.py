@@ -14,6 +14,8 @@ order.getSettleBillDetailV3); sandbox/settlement.py decides what they say.
     POST /_sandbox/clock           {"now": ISO time} moves the simulated clock
     GET  /_sandbox/health          (with the message service's ws:// URL)
     GET  /_sandbox/stock           a flash sale's listings and its truth (sandbox/stock.py)
+    GET  /wms/inventory            the brand's warehouse system: on-hand per merchant SKU
+                                   (bearer token; sandbox/stock.py)
 
 TMC and PDD push over long connections to a second (WebSocket) port: the
 message service, sandbox/channels.py.
@@ -41,6 +43,7 @@ from orderhub.config import parse_time
 from orderhub_tools.sandbox import gateways
 from orderhub_tools.sandbox.faults import ShopFaults, expand
 from orderhub_tools.sandbox.gateway import AppCredentials, Gateway, sandbox_credentials
+from orderhub_tools.sandbox.stock import WAREHOUSE_PATH, warehouse_answer, warehouse_token
 from orderhub_tools.sandbox.world import World
 
 DEFAULT_INDEX_DELAY = 180
@@ -59,6 +62,7 @@ class SandboxSpec:
     unmapped_status: bool = False  # some Tmall orders in a status the seed does not map
     dropped_fields: dict[str, list[str]] = field(default_factory=dict)  # platform -> fields left out
     short_shops: list[str] = field(default_factory=list)  # shops whose pages each lose an order
+    legacy_code_shops: list[str] = field(default_factory=list)  # a product with a retired outer id
     incident_seconds: float = 20.0  # wall seconds: stands in for "minutes" so demos stay short
     flash_sale: dict | None = None  # a flash sale on scarce SKUs (sandbox/stock.py FlashSale fields)
 
@@ -120,11 +124,13 @@ class Sandbox:
     def __init__(self, spec: SandboxSpec, monotonic: Callable[[], float] = time.monotonic):
         self.spec = spec
         self.world = World(spec.seed, spec.shops, spec.scale)
+        self.world.legacy_code_shops = set(spec.legacy_code_shops)
         self.clock = Clock()
-        if spec.flash_sale:
-            from orderhub_tools.sandbox.stock import FlashSale, Stock
+        # What every shop lists, and a flash sale if the spec has one (sandbox/stock.py).
+        from orderhub_tools.sandbox.stock import FlashSale, Stock
 
-            Stock(self.world, FlashSale.from_dict(spec.flash_sale), self.clock)
+        Stock(self.world, FlashSale.from_dict(spec.flash_sale) if spec.flash_sale else None,
+              self.clock)
         self.pusher = None  # live mode (sandbox/push.py)
         creds = spec.credentials()
         self.faults = spec.shop_fault_state(monotonic)
@@ -219,6 +225,10 @@ def make_handler(sandbox: Sandbox):
                         sandbox.clock.set(now)
                 now = datetime.fromtimestamp(sandbox.clock(), UTC)
                 return self._send(200, {"now": now.isoformat()})
+            if parts.path == WAREHOUSE_PATH:  # the brand's warehouse system
+                if self.headers.get("Authorization") != f"Bearer {warehouse_token(sandbox.spec.seed)}":
+                    return self._send(401, {"error": "invalid or missing bearer token"})
+                return self._send(200, warehouse_answer(sandbox.world, sandbox.clock()))
             if parts.path == "/_sandbox/stock":
                 stock = sandbox.world.stock
                 return self._send(200, stock.state() if stock is not None else {})

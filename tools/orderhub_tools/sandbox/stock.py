@@ -42,6 +42,10 @@ from typing import Any
 from orderhub_tools.sandbox import world as w
 
 CLOSE_UNPAID = 10 * 60  # a flash-sale order unpaid this long closes (and gives its units back)
+# What every shop offers of each catalog product until a stock call changes it:
+# not scarce, and the world's ordinary orders do not sell from it (the world
+# models the stock of a flash sale's SKUs only).
+CATALOG_QUANTITY = 999
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class Listing:
     sku: w.Sku  # the platform's product id, SKU id and outer id (= the merchant code)
     quantity: int
     in_promotion: bool = False
+    catalog: bool = False  # a catalog product's listing: stock calls change it, nothing sells from it
 
     @property
     def channel(self) -> tuple[str, str]:
@@ -144,21 +149,30 @@ class Update:
 
 @dataclass
 class Stock:
-    """The flash sale's state. ``clock``: the sandbox's present (None: a
-    world nobody updates, advanced to the end of the sale - the offline truth)."""
+    """What every shop of a platform with a stock API lists (its catalog, at
+    CATALOG_QUANTITY until a stock call changes it) and a flash sale's state,
+    if there is one. ``clock``: the sandbox's present (None: a world nobody
+    updates, advanced to the end of the sale - the offline truth)."""
 
     world: w.World
-    sale: FlashSale
+    sale: FlashSale | None
     clock: Callable[[], int] | None = None
     listings: list[Listing] = field(default_factory=list)
     updates: list[Update] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        sale = self.sale
         self.skus = [MerchantSku(f"FS-{i + 1:03d}", f"{title}(秒杀)", w.Decimal(price))
-                     for i, (title, price) in enumerate(w.PRODUCTS[: self.sale.skus])]
+                     for i, (title, price) in enumerate(w.PRODUCTS[: sale.skus if sale else 0])]
         self.channels = channels(self.world)
         seed = self.world.seed
-        for platform, shop_id in self.channels:
+        for platform, shop_id in self.world.shops:
+            if w.profile(platform).stock_reduced_on:
+                self.listings += [
+                    Listing(platform, shop_id, MerchantSku(sku.outer_sku_id, sku.title, sku.price),
+                            sku, CATALOG_QUANTITY, catalog=True)
+                    for sku in self.world.catalog(platform, shop_id)]
+        for platform, shop_id in self.channels if sale else ():
             for i, merchant in enumerate(self.skus):
                 sku = w.Sku(product_id=w._digits(seed, platform, shop_id, "flash-product", i, n=11),
                             sku_id=w._digits(seed, platform, shop_id, "flash-sku", i, n=13),
@@ -167,15 +181,18 @@ class Stock:
                     platform, shop_id, merchant, sku,
                     self.sale.on_hand if self.sale.listed is None else self.sale.listed,
                     in_promotion=self.sale.pdd_promotion and platform == "pdd"))
-        self.tally = {(lst.channel, lst.merchant.code): _Tally() for lst in self.listings}
+        self.tally = {(lst.channel, lst.merchant.code): _Tally() for lst in self.listings
+                      if not lst.catalog}
         self.sold_log: list[tuple[int, str, int]] = []  # (paid at, merchant code, units)
         self._events: dict[tuple[str, str], list[tuple[int, w.Order, int]]] = {}
         self._idempotent: dict[tuple[str, str, str], Update] = {}
         self._queue: list[tuple[int, int, str, Any]] = []
         self._seq = itertools.count()
-        self._done_until = self.sale.start - 1
+        self._done_until = sale.start - 1 if sale else 0
         self._lock = threading.RLock()
         for listing in self.listings:
+            if listing.catalog:
+                continue
             for attempt in self._attempts(listing):
                 self._push(attempt[0], "try", (listing, *attempt))
         world_stock = getattr(self.world, "stock", None)
@@ -205,7 +222,8 @@ class Stock:
     def advance(self, upto: int | None = None) -> None:
         """Decide every attempt, payment and close up to ``upto`` (default: now)."""
         if upto is None:
-            upto = self.clock() if self.clock is not None else self.sale.end + CLOSE_UNPAID + 90
+            upto = (self.clock() if self.clock is not None
+                    else self.sale.end + CLOSE_UNPAID + 90 if self.sale else 0)
         with self._lock:
             while self._queue and self._queue[0][0] <= upto:
                 at, _, action, data = heapq.heappop(self._queue)
@@ -337,6 +355,8 @@ class Stock:
     def on_hand(self, at: int) -> dict[str, int]:
         """The warehouse's on-hand per merchant SKU at ``at`` (nothing ships
         during the sale: paid orders are reserved, not yet gone)."""
+        if self.sale is None:
+            return {}
         extra = self.sale.replenish if at >= self.sale.replenished_at else 0
         return {sku.code: self.sale.on_hand + extra for sku in self.skus}
 
@@ -344,6 +364,8 @@ class Stock:
         """Per merchant SKU: supply, units sold (paid) per channel and in all,
         units sold beyond the supply, and when the first such unit sold."""
         self.advance()
+        if self.sale is None:
+            return []
         with self._lock:
             rows = []
             for sku in self.skus:
@@ -376,7 +398,10 @@ class Stock:
         truth = self.truth()
         with self._lock:
             return {
-                "sale": vars(self.sale),
+                # the sandbox's JSON has no floats: exact decimals instead
+                "sale": None if self.sale is None else
+                {k: w.Decimal(str(v)) if isinstance(v, float) else v
+                 for k, v in vars(self.sale).items()},
                 "listings": [{"platform": lst.platform, "shop_id": lst.shop_id,
                               "merchant_sku": lst.merchant.code,
                               "product_id": lst.sku.product_id, "sku_id": lst.sku.sku_id,
@@ -385,6 +410,36 @@ class Stock:
                 "updates": len(self.updates),
                 "truth": truth,
             }
+
+
+# -- the brand's warehouse system -------------------------------------------------
+WAREHOUSE_ID = "WH-1"
+WAREHOUSE_PATH = "/wms/inventory"
+
+
+def warehouse_token(seed: int) -> str:
+    """The warehouse API's bearer token, derived from the seed like the
+    platforms' credentials (nothing secret lives in code or config)."""
+    from orderhub_tools.sandbox.gateway import sandbox_credentials
+
+    return sandbox_credentials(seed, "wms", [WAREHOUSE_ID]).token_for(WAREHOUSE_ID)
+
+
+def warehouse_answer(world: w.World, now: int) -> dict[str, Any]:
+    """``GET /wms/inventory``: the warehouse's on-hand per merchant SKU now.
+    The catalog's products are not scarce (a steady few hundred units each:
+    the world does not model their stock); a flash sale's SKUs have what
+    :meth:`Stock.on_hand` says."""
+    from datetime import UTC, datetime
+
+    items = [{"sku": w.merchant_code(i), "on_hand": 200 + int(w._digits(world.seed, "wms", i, n=3)),
+              "location": f"A-{i + 1:02d}"} for i in range(len(w.PRODUCTS))]
+    if world.stock is not None:
+        items += [{"sku": code, "on_hand": units, "location": "FLASH"}
+                  for code, units in world.stock.on_hand(now).items()]
+    return {"warehouse_id": WAREHOUSE_ID,
+            "as_of": datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z"),
+            "items": items}
 
 
 def channels(world: w.World) -> list[tuple[str, str]]:

@@ -13,6 +13,8 @@ from orderhub.platforms.tmall import (
     BILL_METHOD,
     BILL_RESPONSE_KEY,
     DETAIL_METHOD,
+    LISTING_METHOD,
+    LISTING_RESPONSE_KEY,
     METHOD,
     RESPONSE_KEY,
     STOCK_METHOD,
@@ -134,6 +136,8 @@ class TmallGateway(Gateway):
                                                          "request_id": uuid.uuid4().hex[:13]}}
         if params["method"] == STOCK_METHOD:
             return self.quantity_update(shop_id, params)
+        if params["method"] == LISTING_METHOD:
+            return self.items_onsale(shop_id, params)
         if params["method"] != METHOD:
             return 200, error(22, "Invalid method")
         try:
@@ -156,6 +160,22 @@ class TmallGateway(Gateway):
             result = {"has_next": page_no * page_size < total, "trades": {"trade": trades}}
         result["request_id"] = uuid.uuid4().hex[:13]
         return 200, {RESPONSE_KEY: result}
+
+    def items_onsale(self, shop_id: str, params: dict[str, str]):
+        """taobao.items.onsale.get, with each item's SKUs (UNCONFIRMED, see the client)."""
+        try:
+            page, size = int(params.get("page_no", 1)), int(params.get("page_size", 40))
+            if page < 1 or not 1 <= size <= 200:
+                raise ValueError("page_no from 1, page_size 1..200")
+        except ValueError as exc:
+            return 200, error(41, "Invalid arguments", "isv.invalid-parameter", str(exc))
+        products, total = self.listing_page(shop_id, page, size)
+        items = [{"num_iid": int(sku.product_id), "title": sku.title, "num": quantity,
+                  "outer_id": sku.outer_sku_id,
+                  "skus": {"sku": [{"sku_id": int(sku.sku_id), "outer_id": sku.outer_sku_id,
+                                    "quantity": quantity}]}} for sku, quantity in products]
+        return 200, {LISTING_RESPONSE_KEY: {"items": {"item": items}, "total_results": total,
+                                            "request_id": uuid.uuid4().hex[:13]}}
 
     def quantity_update(self, shop_id: str, params: dict[str, str]):
         """taobao.item.quantity.update (the business errors' sub codes are UNCONFIRMED)."""
@@ -314,7 +334,7 @@ class TmallGateway(Gateway):
                     "oid_str": str(int(order.order_id) + line.line_no),
                     "num_iid": int(line.sku.product_id),
                     "sku_id": line.sku.sku_id,
-                    "outer_iid": line.sku.outer_sku_id.rsplit("-", 1)[0],
+                    "outer_iid": line.sku.outer_sku_id,
                     "outer_sku_id": line.sku.outer_sku_id,
                     "title": line.sku.title,
                     "num": line.quantity,

@@ -71,6 +71,11 @@ PRODUCTS = [
 ]
 
 
+def merchant_code(product: int) -> str:
+    """The brand's code of the ``product``-th catalog product: TEA-001 ..."""
+    return f"TEA-{product + 1:03d}"
+
+
 @dataclass(frozen=True)
 class Sku:
     product_id: str
@@ -257,19 +262,24 @@ class World:
         # A flash sale's stock (sandbox/stock.py), whose orders depend on what
         # the channels list as time passes: decided before any query.
         self.stock = None
+        # Test switch: in these shops the first product still carries a code
+        # the brand retired (OLD-TEA-001): a SKU the mapping does not know.
+        self.legacy_code_shops: set[str] = set()
 
     # -- generation -------------------------------------------------------
     def catalog(self, platform: str, shop_id: str) -> list[Sku]:
         key = (platform, shop_id)
         if key not in self._catalogs:
-            rng = _stream(self.seed, "catalog", platform, shop_id)
             skus = []
             for i, (title, price) in enumerate(PRODUCTS):
                 product_id = _digits(self.seed, platform, shop_id, "product", i, n=11)
                 skus.append(Sku(
                     product_id=product_id,
                     sku_id=_digits(self.seed, platform, shop_id, "sku", i, n=13),
-                    outer_sku_id=f"TEA-{i:03d}-{rng.randint(1, 9)}",
+                    # the merchant's own code, the same in every shop (the
+                    # brand's merchant SKU, dbt_project/seeds/merchant_skus.csv)
+                    outer_sku_id=(f"OLD-{merchant_code(i)}" if i == 0
+                                  and shop_id in self.legacy_code_shops else merchant_code(i)),
                     title=title,
                     price=Decimal(price),
                 ))

@@ -1,0 +1,338 @@
+"""Stock (issue 18): the brand's warehouse on-hand and what each shop lists,
+landed into raw.
+
+The warehouse system answers ``GET <url>`` with a bearer token::
+
+    {"warehouse_id": "WH-1", "as_of": "2026-11-10T16:00:00Z",
+     "items": [{"sku": "FS-001", "on_hand": 30, ...}, ...]}
+
+``sku`` is the brand's merchant SKU (dbt_project/seeds/merchant_skus.csv).
+Its connection is the Airflow connection ``orderhub_wms`` (host = the URL,
+password = the token), looked up like the shops' connections; without it the
+snapshot is skipped, and said so.
+
+Each item lands as one row of ``raw.stock_on_hand`` keyed by (warehouse,
+SKU, as_of): a snapshot landed twice adds nothing. An item that is not a SKU
+with a whole, non-negative on-hand goes to ``ops.quarantine`` with the reason,
+and the good items still land.
+
+Each shop whose platform has a listing API (``PlatformClient.listed_skus``)
+lands what it offers now into ``raw.stock_listings``, one row per SKU keyed
+by the platform's time of the read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import requests
+
+from orderhub.config import parse_time
+
+log = logging.getLogger(__name__)
+WAREHOUSE_CONN_ID = "orderhub_wms"
+
+
+class WarehouseError(Exception):
+    """The warehouse system could not be read (its answer, in plain words)."""
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    url: str  # the inventory API
+    token: str = field(repr=False)
+
+    @classmethod
+    def from_airflow(cls, conn_id: str = WAREHOUSE_CONN_ID) -> Warehouse | None:
+        """The connection through Airflow (metadata DB, secrets backend or
+        ``AIRFLOW_CONN_ORDERHUB_WMS``); None when there is none."""
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            conn = BaseHook.get_connection(conn_id)
+        except AirflowNotFoundException:
+            return None
+        return cls(conn.host, conn.password or "")
+
+    def inventory(self, timeout: float = 30.0) -> dict[str, Any]:
+        try:
+            answer = requests.get(self.url, headers={"Authorization": f"Bearer {self.token}"},
+                                  timeout=timeout)
+        except requests.RequestException as exc:
+            raise WarehouseError(f"warehouse at {self.url}: {type(exc).__name__}") from None
+        if answer.status_code != 200:
+            raise WarehouseError(f"warehouse at {self.url}: HTTP {answer.status_code}"
+                                 f" {answer.text[:200]}")
+        try:
+            body = answer.json()
+            body["warehouse_id"], body["items"]  # noqa: B018 - the shape is checked here
+        except (ValueError, KeyError, TypeError) as exc:
+            raise WarehouseError(f"warehouse at {self.url}: not an inventory answer"
+                                 f" ({type(exc).__name__}: {exc})") from None
+        return body
+
+
+@dataclass
+class SnapshotLoad:
+    warehouse_id: str
+    as_of: datetime
+    items: int
+    inserted: int
+    quarantined: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "as_of": self.as_of.isoformat()}
+
+
+def _problem(item: Any) -> str | None:
+    """Why an inventory item cannot land, or None."""
+    if not isinstance(item, dict):
+        return "not an object"
+    if not isinstance(item.get("sku"), str) or not item["sku"].strip():
+        return "no sku"
+    units = item.get("on_hand")
+    if isinstance(units, bool) or not isinstance(units, int):
+        return f"on_hand {units!r} is not a whole number"
+    if units < 0:
+        return f"on_hand {units} is negative"
+    return None
+
+
+def land_snapshot(conn: psycopg.Connection, body: dict[str, Any], run_id: str) -> SnapshotLoad:
+    """Land one inventory answer: good items into raw.stock_on_hand, bad ones
+    into ops.quarantine, in one transaction."""
+    warehouse_id = str(body["warehouse_id"])
+    try:
+        as_of = parse_time(str(body["as_of"]))
+    except (KeyError, ValueError) as exc:
+        raise WarehouseError(f"warehouse {warehouse_id}: the snapshot has no valid as_of"
+                             f" ({exc})") from None
+    good, bad = [], []
+    for item in body["items"]:
+        text = json.dumps(item, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        problem = _problem(item)
+        if problem:
+            bad.append((warehouse_id, text, digest, f"stock_on_hand: {problem}", run_id))
+        else:
+            good.append((warehouse_id, item["sku"].strip(), as_of, item["on_hand"], text, digest,
+                         run_id))
+    with conn.transaction(), conn.cursor() as cur:
+        inserted = 0
+        for row in good:
+            cur.execute("insert into raw.stock_on_hand (warehouse_id, merchant_sku, as_of,"
+                        " on_hand, payload, payload_sha256, run_id)"
+                        " values (%s, %s, %s, %s, %s::jsonb, %s, %s)"
+                        " on conflict do nothing", row)
+            inserted += cur.rowcount
+        for row in bad:
+            cur.execute("insert into ops.quarantine (platform, shop_id, entity, raw_text,"
+                        " raw_sha256, reason, run_id)"
+                        " values ('warehouse', %s, 'stock_on_hand', %s, %s, %s, %s)"
+                        " on conflict do nothing", row)
+    return SnapshotLoad(warehouse_id, as_of, len(body["items"]), inserted, len(bad))
+
+
+def land_listings(conn: psycopg.Connection, platform: str, shop_id: str, skus: list,
+                  listed_at: datetime, run_id: str) -> int:
+    """One shop's listed SKUs (``ListedSku``) as read at ``listed_at``."""
+    with conn.transaction(), conn.cursor() as cur:
+        inserted = 0
+        for sku in skus:
+            cur.execute("insert into raw.stock_listings (platform, shop_id, product_id, sku_id,"
+                        " outer_id, quantity, title, listed_at, run_id)"
+                        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict do nothing",
+                        (platform, shop_id, sku.listing.product_id, sku.listing.sku_id,
+                         sku.listing.outer_id, sku.quantity, sku.title, listed_at, run_id))
+            inserted += cur.rowcount
+    return inserted
+
+
+def snapshot_listings(conn: psycopg.Connection, shop, run_id: str) -> dict[str, Any]:
+    """Read one shop's listings and land them. One attempt: a snapshot is an
+    observation, and the next hour's run reads again."""
+    from orderhub.platforms import Credentials, client_for
+
+    client = client_for(shop.platform, Credentials.from_airflow(shop.conn_id))
+    skus = client.listed_skus()
+    listed_at = datetime.fromtimestamp(int(client.platform_now()), UTC)
+    return {"shop": f"{shop.platform}/{shop.shop_id}", "skus": len(skus),
+            "inserted": land_listings(conn, shop.platform, shop.shop_id, skus, listed_at,
+                                      run_id)}
+
+
+def snapshot_stock(run_id: str) -> dict[str, Any]:
+    """What the hourly DAG's ``snapshot_stock`` task does: the warehouse's
+    on-hand (connection ``orderhub_wms``; skipped, and said so, without one)
+    and every listing shop's SKUs. A shop whose listing cannot be read (one
+    attempt) is named in the result and logged; the others still land, and
+    the orders of the run are not held up by it."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from orderhub.config import load_shops
+    from orderhub.landing import connect, ensure_schema
+    from orderhub.platforms import PlatformError, client_class
+
+    out: dict[str, Any] = {"listings": [], "failed": []}
+    with connect() as conn:
+        ensure_schema(conn)
+        warehouse = Warehouse.from_airflow()
+        out["warehouse"] = (land_snapshot(conn, warehouse.inventory(), run_id).as_dict()
+                            if warehouse is not None else
+                            f"skipped: no connection {WAREHOUSE_CONN_ID}")
+        for shop in load_shops():
+            if not client_class(shop.platform).listing_endpoint:
+                continue
+            try:
+                out["listings"].append(snapshot_listings(conn, shop, run_id))
+            except (PlatformError, AirflowNotFoundException) as error:
+                log.warning("%s/%s: listings not read: %s", shop.platform, shop.shop_id, error)
+                out["failed"].append(f"{shop.platform}/{shop.shop_id}: {error}")
+    return out
+
+
+# -- keeping channels in step ---------------------------------------------------------
+# A channel's offer is moved to its allocation by a delta where the platform
+# takes one: a sale OrderHub has not learnt of yet is already off the count
+# the delta changes, so it is never given back (docs/stock.md). JD only sets.
+PLAN_SQL = """
+select o.platform, o.shop_id, o.merchant_sku, o.product_id, o.sku_id, o.outer_sku_id,
+       o.offered, a.allocation, o.listed_at
+from marts.stock_offers as o
+join marts.stock_channel_allocations as a
+    on a.merchant_sku = o.merchant_sku and a.platform = o.platform and a.shop_id = o.shop_id
+where o.platform = %s and o.shop_id = %s
+order by o.merchant_sku, o.sku_id
+"""
+
+
+@dataclass
+class SyncResult:
+    shops: int = 0
+    proposed: int = 0
+    sent: int = 0
+    refused: int = 0
+    unknown: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"stock sync: {self.shops} channels read, {self.proposed} changes"
+                f" ({self.sent} sent, {self.refused} refused, {self.unknown} unknown)"
+                + (f"; skipped: {'; '.join(self.skipped)}" if self.skipped else ""))
+
+
+def sync(run_id: str, *, dry_run: bool = False, raise_offers: bool = False,
+         shops=None) -> SyncResult:
+    """One pass of keeping the channels in step: the warehouse counted, every
+    channel of seeds/stock_channels.csv read, and each listed SKU offered
+    beyond its allocation brought down to it (all reductions first).
+
+    ``raise_offers`` also raises the SKUs offered below their allocation,
+    after every reduction of that SKU succeeded. It is safe only when every
+    sale of the channels has landed (before a sale opens, or after it): a
+    channel's offer read now already lacks the sales OrderHub has not yet
+    landed, and raising it to an allocation computed without them gives those
+    units back (docs/stock.md). Reductions are always safe.
+
+    Every call is written to ops.stock_updates before it is sent; ``dry_run``
+    writes the proposals only. A call whose outcome is unknown (a timeout, a
+    5xx) is not retried: the next pass reads the channel again first, so a
+    retried change never removes stock twice."""
+    from orderhub.config import load_shops
+    from orderhub.landing import connect, ensure_schema
+    from orderhub.platforms import Credentials, PlatformError, client_for
+
+    result = SyncResult()
+    plans = []
+    with connect() as conn:
+        ensure_schema(conn)
+        warehouse = Warehouse.from_airflow()
+        if warehouse is not None:
+            land_snapshot(conn, warehouse.inventory(), run_id)
+        channels = set(conn.execute("select platform, shop_id from seeds.stock_channels"))
+        for shop in shops or load_shops():
+            if (shop.platform, shop.shop_id) not in channels:
+                continue
+            client = client_for(shop.platform, Credentials.from_airflow(shop.conn_id))
+            if not client.stock_endpoint:
+                result.skipped.append(f"{shop.platform}/{shop.shop_id}: no stock API")
+                continue
+            try:
+                skus = client.listed_skus()
+            except PlatformError as error:
+                result.skipped.append(f"{shop.platform}/{shop.shop_id}: listings: {error}")
+                continue
+            listed_at = datetime.fromtimestamp(int(client.platform_now()), UTC)
+            land_listings(conn, shop.platform, shop.shop_id, skus, listed_at, run_id)
+            result.shops += 1
+            plans += [(client, row) for row in conn.execute(PLAN_SQL,
+                                                            (shop.platform, shop.shop_id))]
+            conn.commit()
+        failed: set[str] = set()  # SKUs with a reduction not known to have applied
+        for client, row in plans:
+            if row[6] > row[7] and not _move(conn, client, row, run_id, dry_run, result):
+                failed.add(row[2])
+        for client, row in plans:
+            if raise_offers and row[6] < row[7] and row[2] not in failed:
+                _move(conn, client, row, run_id, dry_run, result)
+    return result
+
+
+def _move(conn: psycopg.Connection, client, row, run_id: str, dry_run: bool,
+          result: SyncResult) -> bool:
+    """Move one listed SKU's offer to its allocation (one call, recorded);
+    whether it is known to have applied (or, in a dry run, was proposed)."""
+    import uuid
+
+    from orderhub.platforms import PlatformError
+    from orderhub.platforms.base import StockListing
+
+    platform, shop_id, merchant_sku, product_id, sku_id, outer_id, offered, allocation, \
+        listed_at = row
+    increment = client.stock_increments
+    sent = allocation - offered if increment else allocation
+    reason = (f"offers {offered}, may offer {allocation}"
+              f" ({'over' if offered > allocation else 'under'} its allocation)")
+    # The same change of the same read gets the same id: a pass re-run on the
+    # same read re-sends the same key (Doudian then changes nothing). A dry
+    # run's proposal is not a call: it has ids of its own.
+    update_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"orderhub-stock|{platform}|{shop_id}|{sku_id}"
+                               f"|{listed_at.isoformat()}|{offered}|{allocation}"
+                               f"|{'proposal' if dry_run else 'call'}"))
+    status = "proposed" if dry_run else "sending"
+    inserted = conn.execute(
+        "insert into ops.stock_updates (update_id, run_id, platform, shop_id, merchant_sku,"
+        " product_id, sku_id, offered, allocation, mode, sent_quantity, reason, status)"
+        " values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) on conflict do nothing",
+        (update_id, run_id, platform, shop_id, merchant_sku, product_id, sku_id, offered,
+         allocation, "increment" if increment else "full", sent, reason, status)).rowcount
+    conn.commit()
+    if not inserted:  # this very change of this very read was decided before: its outcome
+        return conn.execute("select status in ('ok', 'proposed') from ops.stock_updates"
+                            " where update_id = %s", (update_id,)).fetchone()[0]
+    result.proposed += 1
+    if dry_run:
+        return True
+    listing = StockListing(product_id, sku_id, outer_id)
+    try:
+        answer = client.set_stock(listing, sent, increment=increment, request_id=update_id)
+        status, text = "ok", "" if answer is None else f"now {answer}"
+        result.sent += 1
+    except PlatformError as error:
+        unknown = error.kind in ("transport", "server", "malformed")
+        status, text = ("unknown" if unknown else "refused"), str(error)
+        if unknown:
+            result.unknown += 1
+        else:
+            result.refused += 1
+    conn.execute("update ops.stock_updates set status = %s, answer = %s, answered_at = now()"
+                 " where update_id = %s", (status, text, update_id))
+    conn.commit()
+    return status == "ok"
