@@ -365,8 +365,7 @@ def test_the_hourly_dag_counts_the_warehouse_and_positions_follow_the_open_order
 def test_the_hourly_dag_reads_what_every_shop_lists_and_flags_the_skus_at_risk(
         first_run, warehouse_url, shops):
     """Issue 18: every listing shop's SKUs land each hour (raw.stock_listings);
-    marts.stock_offers is each one's latest read; rpt_oversell_risk flags a SKU
-    exactly when the channels offer more than may be sold. The sandbox lists
+    marts.stock_offers is each one's latest read. The sandbox lists
     CATALOG_QUANTITY of every catalog product in every shop."""
     from orderhub.platforms import client_class
     from orderhub_tools.sandbox.stock import CATALOG_QUANTITY
@@ -386,6 +385,7 @@ def test_the_hourly_dag_reads_what_every_shop_lists_and_flags_the_skus_at_risk(
     assert offers == [(f"TEA-{i:03d}", len(listing_shops), CATALOG_QUANTITY, CATALOG_QUANTITY)
                       for i in range(1, 13)]
     offered = len(listing_shops) * CATALOG_QUANTITY
-    expected = {sku: (offered, True) for sku, available in positions.items()
-                if sku.startswith("TEA-") and offered > available}
-    assert expected and {sku: v for sku, v in risk.items() if v[1]} == expected
+    # the shops offer 4,800 of each catalog product against 5,000 or so on hand: no risk
+    # (tests/test_stock_sync.py has a flash sale that is)
+    assert all(positions[f"TEA-{i:03d}"] > offered for i in range(1, 13))
+    assert {sku: v for sku, v in risk.items() if v[1]} == {}

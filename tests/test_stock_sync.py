@@ -87,14 +87,16 @@ def test_a_dry_run_proposes_every_change_and_sends_none(flash, warehouse_url):
     from orderhub.stock import sync
 
     before = quantities(flash)
-    result = sync("dry", dry_run=True)
-    # 4 channels x (12 catalog products + 2 flash SKUs), every one offered beyond its share
-    assert (result.shops, result.proposed, result.sent) == (4, 56, 0)
-    assert quantities(flash) == before
-    assert {v for (_, sku), v in before.items() if sku.startswith("FS-")} == {20}
-    proposed = updates(warehouse_url)
-    assert {row[-1] for row in proposed} == {"proposed"} and len(proposed) == 56
     share = expected(flash)
+    beyond = {key for key, offered in before.items() if offered > share[key]}
+    # every flash SKU (20 offered on each of the 4 channels); the catalog's 999
+    # are within the share of the warehouse's 5,000 or so
+    assert {sku for _, sku in beyond} == {"FS-001", "FS-002"} and len(beyond) == 8
+    result = sync("dry", dry_run=True)
+    assert (result.shops, result.proposed, result.sent) == (4, len(beyond), 0)
+    assert quantities(flash) == before
+    proposed = updates(warehouse_url)
+    assert {row[-1] for row in proposed} == {"proposed"} and len(proposed) == len(beyond)
     for platform, sku, offered, allocated, mode, sent, _ in proposed:
         assert (offered, allocated) == (before[(platform, sku)], share[(platform, sku)])
         # a delta where the platform takes one; JD only sets a quantity
@@ -106,17 +108,24 @@ def test_a_pass_brings_every_channel_to_its_allocation_and_the_sale_oversells_no
         flash, warehouse_url):
     from orderhub.stock import sync
 
+    before, share = quantities(flash), expected(flash)
     result = sync("live")
-    assert (result.sent, result.refused, result.unknown) == (56, 0, 0)
-    assert quantities(flash) == expected(flash)
-    assert {(p, sku): n for (p, sku), n in expected(flash).items()
-            if sku.startswith("FS-")} == {(p, f"FS-00{i}"): n for p, n in
-                                          {"tmall": 6, "jd": 4, "pdd": 5, "douyin": 5}.items()
-                                          for i in (1, 2)}  # 20 units: 6 + 4 + 5 + 5
-    assert [row[-1] for row in updates(warehouse_url)].count("ok") == 56
+    assert (result.sent, result.refused, result.unknown) == (8, 0, 0)
+    # down to the share where beyond it; the rest left alone (raising is --raise)
+    settled = {key: min(offered, share[key]) for key, offered in before.items()}
+    assert quantities(flash) == settled
+    assert {key: n for key, n in settled.items() if key[1].startswith("FS-")} == {
+        (p, f"FS-00{i}"): n for p, n in {"tmall": 6, "jd": 4, "pdd": 5, "douyin": 5}.items()
+        for i in (1, 2)}  # 20 units: 6 + 4 + 5 + 5
+    assert [row[-1] for row in updates(warehouse_url)].count("ok") == 8
     again = sync("again")  # nothing is offered beyond its allocation any more
     assert (again.proposed, again.sent) == (0, 0)
-    assert quantities(flash) == expected(flash)
+    assert quantities(flash) == settled
+    # Before the sale every sale has landed (there is none): raising is safe,
+    # and brings the catalog's offers up to their shares.
+    raised = sync("raise", raise_offers=True)
+    assert raised.sent == sum(1 for key in before if before[key] < share[key]) > 0
+    assert quantities(flash) == share
 
     flash.sandbox.clock.set((T0 + timedelta(minutes=30)).timestamp())  # the sale plays out
     rows = flash.sandbox.world.stock.truth()
@@ -126,3 +135,93 @@ def test_a_pass_brings_every_channel_to_its_allocation_and_the_sale_oversells_no
     shops = flash.sandbox.spec.shops
     alone = Stock(World(5, shops, 0.01), FlashSale(**SALE)).truth()
     assert all(r["oversold"] > 0 for r in alone)
+
+
+@pytest.fixture(scope="module")
+def oversold(flash, warehouse_url, shops):
+    """The same flash sale in a sandbox nobody keeps in step, played out, its
+    channels' orders extracted and landed, the warehouse counted, dbt built.
+    (After the tests on ``flash``: it takes the warehouse over.)"""
+    from orderhub.extract import extract_shop
+    from orderhub.stock import Warehouse, land_snapshot
+    from orderhub_tools.sandbox.stock import WAREHOUSE_PATH, warehouse_token
+
+    reset(warehouse_url)
+    spec = SandboxSpec(seed=5, shops=[(s.platform, s.shop_id) for s in shops], scale=0.01,
+                       flash_sale=SALE)
+    server = serve(spec)
+    server.sandbox.clock.set((T0 + timedelta(minutes=30)).timestamp())  # the sale is over
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    mp = pytest.MonkeyPatch()
+    for name, value in SandboxTarget(url, spec.seed).connections(shops).items():
+        mp.setenv(name, value)
+    try:
+        channels = set(server.sandbox.world.stock.channels)
+        for shop in shops:
+            if (shop.platform, shop.shop_id) in channels:
+                landed = extract_shop(shop, T0 - timedelta(hours=1), T0 + timedelta(minutes=25),
+                                      run_id="flash-sale")
+                assert landed.windows_failed == 0
+        with connect() as conn:
+            land_snapshot(conn, Warehouse(url + WAREHOUSE_PATH, warehouse_token(5)).inventory(),
+                          "flash-sale")
+        built = dbt("build", check=False)
+        assert built.returncode == 0, built.stdout[-3000:]
+        yield server
+    finally:
+        mp.undo()
+        server.shutdown()
+
+
+def test_the_oversold_incidents_are_the_units_the_sandbox_sold_twice(oversold, warehouse_url):
+    """`orderhub sandbox truth --kind stock` and OrderHub's incident mart agree,
+    and each oversold SKU raises an alert."""
+    from orderhub.alerts import evaluate
+
+    truth = {row["merchant_sku"]: row["oversold"]
+             for row in oversold.sandbox.world.stock.truth()}
+    assert all(units > 0 for units in truth.values())
+    with psycopg.connect(warehouse_url) as conn:
+        incidents = dict(conn.execute("select merchant_sku, oversold_units"
+                                      " from marts.fct_oversold_incidents").fetchall())
+        history = conn.execute("select count(*) from marts.fct_stock_position_history"
+                               " where oversold > 0").fetchone()[0]
+        alerts = evaluate(conn, T0, T0 + timedelta(hours=1), None)
+    assert incidents == truth
+    assert history == len(truth)  # one build so far
+    oversold_alerts = {a.subject.split(":")[0]: a.value for a in alerts if a.kind == "oversold"}
+    assert oversold_alerts == {sku: f"{units} units sold twice" for sku, units in truth.items()}
+    # ... and they are the SKUs at risk: sold out (nothing available) and sold twice;
+    # the catalog's 4,800 offered of 5,000 or so on hand are not.
+    with psycopg.connect(warehouse_url) as conn:
+        risk = {sku: (available, oversold) for sku, available, oversold in conn.execute(
+            "select merchant_sku, available_to_sell, oversold_now from marts.rpt_oversell_risk")}
+    assert risk == {sku: (0, True) for sku in truth}
+    assert [a for a in alerts if a.kind == "oversell_risk"] == []  # they have their own
+
+
+def test_a_channel_offering_beyond_what_is_available_raises_a_risk_alert(oversold,
+                                                                        warehouse_url, shops):
+    """Somebody lists 10,000 of a catalog product on one shop by hand: at the
+    next read of its listings the SKU is at risk, and said so."""
+    from orderhub.alerts import evaluate
+    from orderhub.platforms import Credentials, client_for
+    from orderhub.stock import snapshot_listings
+
+    shop = next(s for s in shops if s.platform == "tmall")
+    api = client_for("tmall", Credentials.from_airflow(shop.conn_id))
+    listing = next(s.listing for s in api.listed_skus() if s.listing.outer_id == "TEA-003")
+    api.set_stock(listing, 10_000)
+    with psycopg.connect(warehouse_url) as conn:
+        snapshot_listings(conn, shop, "by-hand")
+        risk = conn.execute("select merchant_sku, offered, available_to_sell,"
+                            " offered_beyond_available from marts.rpt_oversell_risk"
+                            " where merchant_sku like 'TEA-%'").fetchall()
+        alerts = [a for a in evaluate(conn, T0, T0 + timedelta(hours=1), None)
+                  if a.kind == "oversell_risk"]
+    assert len(risk) == 1 and risk[0][0] == "TEA-003" and risk[0][3]
+    offered, available = risk[0][1], risk[0][2]
+    assert offered == 10_000 > available  # the only listing read in this world
+    assert [(a.subject, a.value) for a in alerts] == [
+        (f"TEA-003: the channels offer {offered} of {available} available",
+         f"{offered - available} units offered beyond")]

@@ -16,3 +16,17 @@
 {% macro merchant_sku() -%}
     coalesce(sku_mapped.merchant_sku, sku_by_code.merchant_sku)
 {%- endmacro %}
+
+{#- The lines of the order versions in `orders` (a CTE with platform,
+    shop_id, order_id and payload_sha256): its columns, each line's quantity
+    and its merchant SKU. -#}
+{% macro merchant_sku_lines(orders) -%}
+    select {{ orders }}.*, items.quantity, {{ merchant_sku() }} as merchant_sku
+    from {{ orders }}
+    inner join {{ ref('stg_order_items') }} as items
+        on items.platform = {{ orders }}.platform
+        and items.shop_id = {{ orders }}.shop_id
+        and items.order_id = {{ orders }}.order_id
+        and items.payload_sha256 = {{ orders }}.payload_sha256
+    {{ merchant_sku_joins('items') }}
+{%- endmacro %}

@@ -13,6 +13,13 @@ Rules (each alert names platform, shop, window and a number):
 * ``reconciliation_review``: reconciliation differences over their rule's tolerance
   (action manual_review in seeds/recon_rules.csv, not resolved) among the orders
   reconciled in the interval, per shop and category (marts.rpt_recon_review_queue);
+* ``oversold``: a merchant SKU whose channels' orders hold and reserve more
+  units than the warehouse counted: units sold twice (marts.stock_positions,
+  read when the rule runs; issue 18), once per SKU and run interval;
+* ``oversell_risk``: a merchant SKU whose channels offer more than may be sold,
+  or that sells out within the hour at the last hour's rate
+  (marts.rpt_oversell_risk; an oversold one has its own alert), once per SKU
+  and run interval;
 * ``backfill_summary``: a sync of a span of history (a manual repair run with
   params start/end) is summarized once - what was synced, what is still open -
   instead of an alert per backfilled hour.
@@ -169,6 +176,25 @@ def evaluate(conn: psycopg.Connection, start: datetime, end: datetime, run_id: s
             alerts.append(Alert("failed_expectation", platform, "", start, end,
                                 f"{checkpoint}: {description or expectation}",
                                 f"{observed} unexpected"))
+    if kind == "live" and relation_exists(conn, "marts.stock_positions"):
+        for sku, oversold, on_hand, held, reserved in conn.execute(
+                "select merchant_sku, oversold, on_hand, held, reserved"
+                " from marts.stock_positions where oversold > 0 order by 1"):
+            alerts.append(Alert("oversold", "", "", start, end,
+                                f"{sku}: {held} held and {reserved} reserved against"
+                                f" {on_hand} on hand", f"{oversold} units sold twice"))
+    if kind == "live" and relation_exists(conn, "marts.rpt_oversell_risk"):
+        for sku, offered, available, beyond, minutes in conn.execute(
+                "select merchant_sku, offered, available_to_sell, offered_beyond_available,"
+                " minutes_to_sell_out from marts.rpt_oversell_risk"
+                " where (offered_beyond_available or sells_out_within_hour) and not oversold_now"
+                " order by 1"):
+            alerts.append(Alert(
+                "oversell_risk", "", "", start, end,
+                f"{sku}: " + (f"the channels offer {offered} of {available} available"
+                              if beyond else "sells out within the hour"),
+                f"{offered - available} units offered beyond" if beyond
+                else f"{minutes} min to sell out"))
     if kind != "backfill" and relation_exists(conn, "marts.rpt_recon_review_queue"):
         for platform, shop, category, orders, amount in conn.execute(
                 "select platform, shop_id, difference_category, count(*), sum(difference_amount)"

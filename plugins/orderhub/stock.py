@@ -209,6 +209,7 @@ from marts.stock_offers as o
 join marts.stock_channel_allocations as a
     on a.merchant_sku = o.merchant_sku and a.platform = o.platform and a.shop_id = o.shop_id
 where o.platform = %s and o.shop_id = %s
+    and a.allocation is not null  -- a SKU no warehouse counted: unknown, left alone
 order by o.merchant_sku, o.sku_id
 """
 

@@ -10,7 +10,9 @@
     Open orders are read live: the latest landed version of every order
     landed in the last `live_horizon_hours` (int_live_order_versions, a view
     over raw, so a pushed order counts as soon as `orderhub stream` commits
-    it), and, for older ones, fct_orders. A view: computed when read. -#}
+    it), and, for older ones, fct_orders. A SKU no warehouse has counted has
+    no on-hand, no available units and no oversold units (null: unknown, not
+    zero). A view: computed when read. -#}
 {{ config(materialized='view') }}
 
 with counts as (
@@ -46,18 +48,7 @@ open_orders as (
 ),
 
 open_lines as (
-    select
-        items.platform,
-        open_orders.order_status_code,
-        items.quantity,
-        {{ merchant_sku() }} as merchant_sku
-    from open_orders
-    inner join {{ ref('stg_order_items') }} as items
-        on items.platform = open_orders.platform
-        and items.shop_id = open_orders.shop_id
-        and items.order_id = open_orders.order_id
-        and items.payload_sha256 = open_orders.payload_sha256
-    {{ merchant_sku_joins('items') }}
+    {{ merchant_sku_lines('open_orders') }}
 ),
 
 committed as (
@@ -77,17 +68,17 @@ final as (
     select
         skus.merchant_sku,
         skus.title,
-        coalesce(on_hand.on_hand, 0)::integer as on_hand,
+        on_hand.on_hand::integer as on_hand,
         on_hand.counted_at,
         coalesce(committed.held, 0)::integer as held,
         coalesce(committed.reserved, 0)::integer as reserved,
         skus.safety_stock,
-        greatest(0, coalesce(on_hand.on_hand, 0) - coalesce(committed.held, 0)
+        greatest(0, on_hand.on_hand - coalesce(committed.held, 0)
                     - coalesce(committed.reserved, 0) - skus.safety_stock)::integer
             as available_to_sell,
         -- more held and reserved than on hand: units already sold twice
         greatest(0, coalesce(committed.held, 0) + coalesce(committed.reserved, 0)
-                    - coalesce(on_hand.on_hand, 0))::integer as oversold,
+                    - on_hand.on_hand)::integer as oversold,
         now() as computed_at
     from {{ ref('merchant_skus') }} as skus
     left join on_hand using (merchant_sku)

@@ -34,16 +34,14 @@ recent as (
         and order_status_code <> 50
 ),
 
+recent_lines as (
+    {{ merchant_sku_lines('recent') }}
+),
+
 sales as (
-    select {{ merchant_sku() }} as merchant_sku, sum(items.quantity) as sold_last_hour
-    from recent
-    inner join {{ ref('stg_order_items') }} as items
-        on items.platform = recent.platform
-        and items.shop_id = recent.shop_id
-        and items.order_id = recent.order_id
-        and items.payload_sha256 = recent.payload_sha256
-    {{ merchant_sku_joins('items') }}
-    group by 1
+    select merchant_sku, sum(quantity) as sold_last_hour
+    from recent_lines
+    group by merchant_sku
 ),
 
 judged as (
@@ -74,5 +72,6 @@ final as (
     from judged
 )
 
+-- a SKU no warehouse counted has no position to judge (all three are null)
 select * from final
 where offered_beyond_available or sells_out_within_hour or oversold_now

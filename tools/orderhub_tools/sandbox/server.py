@@ -62,7 +62,6 @@ class SandboxSpec:
     unmapped_status: bool = False  # some Tmall orders in a status the seed does not map
     dropped_fields: dict[str, list[str]] = field(default_factory=dict)  # platform -> fields left out
     short_shops: list[str] = field(default_factory=list)  # shops whose pages each lose an order
-    legacy_code_shops: list[str] = field(default_factory=list)  # a product with a retired outer id
     incident_seconds: float = 20.0  # wall seconds: stands in for "minutes" so demos stay short
     flash_sale: dict | None = None  # a flash sale on scarce SKUs (sandbox/stock.py FlashSale fields)
 
@@ -124,7 +123,6 @@ class Sandbox:
     def __init__(self, spec: SandboxSpec, monotonic: Callable[[], float] = time.monotonic):
         self.spec = spec
         self.world = World(spec.seed, spec.shops, spec.scale)
-        self.world.legacy_code_shops = set(spec.legacy_code_shops)
         self.clock = Clock()
         # What every shop lists, and a flash sale if the spec has one (sandbox/stock.py).
         from orderhub_tools.sandbox.stock import FlashSale, Stock

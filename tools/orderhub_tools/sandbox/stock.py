@@ -25,6 +25,11 @@ sandbox clock passes (:meth:`Stock.advance`; the world calls it before it
 answers any query). An accepted attempt becomes an order of the world
 (``World.add``): order search, detail and push show it like any other.
 
+**The catalog** is listed too: every shop of a platform with a stock API
+offers ``CATALOG_QUANTITY`` of each catalog product until a stock call changes
+it (the world's ordinary orders do not sell from it: only a flash sale's SKUs
+are scarce), so the listing and stock APIs answer for every SKU a shop has.
+
 **The truth** (:meth:`Stock.truth`, ``orderhub sandbox truth --kind stock``):
 per merchant SKU, the supply, the units sold (paid) per channel, and the
 units sold beyond the supply.
@@ -45,7 +50,7 @@ CLOSE_UNPAID = 10 * 60  # a flash-sale order unpaid this long closes (and gives 
 # What every shop offers of each catalog product until a stock call changes it:
 # not scarce, and the world's ordinary orders do not sell from it (the world
 # models the stock of a flash sale's SKUs only).
-CATALOG_QUANTITY = 999
+CATALOG_QUANTITY = 600
 
 
 @dataclass(frozen=True)
@@ -427,12 +432,12 @@ def warehouse_token(seed: int) -> str:
 
 def warehouse_answer(world: w.World, now: int) -> dict[str, Any]:
     """``GET /wms/inventory``: the warehouse's on-hand per merchant SKU now.
-    The catalog's products are not scarce (a steady few hundred units each:
+    The catalog's products are not scarce (a steady five thousand or so each:
     the world does not model their stock); a flash sale's SKUs have what
     :meth:`Stock.on_hand` says."""
     from datetime import UTC, datetime
 
-    items = [{"sku": w.merchant_code(i), "on_hand": 200 + int(w._digits(world.seed, "wms", i, n=3)),
+    items = [{"sku": w.merchant_code(i), "on_hand": 5000 + int(w._digits(world.seed, "wms", i, n=3)),
               "location": f"A-{i + 1:02d}"} for i in range(len(w.PRODUCTS))]
     if world.stock is not None:
         items += [{"sku": code, "on_hand": units, "location": "FLASH"}

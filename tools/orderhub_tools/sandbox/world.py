@@ -259,12 +259,9 @@ class World:
         self._buckets: dict[tuple[str, str, int], list[Order]] = {}
         self._catalogs: dict[tuple[str, str], list[Sku]] = {}
         self._by_id: dict[tuple[str, str], Order] = {}  # (platform, order id) of generated orders
-        # A flash sale's stock (sandbox/stock.py), whose orders depend on what
-        # the channels list as time passes: decided before any query.
+        # What the shops list, and a flash sale whose orders depend on what the
+        # channels offer as time passes: decided before any query (sandbox/stock.py).
         self.stock = None
-        # Test switch: in these shops the first product still carries a code
-        # the brand retired (OLD-TEA-001): a SKU the mapping does not know.
-        self.legacy_code_shops: set[str] = set()
 
     # -- generation -------------------------------------------------------
     def catalog(self, platform: str, shop_id: str) -> list[Sku]:
@@ -278,8 +275,7 @@ class World:
                     sku_id=_digits(self.seed, platform, shop_id, "sku", i, n=13),
                     # the merchant's own code, the same in every shop (the
                     # brand's merchant SKU, dbt_project/seeds/merchant_skus.csv)
-                    outer_sku_id=(f"OLD-{merchant_code(i)}" if i == 0
-                                  and shop_id in self.legacy_code_shops else merchant_code(i)),
+                    outer_sku_id=merchant_code(i),
                     title=title,
                     price=Decimal(price),
                 ))
