@@ -200,6 +200,20 @@ def test_the_oversold_incidents_are_the_units_the_sandbox_sold_twice(oversold, w
     assert [a for a in alerts if a.kind == "oversell_risk"] == []  # they have their own
 
 
+def test_the_run_report_shows_the_scarce_skus(oversold, tmp_path):
+    from orderhub.report import write_report
+
+    page = write_report(tmp_path / "report.html", T0, T0 + timedelta(hours=1)).read_text()
+    section = page.split("Stock: the scarcest SKUs")[1].split("</section>")[0]
+    truth = {row["merchant_sku"]: row for row in oversold.sandbox.world.stock.truth()}
+    rows = [r for r in section.split("<tr>") if "FS-00" in r]
+    assert [r.split("<td>")[1].split("<")[0] for r in rows] == sorted(truth)  # the scarcest first
+    for row in rows:
+        cells = [c.split("</td>")[0] for c in row.split("<td>")[1:]]
+        assert cells[2] == str(truth[cells[0]]["supply"]) and cells[7] == str(
+            truth[cells[0]]["oversold"]) and cells[8].startswith("oversold")
+
+
 def test_a_channel_offering_beyond_what_is_available_raises_a_risk_alert(oversold,
                                                                         warehouse_url, shops):
     """Somebody lists 10,000 of a catalog product on one shop by hand: at the

@@ -119,6 +119,18 @@ def gather(conn: psycopg.Connection, start: datetime, end: datetime) -> dict:
             "select priority, platform, shop_id, order_id, difference_category, difference_amount,"
             " reconciliation_date from marts.rpt_recon_review_queue order by priority limit 20"
         ).fetchall()
+    data["stock"] = []
+    if relation_exists(conn, "marts.rpt_oversell_risk"):
+        # the scarcest counted SKUs (issue 18), with what puts them at risk
+        data["stock"] = conn.execute(
+            "select p.merchant_sku, p.title, p.on_hand, p.held, p.reserved,"
+            " p.available_to_sell, r.offered, p.oversold,"
+            " concat_ws(', ', case when r.oversold_now then 'oversold' end,"
+            " case when r.offered_beyond_available then 'offered beyond available' end,"
+            " case when r.sells_out_within_hour then 'sells out within the hour' end)"
+            " from marts.stock_positions p left join marts.rpt_oversell_risk r using (merchant_sku)"
+            " where p.on_hand is not null order by p.available_to_sell, p.merchant_sku limit 10"
+        ).fetchall()
     if relation_exists(conn, "ops.alerts"):
         data["alerts"] = conn.execute(
             "select to_char(sent_at at time zone 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI'), kind, message"
@@ -185,6 +197,9 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding
 {_table(["platform", "category / status", "orders", "difference (yuan)", "actions"], data["recon"])}</section>
 <section><h2>Review queue (largest 20; marts.rpt_recon_review_queue)</h2>
 {_table(["priority", "platform", "shop", "order", "category", "difference (yuan)", "date"], data["queue"])}</section>
+<section><h2>Stock: the scarcest SKUs (marts.stock_positions, marts.rpt_oversell_risk)</h2>
+{_table(["SKU", "title", "on hand", "held", "reserved", "available", "offered", "oversold", "at risk"],
+        data["stock"])}</section>
 <section><h2>Failed expectations (latest result of each)</h2>
 {_table(["checkpoint", "suite", "expectation", "severity", "observed"], failed_checks)}</section>
 <section><h2>Alerts sent</h2>{_table(["sent at (UTC+8)", "kind", "message"], data["alerts"])}</section>

@@ -246,6 +246,8 @@ def sync(run_id: str, *, dry_run: bool = False, raise_offers: bool = False,
     writes the proposals only. A call whose outcome is unknown (a timeout, a
     5xx) is not retried: the next pass reads the channel again first, so a
     retried change never removes stock twice."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
     from orderhub.config import load_shops
     from orderhub.landing import connect, ensure_schema
     from orderhub.platforms import Credentials, PlatformError, client_for
@@ -261,7 +263,12 @@ def sync(run_id: str, *, dry_run: bool = False, raise_offers: bool = False,
         for shop in shops or load_shops():
             if (shop.platform, shop.shop_id) not in channels:
                 continue
-            client = client_for(shop.platform, Credentials.from_airflow(shop.conn_id))
+            try:
+                client = client_for(shop.platform, Credentials.from_airflow(shop.conn_id))
+            except AirflowNotFoundException:
+                result.skipped.append(f"{shop.platform}/{shop.shop_id}: no connection"
+                                      f" {shop.conn_id}")
+                continue
             if not client.stock_endpoint:
                 result.skipped.append(f"{shop.platform}/{shop.shop_id}: no stock API")
                 continue

@@ -13,7 +13,7 @@ order.getSettleBillDetailV3); sandbox/settlement.py decides what they say.
     GET  /_sandbox/clock           {"now": ISO time}
     POST /_sandbox/clock           {"now": ISO time} moves the simulated clock
     GET  /_sandbox/health          (with the message service's ws:// URL)
-    GET  /_sandbox/stock           a flash sale's listings and its truth (sandbox/stock.py)
+    GET  /_sandbox/stock           every shop's listings now, and a flash sale's truth (sandbox/stock.py)
     GET  /wms/inventory            the brand's warehouse system: on-hand per merchant SKU
                                    (bearer token; sandbox/stock.py)
 
