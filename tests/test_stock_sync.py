@@ -118,6 +118,11 @@ def test_a_pass_brings_every_channel_to_its_allocation_and_the_sale_oversells_no
         (p, f"FS-00{i}"): n for p, n in {"tmall": 6, "jd": 4, "pdd": 5, "douyin": 5}.items()
         for i in (1, 2)}  # 20 units: 6 + 4 + 5 + 5
     assert [row[-1] for row in updates(warehouse_url)].count("ok") == 8
+    with psycopg.connect(warehouse_url) as conn:  # the channels were read again after the pass
+        offers = {(p, sku): n for p, sku, n in conn.execute(
+            "select platform, merchant_sku, offered from marts.stock_offers"
+            " where merchant_sku like 'FS-%'")}
+    assert offers == {key: n for key, n in settled.items() if key[1].startswith("FS-")}
     again = sync("again")  # nothing is offered beyond its allocation any more
     assert (again.proposed, again.sent) == (0, 0)
     assert quantities(flash) == settled

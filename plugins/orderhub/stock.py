@@ -142,13 +142,18 @@ def land_snapshot(conn: psycopg.Connection, body: dict[str, Any], run_id: str) -
 
 def land_listings(conn: psycopg.Connection, platform: str, shop_id: str, skus: list,
                   listed_at: datetime, run_id: str) -> int:
-    """One shop's listed SKUs (``ListedSku``) as read at ``listed_at``."""
+    """One shop's listed SKUs (``ListedSku``) as read at ``listed_at``. Read
+    again within the same second (the platform's clock has seconds), the
+    later read wins; the same read landed again changes nothing."""
     with conn.transaction(), conn.cursor() as cur:
         inserted = 0
         for sku in skus:
             cur.execute("insert into raw.stock_listings (platform, shop_id, product_id, sku_id,"
                         " outer_id, quantity, title, listed_at, run_id)"
-                        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict do nothing",
+                        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                        " on conflict (platform, shop_id, sku_id, listed_at) do update"
+                        " set quantity = excluded.quantity"
+                        " where stock_listings.quantity <> excluded.quantity",
                         (platform, shop_id, sku.listing.product_id, sku.listing.sku_id,
                          sku.listing.outer_id, sku.quantity, sku.title, listed_at, run_id))
             inserted += cur.rowcount
@@ -284,12 +289,23 @@ def sync(run_id: str, *, dry_run: bool = False, raise_offers: bool = False,
                                                             (shop.platform, shop.shop_id))]
             conn.commit()
         failed: set[str] = set()  # SKUs with a reduction not known to have applied
+        sent_before = result.sent
         for client, row in plans:
             if row[6] > row[7] and not _move(conn, client, row, run_id, dry_run, result):
                 failed.add(row[2])
         for client, row in plans:
             if raise_offers and row[6] < row[7] and row[2] not in failed:
                 _move(conn, client, row, run_id, dry_run, result)
+        if result.sent > sent_before:  # read the changed channels again: stock_offers is now
+            for client in {id(c): c for c, row in plans}.values():
+                shop_id = next(row[1] for c, row in plans if c is client)
+                try:
+                    skus = client.listed_skus()
+                except PlatformError as error:
+                    result.skipped.append(f"{client.platform}/{shop_id}: re-read: {error}")
+                    continue
+                land_listings(conn, client.platform, shop_id, skus,
+                              datetime.fromtimestamp(int(client.platform_now()), UTC), run_id)
     return result
 
 

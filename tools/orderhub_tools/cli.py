@@ -290,6 +290,8 @@ def cmd_demo(args) -> int:
 
     if args.live is not None and args.live <= 0:
         raise UserError("--live takes the seconds of wall time to push (> 0)")
+    if args.flash_sale and not args.live:
+        raise UserError("--flash-sale runs during the live segment: give --live SECONDS too")
     live = args.live or 0
     if live and args.end is None:
         # the live segment on its own: the poll catches up on its span only
@@ -307,7 +309,7 @@ def cmd_demo(args) -> int:
     check_warehouse()
     return demo(seed=args.seed, start=start, end=end, fresh=args.fresh, scale=args.scale,
                 faults=args.faults, settlement_days=settlement_days, live_seconds=live,
-                live_speed=args.speed)
+                live_speed=args.speed, flash_sale=args.flash_sale)
 
 
 def cmd_extract(args) -> int:
@@ -575,6 +577,10 @@ def main(argv: list[str] | None = None) -> int:
                            " without --end, only that span, then the poll catches up on it")
     demo.add_argument("--speed", type=float, default=1.0,
                       help="the live segment's sandbox clock speed (x wall time)")
+    demo.add_argument("--flash-sale", action="store_true",
+                      help="with --live: a flash sale on 3 scarce SKUs during the live segment,"
+                           " the channels kept in step by one `orderhub stock sync` pass before"
+                           " it opens; prints what sold twice with and without it")
     demo.add_argument("--fresh", action="store_true", help="start from an empty warehouse")
     demo.add_argument("--faults", default="none", choices=list(CHOICES),
                       help="sandbox fault profile (docs/sandbox.md)")

@@ -156,6 +156,77 @@ def live_segment(target: SandboxTarget, shops, start: datetime, seconds: float, 
     return span
 
 
+# The demo's flash sale (issue 18, `--flash-sale`): during the live segment, 3
+# scarce SKUs of 30 units each, every channel listing all 30, buyers at 12 a
+# minute per channel and SKU. One `orderhub stock sync` pass before it opens.
+# Its orders are in the demo's own truth lines (the running sandbox's world);
+# `orderhub sandbox truth` run afterwards does not know the stock calls the
+# sale was played with.
+FLASH_SALE = {"skus": 3, "on_hand": 30, "rate": 12.0}
+
+
+def keep_channels_in_step(target: SandboxTarget, shops) -> None:
+    """Before the flash sale: the stock views built (a fresh warehouse has
+    none), then one `orderhub stock sync` pass (the same function)."""
+    import os
+
+    from orderhub.config import database_url
+    from orderhub.landing import relation_exists
+    from orderhub.stock import sync
+    from orderhub.transform import dbt, one_build_at_a_time
+
+    with connect() as conn:
+        ensure_schema(conn)  # raw, ops and the registry, which the views read
+        built = relation_exists(conn, "marts.stock_channel_allocations")
+    if not built:
+        with one_build_at_a_time(database_url()):
+            for step in (("seed",), ("run", "--select", "+stock_channel_allocations",
+                                     "+stock_offers")):
+                result = dbt(*step, check=False)
+                if result.returncode != 0:
+                    raise RuntimeError(f"dbt {step[0]} for the stock views failed:\n"
+                                       f"{result.stdout[-3000:]}")
+    saved = dict(os.environ)
+    os.environ.update(target.connections(shops))
+    try:
+        result = sync("demo-flash-sale")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    print(f"flash sale: {result.line()}")
+
+
+def print_flash_sale(world, sale: dict) -> bool:
+    """The flash sale's figures: what sold, and what sold twice, with the
+    channels kept in step, beside the same sale nobody kept in step; and
+    OrderHub's incident mart against the sandbox's truth."""
+    from orderhub_tools.sandbox.stock import FlashSale, Stock
+    from orderhub_tools.sandbox.world import World
+
+    kept = world.stock.truth()
+    alone = {r["merchant_sku"]: r for r in
+             Stock(World(world.seed, world.shops, world.scale), FlashSale(**sale)).truth()}
+    with connect() as conn:
+        incidents = dict(conn.execute("select merchant_sku, oversold_units"
+                                      " from marts.fct_oversold_incidents").fetchall()) \
+            if relation_exists(conn, "marts.fct_oversold_incidents") else {}
+    print(f"\nflash sale ({len(kept)} SKUs, {sale['on_hand']} on hand each, 4 channels;"
+          f" `orderhub sandbox truth --kind stock`): kept in step by one stock sync pass"
+          f" before it opened | nobody keeping the channels in step")
+    print(f"{'sku':<8} {'supply':>6} {'sold':>5} {'oversold':>9} | {'sold':>5} {'oversold':>9}")
+    for row in kept:
+        other = alone[row["merchant_sku"]]
+        print(f"{row['merchant_sku']:<8} {row['supply']:>6} {row['sold']:>5} {row['oversold']:>9}"
+              f" | {other['sold']:>5} {other['oversold']:>9}")
+    expected = {r["merchant_sku"]: r["oversold"] for r in kept if r["oversold"]}
+    equal = incidents == expected
+    print(f"units oversold: {sum(r['oversold'] for r in kept)} kept in step,"
+          f" {sum(r['oversold'] for r in alone.values())} alone;"
+          f" marts.fct_oversold_incidents: {sum(incidents.values())} units"
+          f" ({'equal to the truth' if equal else 'DIFFERENT from the truth'})")
+    return equal
+
+
 def report_live(span: LiveSpan, world, upto: datetime) -> bool:
     """The push figures after the poll caught up, and live_orders against the
     truth: the span's orders in their state at ``upto`` (the end of what the
@@ -179,7 +250,7 @@ def report_live(span: LiveSpan, world, upto: datetime) -> bool:
 
 def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 0.1,
          faults: str = "none", settle: timedelta | None = None, settlement_days: int = 2,
-         live_seconds: float = 0, live_speed: float = 1.0) -> int:
+         live_seconds: float = 0, live_speed: float = 1.0, flash_sale: bool = False) -> int:
     began = time.monotonic()
     print(f"warehouse: {database_url()}")
     if fresh:
@@ -189,8 +260,11 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
             broker.reset()
         print("warehouse reset (--fresh)" + (", push stream emptied" if live_seconds else ""))
     shops = load_shops()
+    # --flash-sale: a flash sale opens when the live segment starts (issue 18).
+    sale = ({**FLASH_SALE, "start": int(start.timestamp()),
+             "minutes": live_seconds * live_speed / 60} if live_seconds and flash_sale else None)
     spec = SandboxSpec(seed=seed, shops=[(s.platform, s.shop_id) for s in shops], scale=scale,
-                       faults=faults)
+                       faults=faults, flash_sale=sale)
     if settle is None and faults in ("late", "all"):
         settle = timedelta(hours=4)  # late updates appear up to 3 hours after they happen
     server = serve(spec)
@@ -209,6 +283,9 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
     try:
         span = None
         if live_seconds:  # pushes first, as they happen; then the poll, as the net
+            if sale:
+                server.sandbox.clock.set(start.timestamp() - 60)  # a minute before the sale
+                keep_channels_in_step(target, shops)
             span = live_segment(target, shops, start, live_seconds, live_speed, faults)
         report = run(start, end, sandbox=target, settle=settle, history=history,
                      settlement_days=settlement_days)
@@ -241,6 +318,8 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
         # were synced until the window's start; the hourly runs after it leave it alone
         recon_equal = print_reconciliation(server.sandbox.world, first, last, start)
     live_equal = report_live(span, server.sandbox.world, end) if span else True
+    if sale:
+        live_equal = print_flash_sale(server.sandbox.world, sale) and live_equal
     out = write_report(home() / "report.html", start, end)
     print(f"\nreport: {out}")
     print(f"GX Data Docs: {data_docs_index()}")
