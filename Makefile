@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup run test test-chaos test-fast lint docs clean chromium bench
+.PHONY: help setup run test test-chaos test-bench test-fast lint docs clean chromium bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ test: setup chromium ## lint, then the whole test suite (unit, integration, DAG 
 
 test-chaos: setup ## the DAG-level chaos suite on two seeds (make test runs one)
 	ORDERHUB_CHAOS_SEEDS=11,23 $(BIN)/pytest tests/test_chaos.py
+
+test-bench: setup ## smoke every benchmark scenario at a tiny scale (make test smokes 1, 2, 3, 5a, 6)
+	ORDERHUB_BENCH_SMOKE=1,2,3,4,5a,5b,6,push $(BIN)/pytest tests/test_bench.py
 
 test-fast: setup ## the tests that need no Airflow DAG run
 	$(BIN)/pytest -m "not airflow"
