@@ -15,7 +15,7 @@
     platform, values and order counts, and saying which seed to edit. Called
     by tests/assert_all_statuses_mapped.sql. -#}
 {% macro fail_on_unmapped_statuses(relation) %}
-    {% if execute and flags.WHICH in ('build', 'test') %}
+    {% if gate_raises() %}
         {% set rows = run_query(unmapped_statuses_sql(relation) ~ " order by 1, 2, 3") %}
         {% if rows and rows.rows | length > 0 %}
             {% set found = [] %}

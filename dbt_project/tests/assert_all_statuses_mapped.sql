@@ -4,7 +4,7 @@
     fct_orders keeps such orders with null codes, and the marts downstream
     still build: this test is a gate (tag:gate), run after `dbt build`, and it
     is what fails the run. -#}
-{{ config(tags=["gate"]) }}
+{{ config(tags=["gate"], severity=gate_severity()) }}
 {{ fail_on_unmapped_statuses(ref('fct_orders')) }}
 {{ unmapped_statuses_sql(ref('fct_orders')) }}
 

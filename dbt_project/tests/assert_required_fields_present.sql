@@ -1,9 +1,10 @@
 {#- Mapping consistency: every payload carries every field the field map
     marks required. Fails naming platform, field, path and how many orders
     lack it (the error message lists them; so do the failing rows). -#}
-{{ config(store_failures=false, tags=["gate"]) }}
-{#- Raise only when testing, so `dbt compile` / `dbt docs generate` still work. -#}
-{%- if execute and flags.WHICH in ('build', 'test') -%}
+{{ config(store_failures=false, tags=["gate"], severity=gate_severity()) }}
+{#- Raise only when testing, so `dbt compile` / `dbt docs generate` still work
+    (and not inside a DAG's build: macros/gate_raises.sql). -#}
+{%- if gate_raises() -%}
     {%- set missing = run_query(missing_required_fields_sql()) -%}
     {%- if missing.rows | length > 0 -%}
         {%- set found = [] -%}

@@ -111,10 +111,11 @@ def span_from(params: dict | None, start: datetime, end: datetime) -> tuple[date
 def dbt_task_group(group_id: str = "dbt", reconciliation: bool = False):
     """The dbt project in the DAG.
 
-    Default: one task, ``dbt.build``: ``dbt build`` of the whole project, then
+    Default: one task, ``dbt.build``: ``dbt build`` of the whole project with
     the gate tests (``tag:gate``: every raw status mapped, every required field
-    present). The gates run after the build so that a failing one fails the
-    task without holding back the marts for the orders that are fine. For the
+    present) inside it at severity warn, and again on their own, raising, when
+    one did not pass (build_marts). So a failing gate fails the task without
+    holding back the marts for the orders that are fine. For the
     same reason it runs when an extraction task failed (``all_done``): what did
     land reaches the marts, the failed task still fails the run, and the
     ledger says which windows are open.
@@ -145,16 +146,16 @@ RECONCILIATION_RELATIONS = ("marts.fct_settlement_lines", "marts.fct_money_event
 
 
 def build_exclusions(url: str, reconciliation: bool) -> list[str]:
-    """What a DAG's dbt build leaves out: the gate tests (they run after it),
-    and - for the hourly order DAGs - the reconciliation models
-    (``tag:reconciliation``) once they all exist: settlements_daily rebuilds
-    those, and their cost follows settlement history, not the new hour. On
-    a fresh warehouse they are built once, so the views over them exist; one
-    that went missing (a view dropped with an upstream model that changed
-    from view to table) is built again by the next hourly run."""
+    """What a DAG's dbt build leaves out: for the hourly order DAGs, the
+    reconciliation models (``tag:reconciliation``) once they all exist:
+    settlements_daily rebuilds those, and their cost follows settlement
+    history, not the new hour. On a fresh warehouse they are built once, so
+    the views over them exist; one that went missing (a view dropped with an
+    upstream model that changed from view to table) is built again by the
+    next hourly run."""
     from orderhub.landing import connect, relation_exists
 
-    exclude = ["tag:gate"]
+    exclude = []
     if not reconciliation:
         with connect(url) as conn:
             if all(relation_exists(conn, relation) for relation in RECONCILIATION_RELATIONS):
@@ -163,9 +164,33 @@ def build_exclusions(url: str, reconciliation: bool) -> list[str]:
 
 
 def dbt_build_steps(url: str, reconciliation: bool) -> list[tuple[str, ...]]:
-    """The dbt commands of a DAG's dbt.build task: the build, then the gates."""
-    return [("build", "--exclude", *build_exclusions(url, reconciliation)),
-            ("test", "--select", "tag:gate")]
+    """The dbt command of a DAG's dbt.build task: the build, the gate tests
+    (``tag:gate``) inside it at severity warn (test_scope_env); GATE_STEP
+    runs them again on their own when one did not pass (gates_passed)."""
+    exclude = build_exclusions(url, reconciliation)
+    return [("build", *(("--exclude", *exclude) if exclude else ()))]
+
+
+# The gates: every raw status mapped, every required field present
+# (tests/test_settlement_world.py checks this list against dbt's selection).
+GATE_TESTS = ("assert_all_statuses_mapped", "assert_required_fields_present")
+GATE_STEP = ("test", "--select", "tag:gate")
+
+
+def gates_passed() -> bool:
+    """Whether the last build ran every gate test and each one passed (its
+    run_results.json; read under the build lock, so it is this build's)."""
+    import json
+
+    from orderhub.config import dbt_project_dir
+
+    path = dbt_project_dir() / "target" / "run_results.json"
+    if not path.exists():
+        return False
+    status = {r["unique_id"].split(".")[-1]: r["status"]
+              for r in json.loads(path.read_text())["results"]
+              if r["unique_id"].startswith("test.")}
+    return all(status.get(name) == "pass" for name in GATE_TESTS)
 
 
 def test_scope_env(reconciliation: bool) -> dict[str, str]:
@@ -173,17 +198,20 @@ def test_scope_env(reconciliation: bool) -> dict[str, str]:
     the recently landed rows, and the reconciliation rows its build judged,
     so an hourly run's cost follows the hour and the daily settlements run's
     the day (issue 22; dbt_project/macros/data_test_scope.sql). A build by
-    hand (``orderhub dbt build``) tests every row."""
-    return {"ORDERHUB_DBT_TEST_SCOPE": "recent"}
+    hand (``orderhub dbt build``) tests every row. The gates run inside the
+    build without raising (macros/gate_raises.sql)."""
+    return {"ORDERHUB_DBT_TEST_SCOPE": "recent", "ORDERHUB_GATES": "deferred"}
 
 
 def build_marts(url: str, salt: str, *, reconciliation: bool = False,
                 scope: str | None = None, echo=print) -> list[str]:
-    """What a DAG's dbt.build task runs: the build, then the gates, against
-    ``url`` with ``salt``; returns the steps that failed (their output is
-    echoed). ``scope``: the data test scope (default: the DAG's, see
-    test_scope_env); ``orderhub dbt build`` uses "all". Shared by the DAG task
-    and the CLI, so a replay is built exactly as a DAG run builds."""
+    """What a DAG's dbt.build task runs: the build with the gates inside it,
+    then - only when a gate did not pass, or the build failed - the gates on
+    their own, which fail naming what is wrong (macros/gate_raises.sql);
+    against ``url`` with ``salt``; returns the steps that failed (their
+    output is echoed). ``scope``: the data test scope (default: the DAG's,
+    see test_scope_env); ``orderhub dbt build`` uses "all". Shared by the
+    DAG task and the CLI, so a replay is built exactly as a DAG run builds."""
     from orderhub.transform import dbt, dbt_env, one_build_at_a_time
 
     env = {**dbt_env(url, salt=salt), **test_scope_env(reconciliation)}
@@ -191,11 +219,17 @@ def build_marts(url: str, salt: str, *, reconciliation: bool = False,
         env["ORDERHUB_DBT_TEST_SCOPE"] = scope
     failed = []
     with one_build_at_a_time(url, echo):
-        for args in dbt_build_steps(url, reconciliation):
+        steps = dbt_build_steps(url, reconciliation)
+        for args in steps:
             result = dbt(*args, check=False, env=env)
             echo(result.stdout)
             if result.returncode != 0:
                 failed.append(" ".join(args))
+        if failed or not gates_passed():
+            result = dbt(*GATE_STEP, check=False, env={**env, "ORDERHUB_GATES": "raise"})
+            echo(result.stdout)
+            if result.returncode != 0:
+                failed.append(" ".join(GATE_STEP))
     return failed
 
 
