@@ -105,6 +105,11 @@ def _problem(item: Any) -> str | None:
     return None
 
 
+def _columns(rows: list[tuple], width: int) -> list[list]:
+    """Rows as columns, for one ``insert ... select from unnest(...)``."""
+    return [list(column) for column in zip(*rows, strict=True)] or [[] for _ in range(width)]
+
+
 def land_snapshot(conn: psycopg.Connection, body: dict[str, Any], run_id: str) -> SnapshotLoad:
     """Land one inventory answer: good items into raw.stock_on_hand, bad ones
     into ops.quarantine, in one transaction."""
@@ -125,18 +130,20 @@ def land_snapshot(conn: psycopg.Connection, body: dict[str, Any], run_id: str) -
             good.append((warehouse_id, item["sku"].strip(), as_of, item["on_hand"], text, digest,
                          run_id))
     with conn.transaction(), conn.cursor() as cur:
-        inserted = 0
-        for row in good:
-            cur.execute("insert into raw.stock_on_hand (warehouse_id, merchant_sku, as_of,"
-                        " on_hand, payload, payload_sha256, run_id)"
-                        " values (%s, %s, %s, %s, %s::jsonb, %s, %s)"
-                        " on conflict do nothing", row)
-            inserted += cur.rowcount
-        for row in bad:
+        # set-based: one statement per table, however many items
+        cur.execute("insert into raw.stock_on_hand (warehouse_id, merchant_sku, as_of, on_hand,"
+                    " payload, payload_sha256, run_id)"
+                    " select * from unnest(%s::text[], %s::text[], %s::timestamptz[], %s::int[],"
+                    " %s::jsonb[], %s::text[], %s::text[])"
+                    " on conflict do nothing", _columns(good, 7))
+        inserted = max(cur.rowcount, 0)
+        if bad:
             cur.execute("insert into ops.quarantine (platform, shop_id, entity, raw_text,"
                         " raw_sha256, reason, run_id)"
-                        " values ('warehouse', %s, 'stock_on_hand', %s, %s, %s, %s)"
-                        " on conflict do nothing", row)
+                        " select 'warehouse', shop_id, 'stock_on_hand', raw_text, raw_sha256,"
+                        " reason, run_id from unnest(%s::text[], %s::text[], %s::text[],"
+                        " %s::text[], %s::text[]) as q(shop_id, raw_text, raw_sha256, reason,"
+                        " run_id) on conflict do nothing", _columns(bad, 5))
     return SnapshotLoad(warehouse_id, as_of, len(body["items"]), inserted, len(bad))
 
 
@@ -145,32 +152,41 @@ def land_listings(conn: psycopg.Connection, platform: str, shop_id: str, skus: l
     """One shop's listed SKUs (``ListedSku``) as read at ``listed_at``. Read
     again within the same second (the platform's clock has seconds), the
     later read wins; the same read landed again changes nothing."""
+    # one row per SKU id (a read that lists one twice: its last line)
+    rows = list({sku.listing.sku_id: (sku.listing.product_id, sku.listing.sku_id,
+                                      sku.listing.outer_id, sku.quantity, sku.title)
+                 for sku in skus}.values())
     with conn.transaction(), conn.cursor() as cur:
-        inserted = 0
-        for sku in skus:
-            cur.execute("insert into raw.stock_listings (platform, shop_id, product_id, sku_id,"
-                        " outer_id, quantity, title, listed_at, run_id)"
-                        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                        " on conflict (platform, shop_id, sku_id, listed_at) do update"
-                        " set quantity = excluded.quantity"
-                        " where stock_listings.quantity <> excluded.quantity",
-                        (platform, shop_id, sku.listing.product_id, sku.listing.sku_id,
-                         sku.listing.outer_id, sku.quantity, sku.title, listed_at, run_id))
-            inserted += cur.rowcount
-    return inserted
+        cur.execute("insert into raw.stock_listings (platform, shop_id, product_id, sku_id,"
+                    " outer_id, quantity, title, listed_at, run_id)"
+                    " select %s, %s, product_id, sku_id, outer_id, quantity, title, %s, %s"
+                    " from unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[])"
+                    " as l(product_id, sku_id, outer_id, quantity, title)"
+                    " on conflict (platform, shop_id, sku_id, listed_at) do update"
+                    " set quantity = excluded.quantity"
+                    " where stock_listings.quantity <> excluded.quantity",
+                    (platform, shop_id, listed_at, run_id,
+                     *_columns(rows, 5)))
+        return max(cur.rowcount, 0)
+
+
+def read_listings(conn: psycopg.Connection, client, shop_id: str, run_id: str) -> tuple[int, int]:
+    """Read one shop's listings through its client (one attempt: a snapshot
+    is an observation, and the next read reads again) and land them, stamped
+    with the platform's clock; (SKUs read, rows inserted). A PlatformError
+    propagates."""
+    skus = client.listed_skus()
+    listed_at = datetime.fromtimestamp(int(client.platform_now()), UTC)
+    return len(skus), land_listings(conn, client.platform, shop_id, skus, listed_at, run_id)
 
 
 def snapshot_listings(conn: psycopg.Connection, shop, run_id: str) -> dict[str, Any]:
-    """Read one shop's listings and land them. One attempt: a snapshot is an
-    observation, and the next hour's run reads again."""
+    """Read one shop's listings (its connection from Airflow) and land them."""
     from orderhub.platforms import Credentials, client_for
 
     client = client_for(shop.platform, Credentials.from_airflow(shop.conn_id))
-    skus = client.listed_skus()
-    listed_at = datetime.fromtimestamp(int(client.platform_now()), UTC)
-    return {"shop": f"{shop.platform}/{shop.shop_id}", "skus": len(skus),
-            "inserted": land_listings(conn, shop.platform, shop.shop_id, skus, listed_at,
-                                      run_id)}
+    skus, inserted = read_listings(conn, client, shop.shop_id, run_id)
+    return {"shop": f"{shop.platform}/{shop.shop_id}", "skus": skus, "inserted": inserted}
 
 
 def snapshot_stock(run_id: str) -> dict[str, Any]:
@@ -278,12 +294,10 @@ def sync(run_id: str, *, dry_run: bool = False, raise_offers: bool = False,
                 result.skipped.append(f"{shop.platform}/{shop.shop_id}: no stock API")
                 continue
             try:
-                skus = client.listed_skus()
+                read_listings(conn, client, shop.shop_id, run_id)
             except PlatformError as error:
                 result.skipped.append(f"{shop.platform}/{shop.shop_id}: listings: {error}")
                 continue
-            listed_at = datetime.fromtimestamp(int(client.platform_now()), UTC)
-            land_listings(conn, shop.platform, shop.shop_id, skus, listed_at, run_id)
             result.shops += 1
             plans += [(client, row) for row in conn.execute(PLAN_SQL,
                                                             (shop.platform, shop.shop_id))]
@@ -297,15 +311,11 @@ def sync(run_id: str, *, dry_run: bool = False, raise_offers: bool = False,
             if raise_offers and row[6] < row[7] and row[2] not in failed:
                 _move(conn, client, row, run_id, dry_run, result)
         if result.sent > sent_before:  # read the changed channels again: stock_offers is now
-            for client in {id(c): c for c, row in plans}.values():
-                shop_id = next(row[1] for c, row in plans if c is client)
+            for client, shop_id in {id(c): (c, row[1]) for c, row in plans}.values():
                 try:
-                    skus = client.listed_skus()
+                    read_listings(conn, client, shop_id, run_id)
                 except PlatformError as error:
                     result.skipped.append(f"{client.platform}/{shop_id}: re-read: {error}")
-                    continue
-                land_listings(conn, client.platform, shop_id, skus,
-                              datetime.fromtimestamp(int(client.platform_now()), UTC), run_id)
     return result
 
 

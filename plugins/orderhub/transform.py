@@ -76,6 +76,26 @@ def one_build_at_a_time(url: str, echo=print) -> Iterator[None]:
         yield  # leaving the block closes the session, which releases the lock
 
 
+def ensure_views(*models: str) -> None:
+    """The dbt ``models`` (views over raw) and what they read, if no dbt build
+    made them yet: the seeds, then ``dbt run --select +model`` for each one
+    missing. For the live paths that read a view before the first hourly
+    build (marts.live_orders, the stock views)."""
+    from orderhub.landing import connect, ensure_schema, relation_exists
+
+    with connect() as conn:
+        ensure_schema(conn)  # raw, ops and the registry, which the views read
+        missing = [m for m in models if not relation_exists(conn, f"marts.{m}")]
+    if not missing:
+        return
+    with one_build_at_a_time(database_url()):
+        for step in (("seed",), ("run", "--select", *(f"+{m}" for m in missing))):
+            result = dbt(*step, check=False)
+            if result.returncode != 0:
+                raise RuntimeError(f"dbt {step[0]} for {', '.join(missing)} failed:\n"
+                                   f"{result.stdout[-3000:]}")
+
+
 def ensure_manifest() -> Path:
     """Cosmos renders the DAG from target/manifest.json: (re)parse when stale."""
     project = dbt_project_dir()

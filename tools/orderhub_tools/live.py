@@ -144,20 +144,9 @@ class PushStack:
 
 def ensure_live_view() -> None:
     """marts.live_orders (a view) and what it reads, if no dbt build made them yet."""
-    from orderhub.config import database_url
-    from orderhub.landing import relation_exists
-    from orderhub.transform import dbt, one_build_at_a_time
+    from orderhub.transform import ensure_views
 
-    with connect() as conn:
-        ensure_schema(conn)  # raw and the registry, which the views read
-        if relation_exists(conn, "marts.live_orders"):
-            return
-    with one_build_at_a_time(database_url()):
-        for step in (("seed",), ("run", "--select", "+live_orders")):
-            result = dbt(*step, check=False)
-            if result.returncode != 0:
-                raise RuntimeError(f"dbt {step[0]} for marts.live_orders failed:\n"
-                                   f"{result.stdout[-3000:]}")
+    ensure_views("live_orders")
 
 
 def live_orders(keys: list[tuple[str, str, str]], columns: list[str]) -> list[dict]:
