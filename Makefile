@@ -40,7 +40,7 @@ test-chaos: setup ## the DAG-level chaos suite on two seeds (make test runs one)
 	ORDERHUB_CHAOS_SEEDS=11,23 $(BIN)/pytest tests/test_chaos.py
 
 test-bench: setup ## smoke every benchmark scenario at a tiny scale (make test smokes 1, 2, 3, 5a, 6)
-	ORDERHUB_BENCH_SMOKE=1,2,3,4,5a,5b,6,push $(BIN)/pytest tests/test_bench.py
+	ORDERHUB_BENCH_SMOKE=1,2,3,4,5a,5b,6,push,oversell $(BIN)/pytest tests/test_bench.py
 
 test-fast: setup ## the tests that need no Airflow DAG run
 	$(BIN)/pytest -m "not airflow"

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.integration
 ROWS = {"1": ("1 landing vs the limit",), "2": ("2a landing vs row-by-row", "2b landing vs dlt"),
         "3": ("3 extraction tmall", "3 extraction jd", "3 extraction pdd", "3 extraction douyin"),
         "4": ("4 incremental scaling",), "5a": ("5a reconciliation from scratch",),
-        "5b": ("5b daily reconciliation",), "6": ("6 peak hour end to end",), "push": ("push",)}
+        "5b": ("5b daily reconciliation",), "6": ("6 peak hour end to end",), "push": ("push",),
+        "oversell": ("oversell",)}
 SMOKE = tuple(os.environ.get("ORDERHUB_BENCH_SMOKE", "1,2,3,5a,6").split(","))
 
 
@@ -47,3 +48,7 @@ def test_bench_smoke_reports_each_scenario(warehouse_url):
     if "push" in SMOKE:  # versions landed, seen in raw and in marts.live_orders, the poll measured
         push = next(row.split("|") for row in rows if row.split("|")[1].strip() == "push")
         assert "poll p95" in push[3] and "live_orders p50" in push[7], push
+    if "oversell" in SMOKE:  # both figures: none oversold with OrderHub, some without
+        oversell = next(row.split("|") for row in rows if row.split("|")[1].strip() == "oversell")
+        assert oversell[2].strip() == "0.00 units oversold", oversell
+        assert int(oversell[3].split()[0].replace(",", "")) > 0, oversell

@@ -242,3 +242,39 @@ def test_orderhub_sandbox_truth_kind_stock_counts_the_oversold_units(tmp_path):
     assert len(rows) == 3  # the default sale: 3 SKUs
     assert all(row["oversold"] == row["sold"] - row["supply"] > 0 for row in rows)
     assert f"{sum(r['oversold'] for r in rows)} units oversold" in result.stdout
+
+
+def test_the_demos_sale_plays_again_offline_with_the_stock_calls_it_applied(tmp_path,
+                                                                            monkeypatch):
+    """The sale decides which buyers get orders, and the stock calls made
+    during it decide the sale: `orderhub demo` records them
+    (sandbox-sale.json), and the offline truth (`orderhub sandbox truth`,
+    no sandbox running) plays the sale again with them, order for order."""
+    from orderhub_tools.sandbox.stock import forget_sale, recorded_world, save_sale
+
+    monkeypatch.setenv("ORDERHUB_HOME", str(tmp_path))
+    sandbox = Sandbox(SandboxSpec(seed=5, shops=SHOPS, scale=0.01, flash_sale=SALE))
+    stock = sandbox.world.stock
+    sale_listings = [lst for lst in stock.listings if not lst.catalog]
+    for minute, quantity in ((-1, 4), (1, 0), (2, 9)):  # before the sale, then during it
+        sandbox.clock.set(SALE["start"] + minute * 60 + 7)
+        for i, listing in enumerate(sale_listings):
+            stock.update(listing, quantity + i % 3)
+    sandbox.clock.set(SALE["start"] + 3600)
+    start, end = SALE["start"] - 3600, SALE["start"] + 3600
+    played = sandbox.world.truth(start, end)
+    save_sale(sandbox.world)
+
+    again = recorded_world(5, SHOPS, 0.01)
+    assert again is not None
+    assert again.truth(start, end) == played
+    assert again.stock.truth() == stock.truth()
+    # without the calls it is another sale: more orders, some units sold twice
+    alone = World(5, SHOPS, 0.01)
+    Stock(alone, FlashSale(**SALE))
+    assert len(alone.truth(start, end)) > len(played)
+    assert sum(r["oversold"] for r in alone.stock.truth()) > 0
+    # another world, or no record: none
+    assert recorded_world(6, SHOPS, 0.01) is None
+    forget_sale()
+    assert recorded_world(5, SHOPS, 0.01) is None

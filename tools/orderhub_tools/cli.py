@@ -89,6 +89,7 @@ def _iso(ts: int | None) -> str | None:
 
 def cmd_sandbox_truth(args) -> int:
     from orderhub_tools.sandbox.settlement import reconciliation_truth
+    from orderhub_tools.sandbox.stock import recorded_world
     from orderhub_tools.sandbox.world import World
 
     first, last = time_range(args.start, args.end)
@@ -97,7 +98,9 @@ def cmd_sandbox_truth(args) -> int:
     if args.kind == "reconciliation":
         first, last = whole_days(first, last)
     spec = _spec(args)
-    world = World(spec.seed, spec.shops, spec.scale)
+    # the last demo's flash sale, if it ran in this world: its buyers' orders are orders
+    world = (recorded_world(spec.seed, spec.shops, spec.scale)
+             or World(spec.seed, spec.shops, spec.scale))
     start, end = int(first.timestamp()), int(last.timestamp())
     if args.kind == "reconciliation":
         # [start, end): the settlement days reconciled (whole Beijing days)
@@ -117,18 +120,25 @@ def cmd_sandbox_truth(args) -> int:
 
 def stock_truth(args, first: datetime, last: datetime) -> int:
     """Per merchant SKU, the units sold beyond the supply: what the running
-    sandbox's flash sale saw (OrderHub's stock updates included), or, with
-    none running, a flash sale over [start, end) that nobody kept in step."""
+    sandbox's flash sale saw (OrderHub's stock updates included); with none
+    running, the last demo's sale in this world played again with the stock
+    calls it applied; else a flash sale over [start, end) that nobody kept
+    in step."""
     from orderhub_tools.runner import SandboxTarget
-    from orderhub_tools.sandbox.stock import FlashSale, Stock
+    from orderhub_tools.sandbox.stock import FlashSale, Stock, recorded_world, sale_record_file
     from orderhub_tools.sandbox.world import World
 
     running = SandboxTarget.discover()
     state = requests_json(running.url + "/_sandbox/stock") if running else {}
+    spec = _spec(args)
+    recorded = None if running else recorded_world(spec.seed, spec.shops, spec.scale)
     if state.get("sale"):
         rows, source = state["truth"], f"the running sandbox at {running.url}"
+    elif recorded is not None:
+        rows = recorded.stock.truth()
+        source = (f"the last demo's flash sale, played again with the stock calls it applied"
+                  f" ({sale_record_file()})")
     else:
-        spec = _spec(args)
         sale = FlashSale(start=int(first.timestamp()),
                          minutes=(last - first).total_seconds() / 60)
         rows = Stock(World(spec.seed, spec.shops, spec.scale), sale).truth()
@@ -290,7 +300,7 @@ def cmd_demo(args) -> int:
 
     if args.live is not None and args.live <= 0:
         raise UserError("--live takes the seconds of wall time to push (> 0)")
-    if args.flash_sale and not args.live:
+    if args.flash_sale is True and not args.live:
         raise UserError("--flash-sale runs during the live segment: give --live SECONDS too")
     live = args.live or 0
     if live and args.end is None:
@@ -309,13 +319,11 @@ def cmd_demo(args) -> int:
     check_warehouse()
     return demo(seed=args.seed, start=start, end=end, fresh=args.fresh, scale=args.scale,
                 faults=args.faults, settlement_days=settlement_days, live_seconds=live,
-                live_speed=args.speed, flash_sale=args.flash_sale)
+                live_speed=args.speed, flash_sale=bool(live) and args.flash_sale is not False)
 
 
 def cmd_extract(args) -> int:
     from orderhub.extract import extract_shop
-    from orderhub_tools.runner import SandboxTarget
-
     start, end = time_range(args.start, args.end)
     shops = [s for s in load_shops() if s.platform == args.platform
              and (args.shop is None or s.shop_id == args.shop)]
@@ -323,11 +331,7 @@ def cmd_extract(args) -> int:
         raise UserError(f"no configured shop matches {args.platform}/{args.shop or '*'}"
                         " (config/shops.yml)")
     check_warehouse()
-    sandbox = SandboxTarget.discover()
-    if sandbox:
-        import os
-
-        os.environ.update(sandbox.connections(load_shops()))
+    sandbox_connections()
     run_id = f"manual__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
     failed = 0
     for shop in shops:
@@ -346,14 +350,9 @@ def cmd_extract(args) -> int:
 
 def cmd_stock_sync(args) -> int:
     from orderhub.stock import sync
-    from orderhub_tools.runner import SandboxTarget
 
     check_warehouse()
-    sandbox = SandboxTarget.discover()
-    if sandbox:
-        import os
-
-        os.environ.update(sandbox.connections(load_shops()))
+    sandbox_connections()
     run_id = f"stock__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
     result = sync(run_id, dry_run=args.dry_run, raise_offers=args.raise_offers)
     print(result.line())
@@ -577,10 +576,10 @@ def main(argv: list[str] | None = None) -> int:
                            " without --end, only that span, then the poll catches up on it")
     demo.add_argument("--speed", type=float, default=1.0,
                       help="the live segment's sandbox clock speed (x wall time)")
-    demo.add_argument("--flash-sale", action="store_true",
-                      help="with --live: a flash sale on 3 scarce SKUs during the live segment,"
-                           " the channels kept in step by one `orderhub stock sync` pass before"
-                           " it opens; prints what sold twice with and without it")
+    demo.add_argument("--flash-sale", action=argparse.BooleanOptionalAction, default=None,
+                      help="a flash sale on 3 scarce SKUs during the live segment (the default"
+                           " with --live), the channels kept in step by `orderhub stock sync`"
+                           " before it opens; prints what sold twice with and without it")
     demo.add_argument("--fresh", action="store_true", help="start from an empty warehouse")
     demo.add_argument("--faults", default="none", choices=list(CHOICES),
                       help="sandbox fault profile (docs/sandbox.md)")

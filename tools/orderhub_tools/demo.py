@@ -47,6 +47,7 @@ from orderhub_tools.live import (
 from orderhub_tools.runner import SandboxTarget, run, settlement_range
 from orderhub_tools.sandbox.faults import OUTAGE
 from orderhub_tools.sandbox.server import SandboxSpec, serve
+from orderhub_tools.sandbox.stock import forget_sale, save_sale
 
 
 def summary(start: datetime, end: datetime, truth: list[dict]) -> tuple[list[dict], bool]:
@@ -156,12 +157,12 @@ def live_segment(target: SandboxTarget, shops, start: datetime, seconds: float, 
     return span
 
 
-# The demo's flash sale (issue 18, `--flash-sale`): during the live segment, 3
-# scarce SKUs of 30 units each, every channel listing all 30, buyers at 12 a
-# minute per channel and SKU. One `orderhub stock sync` pass before it opens.
-# Its orders are in the demo's own truth lines (the running sandbox's world);
-# `orderhub sandbox truth` run afterwards does not know the stock calls the
-# sale was played with.
+# The demo's flash sale (issue 18; on with --live, `--no-flash-sale` for none):
+# during the live segment, 3 scarce SKUs of 30 units each, every channel listing
+# all 30, buyers at 12 a minute per channel and SKU. One `orderhub stock sync`
+# pass before it opens. The stock calls the sandbox applied are recorded
+# (.orderhub/sandbox-sale.json), so `orderhub sandbox truth` run afterwards,
+# with no sandbox running, plays the same sale and has the same orders.
 FLASH_SALE = {"skus": 3, "on_hand": 30, "rate": 12.0}
 
 
@@ -170,22 +171,10 @@ def keep_channels_in_step(target: SandboxTarget, shops) -> None:
     none), then one `orderhub stock sync` pass (the same function)."""
     import os
 
-    from orderhub.config import database_url
-    from orderhub.landing import relation_exists
     from orderhub.stock import sync
-    from orderhub.transform import dbt, one_build_at_a_time
+    from orderhub.transform import ensure_views
 
-    with connect() as conn:
-        ensure_schema(conn)  # raw, ops and the registry, which the views read
-        built = relation_exists(conn, "marts.stock_channel_allocations")
-    if not built:
-        with one_build_at_a_time(database_url()):
-            for step in (("seed",), ("run", "--select", "+stock_channel_allocations",
-                                     "+stock_offers")):
-                result = dbt(*step, check=False)
-                if result.returncode != 0:
-                    raise RuntimeError(f"dbt {step[0]} for the stock views failed:\n"
-                                       f"{result.stdout[-3000:]}")
+    ensure_views("stock_channel_allocations", "stock_offers")
     saved = dict(os.environ)
     os.environ.update(target.connections(shops))
     try:
@@ -210,7 +199,8 @@ def print_flash_sale(world, sale: dict) -> bool:
         incidents = dict(conn.execute("select merchant_sku, oversold_units"
                                       " from marts.fct_oversold_incidents").fetchall()) \
             if relation_exists(conn, "marts.fct_oversold_incidents") else {}
-    print(f"\nflash sale ({len(kept)} SKUs, {sale['on_hand']} on hand each, 4 channels;"
+    print(f"\nflash sale ({len(kept)} SKUs, {sale['on_hand']} on hand each,"
+          f" {len(world.stock.channels)} channels;"
           f" `orderhub sandbox truth --kind stock`): kept in step by one stock sync pass"
           f" before it opened | nobody keeping the channels in step")
     print(f"{'sku':<8} {'supply':>6} {'sold':>5} {'oversold':>9} | {'sold':>5} {'oversold':>9}")
@@ -260,6 +250,7 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
             broker.reset()
         print("warehouse reset (--fresh)" + (", push stream emptied" if live_seconds else ""))
     shops = load_shops()
+    forget_sale()  # the last demo's sale is not this one's
     # --flash-sale: a flash sale opens when the live segment starts (issue 18).
     sale = ({**FLASH_SALE, "start": int(start.timestamp()),
              "minutes": live_seconds * live_speed / 60} if live_seconds and flash_sale else None)
@@ -292,6 +283,8 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
     finally:
         server.shutdown()
         SandboxTarget.state_file().unlink(missing_ok=True)
+        if sale:  # so that `orderhub sandbox truth` can play it again offline
+            save_sale(server.sandbox.world)
     # everything synced: the history before the window, then the window
     synced_from = start - history
     truth = server.sandbox.world.truth(int(synced_from.timestamp()), int(end.timestamp()))

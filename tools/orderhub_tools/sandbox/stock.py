@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -150,6 +151,7 @@ class Update:
     before: int
     after: int
     repeat: bool = False  # an idempotent_id seen before: nothing changed
+    sku_id: str = ""
 
 
 @dataclass
@@ -329,14 +331,16 @@ class Stock:
         increment never takes it below 0; a full set below 0 is refused; a
         reduction of a listing in a promotion slot is refused; an
         ``idempotent_id`` seen before changes nothing and answers as before."""
-        self.advance()
+        now = self.clock() if self.clock is not None else None
+        self.advance(now)  # the call lands after everything up to now (replay() relies on it)
         with self._lock:
+            at = now if now is not None else self._done_until
             key = (listing.platform, listing.shop_id, idempotent_id or "")
             if idempotent_id and key in self._idempotent:
                 first = self._idempotent[key]
-                repeat = Update(self._now(), listing.platform, listing.shop_id,
+                repeat = Update(at, listing.platform, listing.shop_id,
                                 listing.merchant.code, first.mode, quantity, listing.quantity,
-                                listing.quantity, repeat=True)
+                                listing.quantity, repeat=True, sku_id=listing.sku.sku_id)
                 self.updates.append(repeat)
                 return first
             if not increment and quantity < 0:
@@ -345,13 +349,38 @@ class Stock:
             if listing.in_promotion and after < listing.quantity:
                 raise StockRefused("promotion", "the SKU is in a promotion slot:"
                                                 " its stock cannot be reduced")
-            done = Update(self._now(), listing.platform, listing.shop_id, listing.merchant.code,
-                          "increment" if increment else "full", quantity, listing.quantity, after)
+            done = Update(at, listing.platform, listing.shop_id, listing.merchant.code,
+                          "increment" if increment else "full", quantity, listing.quantity, after,
+                          sku_id=listing.sku.sku_id)
             listing.quantity = after
             self.updates.append(done)
             if idempotent_id:
                 self._idempotent[key] = done
             return done
+
+    # -- a sale played again, offline ---------------------------------------------------
+    def record(self) -> list[dict[str, Any]]:
+        """The stock calls that changed a listing, to play the sale again
+        without the sandbox (``replay``)."""
+        with self._lock:
+            return [{"at": u.at, "platform": u.platform, "shop_id": u.shop_id,
+                     "sku_id": u.sku_id, "after": u.after}
+                    for u in self.updates if not u.repeat]
+
+    def replay(self, calls: list[dict[str, Any]]) -> None:
+        """Apply recorded stock calls at their times, as the sandbox applied
+        them: each after every event up to its second, before the next one
+        (hence the half second)."""
+        for call in calls:
+            self._push(call["at"] + 0.5, "apply", call)
+
+    def _apply(self, at: float, call: dict[str, Any]) -> None:
+        listing = next(lst for lst in self.listings if (lst.platform, lst.shop_id, lst.sku.sku_id)
+                       == (call["platform"], call["shop_id"], call["sku_id"]))
+        self.updates.append(Update(int(at), listing.platform, listing.shop_id,
+                                   listing.merchant.code, "full", call["after"],
+                                   listing.quantity, call["after"], sku_id=listing.sku.sku_id))
+        listing.quantity = call["after"]
 
     def _now(self) -> int:
         return self.clock() if self.clock is not None else self._done_until
@@ -455,3 +484,39 @@ def channels(world: w.World) -> list[tuple[str, str]]:
         if w.profile(platform).stock_reduced_on and platform not in found:
             found[platform] = shop_id
     return list(found.items())
+
+
+# -- the demo's sale, recorded so the offline truth can play it again -------------------
+def sale_record_file():
+    """Where ``orderhub demo`` records its flash sale and the stock calls the
+    sandbox applied (the sale decided which buyers got orders, so the
+    offline truth needs them)."""
+    from orderhub.config import home
+
+    return home() / "sandbox-sale.json"
+
+
+def save_sale(world: w.World) -> None:
+    stock = world.stock
+    sale_record_file().write_text(json.dumps({
+        "seed": world.seed, "scale": world.scale, "shops": [list(s) for s in world.shops],
+        "sale": vars(stock.sale), "calls": stock.record()}))
+
+
+def forget_sale() -> None:
+    sale_record_file().unlink(missing_ok=True)
+
+
+def recorded_world(seed: int, shops: list[tuple[str, str]], scale: float) -> w.World | None:
+    """This world with the recorded flash sale played again, if the last demo
+    ran one in this world (same seed, scale and shops); else None."""
+    path = sale_record_file()
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    if (record["seed"], record["scale"], [tuple(s) for s in record["shops"]]) != (
+            seed, scale, [tuple(s) for s in shops]):
+        return None
+    world = w.World(seed, shops, scale)
+    Stock(world, FlashSale(**record["sale"])).replay(record["calls"])
+    return world
