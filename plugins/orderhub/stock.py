@@ -349,8 +349,13 @@ def _move(conn: psycopg.Connection, client, row, run_id: str, dry_run: bool,
          allocation, "increment" if increment else "full", sent, reason, status)).rowcount
     conn.commit()
     if not inserted:  # this very change of this very read was decided before: its outcome
-        return conn.execute("select status in ('ok', 'proposed') from ops.stock_updates"
-                            " where update_id = %s", (update_id,)).fetchone()[0]
+        # (one whose answer never came is not sent again on the same read: the
+        # next read, a second later at the least, decides again)
+        earlier = conn.execute("select status from ops.stock_updates where update_id = %s",
+                               (update_id,)).fetchone()[0]
+        if earlier in ("unknown", "sending"):
+            result.unknown += 1
+        return earlier in ("ok", "proposed")
     result.proposed += 1
     if dry_run:
         return True

@@ -24,6 +24,9 @@ Select with ``orderhub sandbox serve --faults PROFILE`` or ``orderhub demo
 | outage    | (not in ``all``) HTTP 504 for every request, for good: a fault that        |
 |           | outlasts every retry and repair, to show how a run that cannot complete    |
 |           | reports what is still open                                                 |
+| lost      | (not in ``all``) the gateway does the work, then the answer is lost: HTTP  |
+|           | 504 after handling (30 % of requests). A read loses nothing; a write (a    |
+|           | stock call) has happened although the caller cannot know it                |
 
 Request-count faults (flaky, throttle, truncated) are decided by hashing
 (seed, shop, request number), so a sequential run meets the same faults.
@@ -44,8 +47,9 @@ from dataclasses import dataclass, field
 PROFILES = ("none", "flaky", "incident", "throttle", "drift", "late", "truncated", "dup", "skew")
 ALL = "all"
 OUTAGE = "outage"  # not part of ALL: it never recovers
+LOST = "lost"  # not part of ALL: the order chaos suite's reads would only get slower
 PUSH = "push"  # push faults only (sandbox/push.py), no gateway fault; ALL has both
-CHOICES = (*PROFILES, ALL, OUTAGE, PUSH)
+CHOICES = (*PROFILES, ALL, OUTAGE, LOST, PUSH)
 LATE_MIN, LATE_MAX = 3600, 3 * 3600
 # A late version stays the order's latest for at least this long after it
 # becomes visible, so an hourly repair can see it (docs/sandbox.md).
@@ -118,6 +122,13 @@ class ShopFaults:
             self.note("throttle")
             return n, "throttle"
         return n, None
+
+    def lose_answer(self, n: int) -> bool:
+        """Whether the answer to request ``n``, already handled, is lost."""
+        lost = LOST in self.kinds and chance(self.seed, self.shop_id, LOST, n) < 0.3
+        if lost:
+            self.note(LOST)
+        return lost
 
     def truncate(self, n: int) -> bool:
         cut = "truncated" in self.kinds and chance(self.seed, self.shop_id, "truncated", n) < 0.12

@@ -207,6 +207,8 @@ class Gateway:
             status, payload = self.handle(path, query, form, body)
         finally:
             self._request.faults = None
+        if faults.lose_answer(n):  # handled, then the answer is lost on the way
+            return Reply(504, b"<html><body><h1>504 Gateway Time-out</h1></body></html>", offset)
         text = _body(payload)
         if faults.truncate(n):
             text = text[: max(1, len(text) * 2 // 3)]
