@@ -129,18 +129,33 @@ def test_mapping_a_field_or_a_sku_is_a_seed_edit(replayed, tmp_path, warehouse_u
     project = tmp_path / "dbt_project"
     shutil.copytree(dbt_project_dir(), project, ignore=shutil.ignore_patterns("target", "logs"))
     seeds = project / "seeds"
+
+    def hashes() -> tuple[list, list]:
+        with psycopg.connect(warehouse_url) as conn:
+            return tuple(conn.execute(f"select distinct mapping_hash from marts.{t}").fetchall()
+                         for t in ("fct_orders", "fct_order_items"))
+
+    with psycopg.connect(warehouse_url) as conn:
+        sku = conn.execute("select outer_sku_id from marts.fct_order_items"
+                           " where sku_id = '3120347566711'").fetchone()[0]
+    assert sku == "LJ-250G"
+    before, lines_before = hashes()
+    # A SKU mapping row rebuilds the lines, and neither fct_orders nor what
+    # is judged from it.
+    with (seeds / "sku_mapping.csv").open("a", encoding="utf-8") as f:
+        f.write("tmall,tmall-docs,3120347566711,TEA-002,the docs' LJ-250G\n")
+    result = build(project=project)
+    assert result.returncode == 0, result.stdout[-3000:]
+    orders_after_sku, lines_after_sku = hashes()
+    assert orders_after_sku == before and len(lines_after_sku) == 1
+    assert lines_after_sku != lines_before
+    assert unmapped_skus(warehouse_url)["listed"] == {"CUP-1": 1, "CUP-2": 1, "SET-9": 1,
+                                                      "TEA-MATCHA": 1}
+
     with (seeds / "standard_fields.csv").open("a", encoding="utf-8") as f:
         f.write("29,order,payment_method,text,,how the buyer paid\n")
     with (seeds / "platform_mapping.csv").open("a", encoding="utf-8") as f:
         f.write("pdd,field,order,payment_method,$.pay_type,,,,false,,,,,\n")
-    with (seeds / "sku_mapping.csv").open("a", encoding="utf-8") as f:
-        f.write("tmall,tmall-docs,3120347566711,TEA-002,the docs' LJ-250G\n")
-    with psycopg.connect(warehouse_url) as conn:
-        before = conn.execute("select distinct mapping_hash from marts.fct_orders").fetchall()
-        sku = conn.execute("select outer_sku_id from marts.fct_order_items"
-                           " where sku_id = '3120347566711'").fetchone()[0]
-    assert sku == "LJ-250G"
-
     result = build(project=project)
     assert result.returncode == 0, result.stdout[-3000:]
     with psycopg.connect(warehouse_url) as conn:

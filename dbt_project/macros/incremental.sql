@@ -6,7 +6,8 @@
     built (mapping_hash). Otherwise it is left alone, so an hourly run costs
     what the new hour costs, not what history costs. -#}
 
-{#- A fingerprint of every mapping seed: a changed seed rebuilds the rows. -#}
+{#- A fingerprint of the field and status mapping seeds: a changed seed
+    rebuilds the rows of the order marts (and what is judged from them). -#}
 {% macro mapping_hash() -%}
     (
         select md5(string_agg(part, '|' order by part))
@@ -16,12 +17,23 @@
             select 'field:' || t::text from {{ ref('platform_field_map') }} as t
             union all
             select 'standard:' || t::text from {{ ref('standard_fields') }} as t
-            union all  -- the merchant SKU of a line (fct_order_items; macros/stock.sql)
-            select 'sku:' || t::text from {{ ref('sku_mapping') }} as t
+        ) as parts
+    )
+{%- endmacro %}
+
+{#- The fingerprint of fct_order_items' rows: the orders' mapping and the SKU
+    mapping that gives a line its merchant SKU (macros/stock.sql). A SKU
+    mapping edit, which the business makes often, rebuilds the lines only:
+    not fct_orders, and not the reconciliation judged from it. -#}
+{% macro order_items_hash(orders_hash) -%}
+    md5({{ orders_hash }} || (
+        select coalesce(md5(string_agg(part, '|' order by part)), '')
+        from (
+            select 'sku:' || t::text as part from {{ ref('sku_mapping') }} as t
             union all
             select 'merchant_sku:' || merchant_sku from {{ ref('merchant_skus') }}
         ) as parts
-    )
+    ))
 {%- endmacro %}
 
 {#- The lower bound of extracted_at that an incremental run re-reads. Looked

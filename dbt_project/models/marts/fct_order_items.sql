@@ -6,10 +6,11 @@
     indexes=[{'columns': ['order_key']}, {'columns': ['landed_at']}],
 ) }}
 
-{#- fct_orders carries the mapping hash it was built with: when it differs
-    from this table's, every line is rebuilt. -#}
-{% set incremental_orders = is_incremental()
-    and not mapping_changed('(select mapping_hash from ' ~ ref('fct_orders') ~ ' limit 1)') %}
+{#- fct_orders carries the mapping hash it was built with; with the SKU
+    mapping's it is this table's (macros/incremental.sql): when they differ,
+    every line is rebuilt. -#}
+{% set incremental_orders = is_incremental() and not mapping_changed(
+    order_items_hash('(select mapping_hash from ' ~ ref('fct_orders') ~ ' limit 1)')) %}
 
 -- The lines of each order's latest version (the version fct_orders kept),
 -- with each line's share of the order-level discounts, so lines sum to the order.
@@ -29,7 +30,7 @@ lines as (
         orders.order_key,
         orders.discount_amount as order_discount_amount,
         orders.landed_at,
-        orders.mapping_hash,
+        {{ order_items_hash('orders.mapping_hash') }} as mapping_hash,
         items.*,
         {{ merchant_sku() }} as merchant_sku
     from {{ ref('stg_order_items') }} as items
