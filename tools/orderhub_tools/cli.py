@@ -324,6 +324,7 @@ def cmd_demo(args) -> int:
 
 def cmd_extract(args) -> int:
     from orderhub.extract import extract_shop
+
     start, end = time_range(args.start, args.end)
     shops = [s for s in load_shops() if s.platform == args.platform
              and (args.shop is None or s.shop_id == args.shop)]
