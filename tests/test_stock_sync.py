@@ -193,6 +193,84 @@ def test_passes_against_faulty_gateways_remove_no_unit_twice(flash, warehouse_ur
         server.shutdown()
 
 
+# A sale a Douyin live stream drives: buyers there come 4x as fast, so Douyin
+# runs out of its share first while Tmall still has units.
+FOLLOWED_SALE = {**SALE, "minutes": 3.0, "rate": 6.0, "demand": {"douyin": 4.0}}
+FOLLOW_SPEED = 10.0  # the live span's sandbox seconds per wall second
+
+
+def test_a_sale_followed_live_with_every_push_fault_on_oversells_nothing(warehouse_url, shops):
+    """The whole push path runs through the sale (sandbox pushes with every
+    push fault on -> `orderhub intake` -> NATS -> `orderhub stream` -> raw),
+    and `orderhub stock follow` runs rebalancing passes woken by what it lands.
+    Units move from Tmall to the channels running out while buyers still come,
+    and no unit is sold twice: a pass never raises what the channels offer
+    together, so late, lost or doubled pushes cannot make it oversell."""
+    import threading
+
+    from orderhub.push import broker
+    from orderhub.stock import follow, sync
+    from orderhub.transform import ensure_views
+    from orderhub_tools.live import PushStack, run_live
+
+    reset(warehouse_url)
+    pairs = [(s.platform, s.shop_id) for s in shops]
+    sale = FlashSale(**FOLLOWED_SALE)
+    server = serve(SandboxSpec(seed=5, shops=pairs, scale=0.01, flash_sale=FOLLOWED_SALE))
+    target = SandboxTarget(f"http://127.0.0.1:{server.server_address[1]}", 5)
+    start = T0 - timedelta(seconds=30)
+    server.sandbox.clock.set((start - timedelta(seconds=30)).timestamp())
+    mp = pytest.MonkeyPatch()
+    for name, value in target.connections(shops).items():
+        mp.setenv(name, value)
+    done, passes = threading.Event(), []
+    follower = threading.Thread(target=lambda: follow(every=2, poll=0.2, stop=done.is_set,
+                                                      report=passes.append))
+    stack = None
+    try:
+        ensure_views("stock_channel_allocations", "stock_offers")
+        assert sync("before-the-sale").sent == 8  # 2 SKUs on 4 channels, down to their shares
+        broker.start()
+        broker.reset()
+        stack = PushStack(target.connections(shops)).start()
+        follower.start()
+        span = run_live(target.url, stack, start, (sale.end - start.timestamp()) / FOLLOW_SPEED,
+                        speed=FOLLOW_SPEED, faults="push")
+    finally:
+        done.set()
+        if follower.is_alive():
+            follower.join(timeout=60)
+        if stack is not None:
+            stack.stop()
+        mp.undo()
+    try:
+        server.sandbox.clock.set(sale.end + 3600)  # played out: unpaid orders closed
+        truth = server.sandbox.world.stock.truth()
+    finally:
+        server.shutdown()
+    assert set(span.pushes["faults"]) >= {"lost", "dup", "disorder", "burst", "storm"}, span.pushes
+    with psycopg.connect(warehouse_url) as conn:
+        pushed = conn.execute("select count(*) from raw.orders where intake = 'push'").fetchone()[0]
+        moves = conn.execute(
+            "select platform, sum(sent_quantity) from ops.stock_updates where status = 'ok'"
+            " and reason like '%%rebalancing%%' group by platform").fetchall()
+    assert pushed > 0
+    # (a follower raising offers to allocations from what it has landed, as
+    # `orderhub stock sync --raise` would, sells 3 and 7 units twice here)
+    assert [row["oversold"] for row in truth] == [0, 0], truth
+    moved = dict(moves)
+    # units left Tmall (the only channel whose answer proves they did) for
+    # the others, and never more than left
+    assert moved.get("tmall", 0) < 0 and sum(moved.values()) <= 0, moved
+    assert moved.get("douyin", 0) > 0, moved
+    assert sum(p.moved for p in passes) == sum(v for v in moved.values() if v > 0)
+    assert not any(p.refused for p in passes), [p.line() for p in passes]
+    # Douyin sold beyond the share it had when the sale opened (5 of 20 a SKU)
+    douyin = [c["sold"] for row in truth for name, c in row["channels"].items()
+              if name.startswith("douyin/")]
+    assert max(douyin) > 5, truth
+
+
 @pytest.fixture(scope="module")
 def oversold(flash, warehouse_url, shops):
     """The same flash sale in a sandbox nobody keeps in step, played out, its

@@ -28,7 +28,8 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, NamedTuple
 
 import psycopg
 import requests
@@ -225,7 +226,7 @@ def snapshot_stock(run_id: str) -> dict[str, Any]:
 # the delta changes, so it is never given back (docs/stock.md). JD only sets.
 PLAN_SQL = """
 select o.platform, o.shop_id, o.merchant_sku, o.product_id, o.sku_id, o.outer_sku_id,
-       o.offered, a.allocation, o.listed_at
+       o.offered, a.allocation, o.listed_at, a.share, a.priority, a.available_to_sell
 from marts.stock_offers as o
 join marts.stock_channel_allocations as a
     on a.merchant_sku = o.merchant_sku and a.platform = o.platform and a.shop_id = o.shop_id
@@ -235,6 +236,24 @@ order by o.merchant_sku, o.sku_id
 """
 
 
+class Offer(NamedTuple):
+    """One channel's offer of one merchant SKU at the pass's read, and its
+    allocation (marts.stock_channel_allocations)."""
+
+    platform: str
+    shop_id: str
+    merchant_sku: str
+    product_id: str
+    sku_id: str
+    outer_id: str
+    offered: int
+    allocation: int
+    listed_at: datetime
+    share: Decimal
+    priority: bool
+    available: int
+
+
 @dataclass
 class SyncResult:
     shops: int = 0
@@ -242,16 +261,18 @@ class SyncResult:
     sent: int = 0
     refused: int = 0
     unknown: int = 0
+    moved: int = 0  # units moved from one channel to another (rebalancing)
     skipped: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (f"stock sync: {self.shops} channels read, {self.proposed} changes"
                 f" ({self.sent} sent, {self.refused} refused, {self.unknown} unknown)"
+                + (f", {self.moved} units moved between channels" if self.moved else "")
                 + (f"; skipped: {'; '.join(self.skipped)}" if self.skipped else ""))
 
 
 def sync(run_id: str, *, dry_run: bool = False, raise_offers: bool = False,
-         shops=None) -> SyncResult:
+         rebalance: bool = False, shops=None) -> SyncResult:
     """One pass of keeping the channels in step: the warehouse counted, every
     channel of seeds/stock_channels.csv read, and each listed SKU offered
     beyond its allocation brought down to it (all reductions first).
@@ -262,6 +283,12 @@ def sync(run_id: str, *, dry_run: bool = False, raise_offers: bool = False,
     channel's offer read now already lacks the sales OrderHub has not yet
     landed, and raising it to an allocation computed without them gives those
     units back (docs/stock.md). Reductions are always safe.
+
+    ``rebalance`` is the pass to run *during* a sale (``orderhub stock
+    follow``): instead of splitting what OrderHub knows is available, it moves
+    units a channel has not sold to a channel running out, and never raises
+    the channels' total (see :func:`_rebalance`), so it is safe however late
+    OrderHub learns of a sale.
 
     Every call is written to ops.stock_updates before it is sent; ``dry_run``
     writes the proposals only. A call whose outcome is unknown (a timeout, a
@@ -274,7 +301,7 @@ def sync(run_id: str, *, dry_run: bool = False, raise_offers: bool = False,
     from orderhub.platforms import Credentials, PlatformError, client_for
 
     result = SyncResult()
-    plans = []
+    plans: list[tuple[Any, Offer]] = []
     with connect() as conn:
         ensure_schema(conn)
         warehouse = Warehouse.from_airflow()
@@ -299,19 +326,24 @@ def sync(run_id: str, *, dry_run: bool = False, raise_offers: bool = False,
                 result.skipped.append(f"{shop.platform}/{shop.shop_id}: listings: {error}")
                 continue
             result.shops += 1
-            plans += [(client, row) for row in conn.execute(PLAN_SQL,
-                                                            (shop.platform, shop.shop_id))]
+            plans += [(client, Offer(*row)) for row in conn.execute(
+                PLAN_SQL, (shop.platform, shop.shop_id))]
             conn.commit()
-        failed: set[str] = set()  # SKUs with a reduction not known to have applied
         sent_before = result.sent
-        for client, row in plans:
-            if row[6] > row[7] and not _move(conn, client, row, run_id, dry_run, result):
-                failed.add(row[2])
-        for client, row in plans:
-            if raise_offers and row[6] < row[7] and row[2] not in failed:
-                _move(conn, client, row, run_id, dry_run, result)
+        if rebalance:
+            _rebalance(conn, plans, run_id, dry_run, result)
+        else:
+            failed: set[str] = set()  # SKUs with a reduction not known to have applied
+            for client, offer in plans:
+                if offer.offered > offer.allocation and _move(
+                        conn, client, offer, offer.allocation, run_id, dry_run, result) is None:
+                    failed.add(offer.merchant_sku)
+            for client, offer in plans:
+                if raise_offers and offer.offered < offer.allocation \
+                        and offer.merchant_sku not in failed:
+                    _move(conn, client, offer, offer.allocation, run_id, dry_run, result)
         if result.sent > sent_before:  # read the changed channels again: stock_offers is now
-            for client, shop_id in {id(c): (c, row[1]) for c, row in plans}.values():
+            for client, shop_id in {id(c): (c, o.shop_id) for c, o in plans}.values():
                 try:
                     read_listings(conn, client, shop_id, run_id)
                 except PlatformError as error:
@@ -319,47 +351,138 @@ def sync(run_id: str, *, dry_run: bool = False, raise_offers: bool = False,
     return result
 
 
-def _move(conn: psycopg.Connection, client, row, run_id: str, dry_run: bool,
-          result: SyncResult) -> bool:
-    """Move one listed SKU's offer to its allocation (one call, recorded);
-    whether it is known to have applied (or, in a dry run, was proposed)."""
+# Rebalancing acts on a SKU when a channel offers less than this part of its
+# share of what the channels still offer (a channel running out).
+RUNNING_OUT = 0.5
+
+
+def split(pool: int, offers: list[Offer]) -> list[int]:
+    """``pool`` units split by the offers' shares (renormalised over them):
+    each its share rounded down, and the units the rounding leaves to the
+    largest remainders (ties: the priority channel, then the larger share).
+    Unlike marts.stock_channel_allocations, whose priority channel takes every
+    unit the rounding leaves, this keeps a small pool's units spread out."""
+    total = sum(o.share for o in offers)
+    if not offers or total <= 0:
+        return [0] * len(offers)
+    exact = [pool * o.share / total for o in offers]
+    targets = [int(x) for x in exact]
+    order = sorted(range(len(offers)), key=lambda i: (exact[i] - targets[i], offers[i].priority,
+                                                      offers[i].share), reverse=True)
+    for i in order[:pool - sum(targets)]:
+        targets[i] += 1
+    return targets
+
+
+def _rebalance(conn: psycopg.Connection, plans: list[tuple[Any, Offer]], run_id: str,
+               dry_run: bool, result: SyncResult) -> None:
+    """During a sale, per merchant SKU: units a channel has not sold are moved
+    to the channels running out of it, and the channels' total is never raised.
+
+    A platform sells from its own count, and OrderHub learns of a sale seconds
+    later (or, with push faults, minutes). What the channels offer together
+    is at most what is available once the pass before the sale ran; a sale
+    lowers both by the same units, whether OrderHub knows of it or not. So
+    this pass takes nothing from what OrderHub knows of sales: it splits what
+    the channels offer *now* (their counts, read this pass) by their shares
+    (capped by available_to_sell, should the warehouse count fall), and
+
+    * moves only on channels whose stock API takes deltas (JD only sets a
+      quantity, which would give back its sales in flight: it keeps its offer);
+    * lowers a channel by a delta and counts a unit as freed only when the
+      platform's answer proves it left: the count after the change is above 0
+      (a delta is applied to the platform's own count, never below 0, so a
+      count left over means the whole delta applied). A platform that answers
+      only "done" (PDD, Douyin) is not lowered to feed another;
+    * raises the channels running out by deltas, by at most the units freed.
+
+    When available_to_sell is below what the channels offer (units lost from
+    the warehouse), every channel above its target is lowered and nothing
+    raised, as the ordinary pass would."""
+    by_sku: dict[str, list[tuple[Any, Offer]]] = {}
+    for client, offer in plans:
+        if client.stock_increments:
+            by_sku.setdefault(offer.merchant_sku, []).append((client, offer))
+    fixed = {}  # what the channels that only set a quantity offer, per SKU
+    for client, offer in plans:
+        if not client.stock_increments:
+            fixed[offer.merchant_sku] = fixed.get(offer.merchant_sku, 0) + offer.offered
+    for sku, movable in by_sku.items():
+        offers = [o for _, o in movable]
+        offered = sum(o.offered for o in offers)
+        pool = min(offered, max(0, offers[0].available - fixed.get(sku, 0)))
+        targets = split(pool, offers)
+        if pool < offered:  # the warehouse has less than is offered: lower, raise nothing
+            for (client, offer), target in zip(movable, targets, strict=True):
+                if offer.offered > target:
+                    _move(conn, client, offer, target, run_id, dry_run, result)
+            continue
+        if not any(o.offered < RUNNING_OUT * t for o, t in zip(offers, targets, strict=True)):
+            continue
+        freed = 0
+        for (client, offer), target in zip(movable, targets, strict=True):
+            if offer.offered > target and client.stock_answer_counts:
+                left = _move(conn, client, offer, target, run_id, dry_run, result)
+                if left is not None and (dry_run or left > 0):
+                    freed += offer.offered - target
+        wanting = sorted((t - o.offered, i) for i, (o, t) in enumerate(zip(offers, targets, strict=True))
+                         if o.offered < t)
+        for want, i in reversed(wanting):
+            give = min(want, freed)
+            if give <= 0:
+                break
+            client, offer = movable[i]
+            if _move(conn, client, offer, offer.offered + give, run_id, dry_run, result) \
+                    is not None:
+                result.moved += give
+            freed -= give  # a raise whose answer never came may have applied: not given twice
+
+
+def _move(conn: psycopg.Connection, client, offer: Offer, target: int, run_id: str,
+          dry_run: bool, result: SyncResult) -> int | None:
+    """Move one listed SKU's offer from what was read to ``target`` (one
+    call, recorded). None: not known to have applied; else the count the
+    platform answered it left (-1: it did not say; a dry run's proposal: -1)."""
     import uuid
 
     from orderhub.platforms import PlatformError
     from orderhub.platforms.base import StockListing
 
-    platform, shop_id, merchant_sku, product_id, sku_id, outer_id, offered, allocation, \
-        listed_at = row
     increment = client.stock_increments
-    sent = allocation - offered if increment else allocation
-    reason = (f"offers {offered}, may offer {allocation}"
-              f" ({'over' if offered > allocation else 'under'} its allocation)")
+    sent = target - offer.offered if increment else target
+    reason = (f"offers {offer.offered}, may offer {target}"
+              + (f" ({'over' if offer.offered > target else 'under'} its allocation)"
+                 if target == offer.allocation else " (rebalancing during a sale)"))
     # The same change of the same read gets the same id: a pass re-run on the
     # same read re-sends the same key (Doudian then changes nothing). A dry
     # run's proposal is not a call: it has ids of its own.
-    update_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"orderhub-stock|{platform}|{shop_id}|{sku_id}"
-                               f"|{listed_at.isoformat()}|{offered}|{allocation}"
+    update_id = str(uuid.uuid5(uuid.NAMESPACE_URL,
+                               f"orderhub-stock|{offer.platform}|{offer.shop_id}|{offer.sku_id}"
+                               f"|{offer.listed_at.isoformat()}|{offer.offered}|{target}"
                                f"|{'proposal' if dry_run else 'call'}"))
     status = "proposed" if dry_run else "sending"
     inserted = conn.execute(
         "insert into ops.stock_updates (update_id, run_id, platform, shop_id, merchant_sku,"
         " product_id, sku_id, offered, allocation, mode, sent_quantity, reason, status)"
         " values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) on conflict do nothing",
-        (update_id, run_id, platform, shop_id, merchant_sku, product_id, sku_id, offered,
-         allocation, "increment" if increment else "full", sent, reason, status)).rowcount
+        (update_id, run_id, offer.platform, offer.shop_id, offer.merchant_sku,
+         offer.product_id, offer.sku_id, offer.offered, target,
+         "increment" if increment else "full", sent, reason, status)).rowcount
     conn.commit()
     if not inserted:  # this very change of this very read was decided before: its outcome
         # (one whose answer never came is not sent again on the same read: the
-        # next read, a second later at the least, decides again)
+        # next read, a second later at the least, decides again). What it left
+        # is not kept: -1, never proof that units left.
         earlier = conn.execute("select status from ops.stock_updates where update_id = %s",
                                (update_id,)).fetchone()[0]
         if earlier in ("unknown", "sending"):
             result.unknown += 1
-        return earlier in ("ok", "proposed")
+        return -1 if earlier in ("ok", "proposed") else None
     result.proposed += 1
     if dry_run:
-        return True
-    listing = StockListing(product_id, sku_id, outer_id)
+        return -1
+    listing = StockListing(offer.product_id, offer.sku_id, offer.outer_id)
+    answer = None
     try:
         answer = client.set_stock(listing, sent, increment=increment, request_id=update_id)
         status, text = "ok", "" if answer is None else f"now {answer}"
@@ -374,4 +497,50 @@ def _move(conn: psycopg.Connection, client, row, run_id: str, dry_run: bool,
     conn.execute("update ops.stock_updates set status = %s, answer = %s, answered_at = now()"
                  " where update_id = %s", (status, text, update_id))
     conn.commit()
-    return status == "ok"
+    if status != "ok":
+        return None
+    return -1 if answer is None else answer
+
+
+# -- following a sale -----------------------------------------------------------------
+# What wakes a rebalancing pass: orders landed since the last one (the push
+# path lands a channel's order seconds after the sale; the index on
+# extracted_at makes this a lookup, not a scan).
+WAKE_SQL = "select max(extracted_at) from raw.orders"
+
+
+def follow(*, every: float = 30.0, poll: float = 0.5, stop=None, dry_run: bool = False,
+           report=None) -> list[SyncResult]:
+    """``orderhub stock follow``: rebalancing passes (:func:`sync` with
+    ``rebalance``) for as long as a sale runs, each woken by the orders the
+    push path (``orderhub stream``) or a poll landed since the last pass, and
+    at least every ``every`` seconds. ``stop()`` true ends it (the CLI: its
+    ``--for`` or a signal). Returns the passes that changed something (or
+    skipped channels the pass before did not); ``report(result)`` is called
+    with each of them as it ends.
+
+    The passes do not depend on the push path for their safety, only for
+    their timing: a pass reads the channels' own counts (docs/stock.md)."""
+    import time
+
+    from orderhub.landing import connect, ensure_schema
+
+    stop = stop or (lambda: False)
+    changed: list[SyncResult] = []
+    seen, last, skipped = None, float("-inf"), []
+    with connect() as conn:
+        ensure_schema(conn)
+    while not stop():
+        with connect() as conn:
+            landed = conn.execute(WAKE_SQL).fetchone()[0]
+        if landed != seen or time.monotonic() - last >= every:
+            seen, last = landed, time.monotonic()
+            result = sync(f"stock_follow__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%f')}",
+                          rebalance=True, dry_run=dry_run)
+            if result.proposed or result.unknown or result.skipped != skipped:
+                changed.append(result)
+                if report:
+                    report(result)
+            skipped = result.skipped
+        time.sleep(poll)
+    return changed

@@ -362,6 +362,37 @@ def cmd_stock_sync(args) -> int:
     return 1 if result.refused or result.unknown else 0
 
 
+def cmd_stock_follow(args) -> int:
+    import signal
+    import time
+
+    from orderhub.stock import follow
+
+    check_warehouse()
+    sandbox_connections()
+    ends = time.monotonic() + args.seconds if args.seconds else None
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+
+    def stop() -> bool:
+        return bool(stopping) or (ends is not None and time.monotonic() >= ends)
+
+    def report(result) -> None:
+        print(f"{datetime.now(UTC).strftime('%H:%M:%S')} {result.line()}", flush=True)
+
+    print(f"stock follow: a rebalancing pass on every landed batch of orders, at least every"
+          f" {args.every:g} s" + (" (dry run: nothing sent)" if args.dry_run else "")
+          + "; Ctrl-C ends it", flush=True)
+    try:
+        changed = follow(every=args.every, stop=stop, dry_run=args.dry_run, report=report)
+    except KeyboardInterrupt:
+        return 0
+    print(f"stock follow: {len(changed)} passes reported;"
+          f" {sum(r.moved for r in changed)} units moved between channels;"
+          f" every call: ops.stock_updates")
+    return 0
+
+
 def cmd_replay(args) -> int:
     from pathlib import Path
 
@@ -604,6 +635,17 @@ def main(argv: list[str] | None = None) -> int:
                             help="also raise offers below their allocation (safe only when"
                                  " every sale has landed: before or after a sale)")
     stock_sync.set_defaults(func=cmd_stock_sync)
+    stock_follow = stock_sub.add_parser(
+        "follow", help="during a sale: rebalancing passes, woken by each landed batch of"
+                       " orders, moving units a channel has not sold to channels running out"
+                       " (never raising what the channels offer together)")
+    stock_follow.add_argument("--every", type=float, default=30.0,
+                              help="seconds between passes when nothing lands (default 30)")
+    stock_follow.add_argument("--for", dest="seconds", type=float, default=0,
+                              help="stop after this many seconds (default: until stopped)")
+    stock_follow.add_argument("--dry-run", action="store_true",
+                              help="write the proposals to ops.stock_updates, send nothing")
+    stock_follow.set_defaults(func=cmd_stock_follow)
 
     replay = sub.add_parser("replay", help="land saved API responses through the normal loader")
     replay.add_argument("--platform", required=True, choices=platform_names())

@@ -169,19 +169,12 @@ FLASH_SALE = {"skus": 3, "on_hand": 30, "rate": 12.0}
 def keep_channels_in_step(target: SandboxTarget, shops) -> None:
     """Before the flash sale: the stock views built (a fresh warehouse has
     none), then one `orderhub stock sync` pass (the same function)."""
-    import os
-
     from orderhub.stock import sync
     from orderhub.transform import ensure_views
 
     ensure_views("stock_channel_allocations", "stock_offers")
-    saved = dict(os.environ)
-    os.environ.update(target.connections(shops))
-    try:
+    with target.connected(shops):
         result = sync("demo-flash-sale")
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
     print(f"flash sale: {result.line()}")
 
 

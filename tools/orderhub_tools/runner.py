@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -146,6 +147,19 @@ class SandboxTarget:
             "conn_type": "http", "host": self.url + WAREHOUSE_PATH,
             "password": warehouse_token(self.seed)})
         return env
+
+    @contextmanager
+    def connected(self, shops: list[Shop]) -> Iterator[None]:
+        """This process's Airflow connections point at the sandbox for the
+        ``with`` block (the functions the DAGs run, called in-process), and
+        the environment is as it was after it."""
+        saved = dict(os.environ)
+        os.environ.update(self.connections(shops))
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
 
 
 def floor_hour(t: datetime) -> datetime:

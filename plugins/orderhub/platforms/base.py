@@ -218,6 +218,11 @@ class PlatformClient:
     stock_reduced_on: ClassVar[str] = ""
     stock_increments: ClassVar[bool] = False
     stock_idempotent: ClassVar[bool] = False
+    # Whether a stock change's answer says the count it left (Taobao's
+    # item.num): a delta that lowered a SKU and left units proves exactly that
+    # many left it (a delta never takes a count below 0), so they may be
+    # offered elsewhere during a sale (orderhub.stock, rebalancing).
+    stock_answer_counts: ClassVar[bool] = False
     listing_endpoint: ClassVar[str] = ""  # the API listing the shop's SKUs and quantities
     listing_page_size: ClassVar[int] = 50
     listing_first_page: ClassVar[int] = 1

@@ -202,6 +202,7 @@ class TmallClient(PlatformClient):
     stock_endpoint = STOCK_METHOD
     stock_reduced_on = "created"
     stock_increments = True
+    stock_answer_counts = True  # item.num after the change (one SKU per item: UNCONFIRMED for more)
 
     def stock_update_request(self, listing: StockListing, quantity: int, *, increment: bool,
                              request_id: str) -> HttpRequest:

@@ -69,6 +69,9 @@ class FlashSale:
     replenish: int = 0  # units of each SKU arriving at the warehouse halfway through
     # Pinduoduo's listings sit in a promotion slot: its stock cannot be reduced.
     pdd_promotion: bool = False
+    # Buyers per platform as a multiple of ``rate`` (missing: 1): {"douyin": 4}
+    # is a Douyin live stream driving the sale there.
+    demand: dict[str, float] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FlashSale:
@@ -150,8 +153,8 @@ class Update:
     asked: int
     before: int
     after: int
+    sku_id: str  # the platform's SKU id of the listing changed
     repeat: bool = False  # an idempotent_id seen before: nothing changed
-    sku_id: str = ""
 
 
 @dataclass
@@ -188,6 +191,7 @@ class Stock:
                     platform, shop_id, merchant, sku,
                     self.sale.on_hand if self.sale.listed is None else self.sale.listed,
                     in_promotion=self.sale.pdd_promotion and platform == "pdd"))
+        self._by_sku = {(lst.platform, lst.shop_id, lst.sku.sku_id): lst for lst in self.listings}
         self.tally = {(lst.channel, lst.merchant.code): _Tally() for lst in self.listings
                       if not lst.catalog}
         self.sold_log: list[tuple[int, str, int]] = []  # (paid at, merchant code, units)
@@ -213,7 +217,7 @@ class Stock:
         rng = w._stream(self.world.seed, "flash", listing.platform, listing.shop_id,
                         listing.merchant.code)
         t = float(self.sale.start)
-        per_second = self.sale.rate / 60
+        per_second = self.sale.rate * (self.sale.demand or {}).get(listing.platform, 1.0) / 60
         while per_second > 0:
             t += rng.expovariate(per_second)
             if t >= self.sale.end:
@@ -375,8 +379,7 @@ class Stock:
             self._push(call["at"] + 0.5, "apply", call)
 
     def _apply(self, at: float, call: dict[str, Any]) -> None:
-        listing = next(lst for lst in self.listings if (lst.platform, lst.shop_id, lst.sku.sku_id)
-                       == (call["platform"], call["shop_id"], call["sku_id"]))
+        listing = self._by_sku[(call["platform"], call["shop_id"], call["sku_id"])]
         self.updates.append(Update(int(at), listing.platform, listing.shop_id,
                                    listing.merchant.code, "full", call["after"],
                                    listing.quantity, call["after"], sku_id=listing.sku.sku_id))
@@ -434,8 +437,7 @@ class Stock:
             return {
                 # the sandbox's JSON has no floats: exact decimals instead
                 "sale": None if self.sale is None else
-                {k: w.Decimal(str(v)) if isinstance(v, float) else v
-                 for k, v in vars(self.sale).items()},
+                {k: _exact(v) for k, v in vars(self.sale).items()},
                 "listings": [{"platform": lst.platform, "shop_id": lst.shop_id,
                               "merchant_sku": lst.merchant.code,
                               "product_id": lst.sku.product_id, "sku_id": lst.sku.sku_id,
@@ -444,6 +446,13 @@ class Stock:
                 "updates": len(self.updates),
                 "truth": truth,
             }
+
+
+def _exact(value: Any) -> Any:
+    """A float as an exact decimal, in dicts too (the sandbox's JSON has none)."""
+    if isinstance(value, dict):
+        return {k: _exact(v) for k, v in value.items()}
+    return w.Decimal(str(value)) if isinstance(value, float) else value
 
 
 # -- the brand's warehouse system -------------------------------------------------
