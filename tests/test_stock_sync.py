@@ -271,6 +271,31 @@ def test_a_sale_followed_live_with_every_push_fault_on_oversells_nothing(warehou
     assert max(douyin) > 5, truth
 
 
+def test_follow_goes_on_after_a_pass_that_failed(warehouse_url, monkeypatch):
+    """A pass that cannot run (an hourly build has dropped the stock views for
+    a moment, the warehouse system is down) is reported, and the next landed
+    batch wakes the next pass."""
+    import orderhub.stock as stock
+    import orderhub.transform as transform
+
+    calls = []
+
+    def flaky_sync(run_id, **options):
+        calls.append(options)
+        if len(calls) == 1:
+            raise psycopg.errors.UndefinedTable('relation "marts.stock_offers" does not exist')
+        return stock.SyncResult(shops=4, proposed=1, sent=1)
+
+    monkeypatch.setattr(stock, "sync", flaky_sync)
+    monkeypatch.setattr(transform, "ensure_views", lambda *models: None)
+    reported = []
+    stock.follow(every=0, poll=0, stop=lambda: len(calls) >= 2, report=reported.append)
+    assert [c["rebalance"] for c in calls] == [True, True]
+    assert [r.line() for r in reported] == [
+        'stock sync: the pass failed: relation "marts.stock_offers" does not exist',
+        "stock sync: 4 channels read, 1 changes (1 sent, 0 refused, 0 unknown)"]
+
+
 @pytest.fixture(scope="module")
 def oversold(flash, warehouse_url, shops):
     """The same flash sale in a sandbox nobody keeps in step, played out, its

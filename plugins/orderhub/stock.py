@@ -263,8 +263,11 @@ class SyncResult:
     unknown: int = 0
     moved: int = 0  # units moved from one channel to another (rebalancing)
     skipped: list[str] = field(default_factory=list)
+    failed: str = ""  # a pass that could not run (orderhub stock follow goes on)
 
     def line(self) -> str:
+        if self.failed:
+            return f"stock sync: the pass failed: {self.failed}"
         return (f"stock sync: {self.shops} channels read, {self.proposed} changes"
                 f" ({self.sent} sent, {self.refused} refused, {self.unknown} unknown)"
                 + (f", {self.moved} units moved between channels" if self.moved else "")
@@ -507,6 +510,8 @@ def _move(conn: psycopg.Connection, client, offer: Offer, target: int, run_id: s
 # path lands a channel's order seconds after the sale; the index on
 # extracted_at makes this a lookup, not a scan).
 WAKE_SQL = "select max(extracted_at) from raw.orders"
+# The views a pass reads (dbt models; orderhub.transform.ensure_views).
+STOCK_VIEWS = ("stock_channel_allocations", "stock_offers")
 
 
 def follow(*, every: float = 30.0, poll: float = 0.5, stop=None, dry_run: bool = False,
@@ -524,6 +529,7 @@ def follow(*, every: float = 30.0, poll: float = 0.5, stop=None, dry_run: bool =
     import time
 
     from orderhub.landing import connect, ensure_schema
+    from orderhub.transform import ensure_views
 
     stop = stop or (lambda: False)
     changed: list[SyncResult] = []
@@ -535,9 +541,18 @@ def follow(*, every: float = 30.0, poll: float = 0.5, stop=None, dry_run: bool =
             landed = conn.execute(WAKE_SQL).fetchone()[0]
         if landed != seen or time.monotonic() - last >= every:
             seen, last = landed, time.monotonic()
-            result = sync(f"stock_follow__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%f')}",
-                          rebalance=True, dry_run=dry_run)
-            if result.proposed or result.unknown or result.skipped != skipped:
+            try:
+                # an hourly build replacing fct_orders drops the stock views until
+                # it builds them again; a `dbt run` of another model may not
+                ensure_views(*STOCK_VIEWS)
+                result = sync(f"stock_follow__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%f')}",
+                              rebalance=True, dry_run=dry_run)
+            except (psycopg.Error, WarehouseError, requests.RequestException,
+                    RuntimeError) as error:  # this pass; the next one reads everything again
+                log.warning("stock follow: pass failed: %s", error)
+                result = SyncResult(failed=str(error).splitlines()[0])
+            if result.proposed or result.unknown or result.failed \
+                    or result.skipped != skipped:
                 changed.append(result)
                 if report:
                     report(result)

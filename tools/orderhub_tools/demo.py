@@ -25,6 +25,9 @@ truth; and writes the run report (``orderhub report``).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -142,37 +145,64 @@ def print_reconciliation(world, first: datetime, start: datetime, books_until: d
 
 
 def live_segment(target: SandboxTarget, shops, start: datetime, seconds: float, speed: float,
-                 faults: str) -> LiveSpan:
-    """Push [start, start + seconds x speed) through intake, NATS and stream."""
+                 faults: str, follow_stock: bool = False) -> LiveSpan:
+    """Push [start, start + seconds x speed) through intake, NATS and stream;
+    ``follow_stock``: with `orderhub stock follow` running beside them."""
     ensure_live_view()
     stack = PushStack(target.connections(shops)).start()
-    print(f"live: NATS {stack.nats_url}, intake on :{stack.port}, 1 stream consumer;"
-          f" pushing {seconds:.0f}s at {speed:g}x from {start.isoformat()} ...", flush=True)
+    print(f"live: NATS {stack.nats_url}, intake on :{stack.port}, 1 stream consumer"
+          + (", `orderhub stock follow`" if follow_stock else "")
+          + f"; pushing {seconds:.0f}s at {speed:g}x from {start.isoformat()} ...", flush=True)
+    follower = start_follower(target, shops) if follow_stock else None
     try:
         span = run_live(target.url, stack, start, seconds, speed=speed, faults=faults)
     finally:
         stack.stop()
+        if follower is not None:
+            stop_follower(follower)
     if not span.drained:
         print("live: some pushes were never acknowledged or landed (the poll is the net)")
     return span
 
 
+def start_follower(target: SandboxTarget, shops) -> subprocess.Popen:
+    """`orderhub stock follow` as its own process, as an operator runs it
+    beside `orderhub stream` during a sale; started once it is ready."""
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "orderhub_tools.cli", "stock", "follow", "--every", "5"],
+        env={**os.environ, **target.connections(shops)}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    follower.stdout.readline()  # its first line: it is following
+    return follower
+
+
+def stop_follower(follower: subprocess.Popen) -> None:
+    """SIGTERM: it ends its pass and says what its passes did."""
+    follower.terminate()
+    out, _ = follower.communicate(timeout=120)
+    lines = [line for line in out.splitlines() if line.startswith("stock follow:")]
+    print(f"flash sale: {lines[-1] if lines else 'stock follow ended without a summary'}")
+
+
 # The demo's flash sale (issue 18; on with --live, `--no-flash-sale` for none):
 # during the live segment, 3 scarce SKUs of 30 units each, every channel listing
-# all 30, buyers at 12 a minute per channel and SKU. One `orderhub stock sync`
-# pass before it opens. The stock calls the sandbox applied are recorded
+# all 30, buyers at 12 a minute per channel and SKU (36 on Douyin: a live
+# stream). One `orderhub stock sync` pass before it opens, then `orderhub
+# stock follow` beside the push path through it. The stock calls the sandbox applied are recorded
 # (.orderhub/sandbox-sale.json), so `orderhub sandbox truth` run afterwards,
 # with no sandbox running, plays the same sale and has the same orders.
-FLASH_SALE = {"skus": 3, "on_hand": 30, "rate": 12.0}
+FLASH_SALE = {"skus": 3, "on_hand": 30, "rate": 12.0, "demand": {"douyin": 3.0}}
 
 
 def keep_channels_in_step(target: SandboxTarget, shops) -> None:
-    """Before the flash sale: the stock views built (a fresh warehouse has
-    none), then one `orderhub stock sync` pass (the same function)."""
-    from orderhub.stock import sync
+    """Before the flash sale: the stock views and marts.live_orders built in
+    one go (a fresh warehouse has none; building one later would replace
+    fct_orders and drop the others with it), then one `orderhub stock sync`
+    pass (the same function)."""
+    from orderhub.stock import STOCK_VIEWS, sync
     from orderhub.transform import ensure_views
 
-    ensure_views("stock_channel_allocations", "stock_offers")
+    ensure_views("live_orders", *STOCK_VIEWS)
     with target.connected(shops):
         result = sync("demo-flash-sale")
     print(f"flash sale: {result.line()}")
@@ -194,8 +224,9 @@ def print_flash_sale(world, sale: dict) -> bool:
             if relation_exists(conn, "marts.fct_oversold_incidents") else {}
     print(f"\nflash sale ({len(kept)} SKUs, {sale['on_hand']} on hand each,"
           f" {len(world.stock.channels)} channels;"
-          f" `orderhub sandbox truth --kind stock`): kept in step by one stock sync pass"
-          f" before it opened | nobody keeping the channels in step")
+          f" `orderhub sandbox truth --kind stock`): kept in step (`orderhub stock sync`"
+          f" before it opened, `orderhub stock follow` through it) | nobody keeping the"
+          f" channels in step")
     print(f"{'sku':<8} {'supply':>6} {'sold':>5} {'oversold':>9} | {'sold':>5} {'oversold':>9}")
     for row in kept:
         other = alone[row["merchant_sku"]]
@@ -270,7 +301,8 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
             if sale:
                 server.sandbox.clock.set(start.timestamp() - 60)  # a minute before the sale
                 keep_channels_in_step(target, shops)
-            span = live_segment(target, shops, start, live_seconds, live_speed, faults)
+            span = live_segment(target, shops, start, live_seconds, live_speed, faults,
+                                follow_stock=bool(sale))
         report = run(start, end, sandbox=target, settle=settle, history=history,
                      settlement_days=settlement_days)
     finally:

@@ -18,7 +18,8 @@ through each platform's stock API (the gateways' stock methods call
 together sell more than the warehouse holds.
 
 **Demand** is fixed by the seed: on every channel and SKU, buyers try to buy
-``rate`` times a minute (1 or 2 units each) from ``start`` for ``minutes``.
+``rate`` times a minute (times the platform's ``demand``, if the sale sets
+one), 1 or 2 units each, from ``start`` for ``minutes``.
 Whether an attempt becomes an order, and whether an order is paid or closed,
 depends on the listed quantity at that moment, so it is decided as the
 sandbox clock passes (:meth:`Stock.advance`; the world calls it before it
