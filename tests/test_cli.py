@@ -218,7 +218,8 @@ def test_no_command_warns_about_the_environment():
 
 
 def test_extract_shows_failed_windows_as_failed(tmp_path, empty):
-    """Both windows fail (a gateway in outage): the bar says so, not 100 % done."""
+    """Both windows fail (a gateway in outage): the bar says so, not 100 % done;
+    and `orderhub status` shows the shop with its open windows and the error."""
     from orderhub_tools.runner import SandboxTarget
     from orderhub_tools.sandbox.server import SandboxSpec, serve
 
@@ -242,6 +243,55 @@ def test_extract_shows_failed_windows_as_failed(tmp_path, empty):
     assert result.returncode == 1, result.stdout + result.stderr
     last = result.stdout.split("\r")[-1]
     assert "window(s) FAILED" in last and "windows_failed" in result.stdout, result.stdout
+    status = orderhub("status", env={**empty, "ORDERHUB_SHOPS_FILE": str(shops)}, timeout=300)
+    assert status.returncode == 1, status.stdout + status.stderr
+    row = next(line for line in status.stdout.splitlines() if line.startswith("pdd "))
+    assert row.split()[:4] == ["pdd", "pdd-down", "orders", "open"], status.stdout
+    assert "http-504" in row, row  # the outage's answer, as the ledger holds it
+    assert "open windows: pdd/pdd-down orders" in status.stdout
+
+
+def test_check_says_plainly_which_shop_connection_is_wrong(tmp_path, empty):
+    """`orderhub check`: one signed call per shop against the sandbox's
+    gateways. A good connection answers; a wrong app secret is said to be the
+    signature; a missing connection is named with how to add it; exit 1."""
+    from orderhub.config import Shop
+    from orderhub_tools.runner import SandboxTarget
+    from orderhub_tools.sandbox.server import SandboxSpec, serve
+
+    shops = [Shop("tmall", "tmall-ok", "orderhub_tmall_ok"),
+             Shop("pdd", "pdd-badkey", "orderhub_pdd_badkey"),
+             Shop("douyin", "4400001", "orderhub_douyin_missing")]
+    shops_yml = tmp_path / "shops.yml"
+    shops_yml.write_text("shops:\n" + "".join(
+        f"  - {{platform: {s.platform}, shop_id: '{s.shop_id}', conn_id: {s.conn_id}}}\n"
+        for s in shops))
+    state = SandboxTarget.state_file()
+    saved = state.read_text() if state.exists() else None
+    state.unlink(missing_ok=True)  # no running sandbox: the connections below are the ones used
+    server = serve(SandboxSpec(seed=2, shops=[(s.platform, s.shop_id) for s in shops], scale=0.01))
+    try:
+        server.sandbox.clock.set(1_800_000_000)
+        conns = SandboxTarget(f"http://127.0.0.1:{server.server_address[1]}", 2).connections(
+            shops[:2])
+        bad = json.loads(conns["AIRFLOW_CONN_ORDERHUB_PDD_BADKEY"])
+        conns["AIRFLOW_CONN_ORDERHUB_PDD_BADKEY"] = json.dumps({**bad, "password": "not-it"})
+        result = orderhub("check", env={**empty, **conns, "ORDERHUB_SHOPS_FILE": str(shops_yml)})
+        one = orderhub("check", "--shop", "tmall-ok",
+                       env={**empty, **conns, "ORDERHUB_SHOPS_FILE": str(shops_yml)})
+    finally:
+        server.shutdown()
+        if saved is not None:
+            state.write_text(saved)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = {line.split()[1]: line for line in result.stdout.splitlines()[:3]}
+    assert " ok " in lines["tmall-ok"] and "signed order search" in lines["tmall-ok"], lines
+    assert "FAILED" in lines["pdd-badkey"] and "signature" in lines["pdd-badkey"], lines
+    assert "FAILED" in lines["4400001"] and "no Airflow connection orderhub_douyin_missing" \
+        in lines["4400001"], lines
+    assert "1 of 3 shops answered" in result.stdout
+    assert "not-it" not in result.stdout + result.stderr  # a secret is never printed
+    assert one.returncode == 0 and "1 of 1 shops answered" in one.stdout, one.stdout
 
 
 def test_a_long_dag_run_says_what_it_is_doing():

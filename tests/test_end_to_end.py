@@ -167,6 +167,33 @@ def test_ledger_has_every_window_ok(first_run, warehouse_url):
     assert outcomes.keys() == {"ok"} and short == 0
 
 
+def test_orderhub_status_shows_every_shop_synced_with_what_landed(first_run, warehouse_url):
+    """`orderhub status` (marts.rpt_shop_status): every shop ok, synced to the
+    window's end, with the orders it landed in the last 24 hours equal to the
+    sandbox's truth, and the pushed ones where the platform pushes."""
+    from collections import Counter
+
+    _, truth = first_run
+    result = subprocess.run([sys.executable, "-m", "orderhub_tools.cli", "status"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    expected = Counter((r["platform"], r["shop_id"]) for r in truth)
+    with psycopg.connect(warehouse_url) as conn:
+        rows = conn.execute("select platform, shop_id, status, synced_until, orders_24h,"
+                            " pushed_versions_24h, open_windows from marts.rpt_shop_status"
+                            " where entity = 'orders'").fetchall()
+    assert {(p, s) for p, s, *_ in rows} == {(s.platform, s.shop_id) for s in load_shops()}
+    pushed_by_platform = Counter()
+    for platform, shop_id, status, synced_until, orders, pushed, open_windows in rows:
+        assert (status, synced_until, open_windows) == ("ok", END, 0), (platform, shop_id)
+        assert orders == expected[(platform, shop_id)], (platform, shop_id)
+        pushed_by_platform[platform] += pushed
+        assert any(line.split()[:4] == [platform, shop_id, "orders", "ok"]
+                   for line in result.stdout.splitlines()), result.stdout
+    # Tmall, PDD and Douyin push; JD and the brand's own mall do not
+    assert {p for p, n in pushed_by_platform.items() if n} == {"tmall", "pdd", "douyin"}
+
+
 def test_order_lines_sum_to_the_goods_amount(first_run, warehouse_url):
     with psycopg.connect(warehouse_url) as conn:
         mismatches = conn.execute("""

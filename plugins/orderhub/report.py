@@ -131,11 +131,31 @@ def gather(conn: psycopg.Connection, start: datetime, end: datetime) -> dict:
             " from marts.stock_positions p left join marts.rpt_oversell_risk r using (merchant_sku)"
             " where p.on_hand is not null order by p.available_to_sell, p.merchant_sku limit 10"
         ).fetchall()
+    data["shops"] = shop_status(conn)
     if relation_exists(conn, "ops.alerts"):
         data["alerts"] = conn.execute(
             "select to_char(sent_at at time zone 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI'), kind, message"
             " from ops.alerts order by sent_at desc, alert_id limit 50").fetchall()
     return data
+
+
+STATUS_COLUMNS = ["platform", "shop", "entity", "status", "synced until (UTC+8)",
+                  "last sync (UTC+8)", "orders 24h", "rows 24h", "pushed 24h", "push p50 s",
+                  "push p95 s", "open windows", "last error"]
+
+
+def shop_status(conn: psycopg.Connection) -> list[tuple]:
+    """marts.rpt_shop_status as `orderhub status` and the report show it
+    (issue 20): one row per shop and entity; [] before it exists."""
+    if not relation_exists(conn, "marts.rpt_shop_status"):
+        return []
+    return conn.execute(
+        "select platform, shop_id, entity, status,"
+        " to_char(synced_until at time zone 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI'),"
+        " to_char(last_sync_at at time zone 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI'),"
+        " orders_24h, versions_24h, pushed_versions_24h, push_latency_p50_seconds,"
+        " push_latency_p95_seconds, open_windows, left(last_error, 80)"
+        " from marts.rpt_shop_status order by platform, shop_id, entity").fetchall()
 
 
 def render(data: dict, start: datetime, end: datetime, title: str = "OrderHub run report") -> str:
@@ -192,6 +212,8 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding
 <h1>{html.escape(title)}</h1>
 <p>{_local(start):%Y-%m-%d %H:%M} to {_local(end):%Y-%m-%d %H:%M} (UTC+8), written {datetime.now(PLATFORM_TZ):%Y-%m-%d %H:%M:%S}</p>
 <section><h2>Health per platform</h2>{health}</section>
+<section><h2>Shops (marts.rpt_shop_status; `orderhub status`)</h2>
+{_table(STATUS_COLUMNS, data.get("shops", []))}</section>
 {sections}
 <section><h2>Reconciliation: orders by outcome, the 7 days before {_local(end):%Y-%m-%d}</h2>
 {_table(["platform", "category / status", "orders", "difference (yuan)", "actions"], data["recon"])}</section>

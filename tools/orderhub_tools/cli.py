@@ -7,7 +7,7 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 
-from orderhub.config import UserError, load_shops, time_range
+from orderhub.config import UserError, load_shops, shops_file, time_range
 from orderhub.platforms import names as platform_names
 from orderhub_tools.sandbox.faults import CHOICES
 
@@ -393,6 +393,51 @@ def cmd_stock_follow(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    """Each shop's connection tested with one signed call (orderhub.check)."""
+    from orderhub.check import check_shop
+
+    sandbox_connections()
+    shops = [s for s in load_shops()
+             if not args.shop or args.shop in (s.shop_id, f"{s.platform}/{s.shop_id}")]
+    if not shops:
+        print(f"no shop {args.shop} in {shops_file()}", file=sys.stderr)
+        return 2
+    checks = [check_shop(shop) for shop in shops]
+    for check in checks:
+        print(check.line(), flush=True)
+    failed = [c for c in checks if not c.ok]
+    print(f"{len(checks) - len(failed)} of {len(checks)} shops answered"
+          + (f"; fix {', '.join(c.shop.conn_id for c in failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def cmd_status(args) -> int:
+    """One row per shop and entity (marts.rpt_shop_status); 1 when a shop
+    has open ledger windows."""
+    from orderhub.landing import connect
+    from orderhub.report import STATUS_COLUMNS, shop_status
+    from orderhub.transform import ensure_views
+
+    check_warehouse()
+    ensure_views("rpt_shop_status")
+    with connect() as conn:
+        rows = shop_status(conn)
+    if args.shop:
+        rows = [r for r in rows if args.shop in (r[1], f"{r[0]}/{r[1]}")]
+    table = [STATUS_COLUMNS] + [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(STATUS_COLUMNS) - 1)]
+    for r in table:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    if not rows:
+        print("no shops yet: the first run (`orderhub run`, or a DAG run) registers them")
+    failing = [f"{r[0]}/{r[1]} {r[2]}" for r in rows if r[3] == "open windows"]
+    if failing:
+        print(f"open windows: {', '.join(failing)} (the repair DAG reads them again;"
+              " ops.extraction_windows has each one)")
+    return 1 if failing else 0
+
+
 def cmd_replay(args) -> int:
     from pathlib import Path
 
@@ -646,6 +691,17 @@ def main(argv: list[str] | None = None) -> int:
     stock_follow.add_argument("--dry-run", action="store_true",
                               help="write the proposals to ops.stock_updates, send nothing")
     stock_follow.set_defaults(func=cmd_stock_follow)
+
+    check = sub.add_parser("check", help="test each shop's connection with one signed call"
+                                         " and say plainly what is wrong")
+    check.add_argument("--shop", help="only this shop (its id, or platform/id)")
+    check.set_defaults(func=cmd_check)
+
+    status = sub.add_parser("status", help="every shop and entity: last sync, what landed in"
+                                           " the last 24 h, open windows, last error, push"
+                                           " latency (marts.rpt_shop_status)")
+    status.add_argument("--shop", help="only this shop (its id, or platform/id)")
+    status.set_defaults(func=cmd_status)
 
     replay = sub.add_parser("replay", help="land saved API responses through the normal loader")
     replay.add_argument("--platform", required=True, choices=platform_names())
