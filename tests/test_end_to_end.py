@@ -194,6 +194,31 @@ def test_orderhub_status_shows_every_shop_synced_with_what_landed(first_run, war
     assert {p for p, n in pushed_by_platform.items() if n} == {"tmall", "pdd", "douyin"}
 
 
+def test_the_bi_role_reads_every_mart_and_nothing_else(first_run, warehouse_url):
+    """`orderhub db url --bi`: the read-only role sees every relation dbt built
+    in marts (masked buyer data only) and no raw payload, staging, seed or ops
+    table; the DAG's builds replaced the marts after the grants were made."""
+    bi_url = subprocess.run([sys.executable, "-m", "orderhub_tools.cli", "db", "url", "--bi"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert bi_url.startswith("postgresql://orderhub_bi@"), bi_url
+    with psycopg.connect(warehouse_url) as conn:
+        grants = conn.execute(
+            "select n.nspname, c.relname, has_table_privilege('orderhub_bi', c.oid, 'select')"
+            " from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+            " where c.relkind in ('r', 'v', 'm', 'p')"
+            " and n.nspname in ('raw', 'staging', 'intermediate', 'marts', 'seeds', 'ops')"
+        ).fetchall()
+        orders = conn.execute("select count(*) from marts.fct_orders").fetchone()[0]
+    readable = {(schema, name) for schema, name, ok in grants if ok}
+    marts = {(schema, name) for schema, name, _ in grants if schema == "marts"}
+    assert ("marts", "fct_orders") in marts and ("raw", "orders") in {(s, n) for s, n, _ in grants}
+    assert readable == marts, readable ^ marts
+    with psycopg.connect(bi_url) as bi:
+        assert bi.execute("select count(*) from marts.fct_orders").fetchone()[0] == orders
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            bi.execute("select payload from raw.orders limit 1")
+
+
 def test_order_lines_sum_to_the_goods_amount(first_run, warehouse_url):
     with psycopg.connect(warehouse_url) as conn:
         mismatches = conn.execute("""

@@ -16,6 +16,7 @@ window, so the ledger never claims rows that are not there (nor the reverse).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import time
@@ -26,6 +27,8 @@ from pathlib import Path
 import psycopg
 
 from orderhub.config import database_url
+
+log = logging.getLogger(__name__)
 
 # The raw tables: order versions, and settlement lines (issue 5). A settlement
 # row's order_id is the order it pays out, modified_at its settle time.
@@ -335,7 +338,8 @@ def schema_version() -> str:
     """The DDL's fingerprint, registered platforms included: ensure_schema
     runs DDL only when it changed (a newly registered platform gets its
     partitions and its ops.platforms row on the next run)."""
-    text = SCHEMA_SQL + RAW_TABLE_SQL + PARTITION_SQL + PLATFORMS_SQL + repr(_registry_rows())
+    text = (SCHEMA_SQL + RAW_TABLE_SQL + PARTITION_SQL + PLATFORMS_SQL + BI_SQL
+            + repr(_registry_rows()))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -358,6 +362,41 @@ def drop_warehouse(url: str | None = None) -> None:
             conn.execute(f"drop schema if exists {schema} cascade")
 
 
+# The role BI tools connect as (issue 20): it reads the marts (whose buyer
+# names, phones and addresses are masked or hashed) and nothing else: no raw
+# payload, no staging, no ops table. `orderhub db url --bi` prints its URL.
+# The default privileges make every relation dbt creates in marts readable by
+# it, as dbt replaces tables and views build after build.
+BI_ROLE = "orderhub_bi"
+BI_SQL = f"""
+do $$ begin
+    create role {BI_ROLE} login nosuperuser nocreatedb nocreaterole noinherit;
+exception when duplicate_object or unique_violation then null;  -- the server's roles:
+    -- another database of it made this one (before, or at the same moment)
+end $$;
+create schema if not exists marts;
+grant usage on schema marts to {BI_ROLE};
+grant select on all tables in schema marts to {BI_ROLE};
+alter default privileges in schema marts grant select on tables to {BI_ROLE};
+"""
+
+
+def ensure_bi_role(conn: psycopg.Connection) -> bool:
+    """The BI role and its grants, when this user may create roles (the
+    embedded warehouse's superuser does; on another server an administrator
+    runs BI_SQL once, docs/bi.md). Whether it is in place."""
+    exists, may = conn.execute(
+        "select exists (select from pg_roles where rolname = %s),"
+        " (select rolsuper or rolcreaterole from pg_roles where rolname = current_user)",
+        (BI_ROLE,)).fetchone()
+    if not (exists or may):
+        log.warning("no role %s, and this user may not create it: BI reads as whoever it"
+                    " is given (docs/bi.md)", BI_ROLE)
+        return False
+    conn.execute(BI_SQL)
+    return True
+
+
 def ensure_schema(conn: psycopg.Connection) -> list[str]:
     """Create the raw and ops schemas and tables (idempotent, safe to race),
     a raw partition per registered platform, and migrate a warehouse whose
@@ -377,6 +416,7 @@ def ensure_schema(conn: psycopg.Connection) -> list[str]:
             return []
         conn.execute(SCHEMA_SQL)
         conn.execute(PLATFORMS_SQL)
+        ensure_bi_role(conn)
         platforms = [row[0] for row in _registry_rows()]
         for entity in ENTITIES:
             conn.execute(RAW_TABLE_SQL.format(entity=entity))

@@ -57,6 +57,17 @@ def cmd_db(args) -> int:
               "nothing to migrate: raw is one table per entity already")
         if migrated:
             print("dbt builds staging and the marts again at the next run (`dbt build`)")
+    elif args.bi:
+        from urllib.parse import urlsplit, urlunsplit
+
+        from orderhub.config import database_url
+        from orderhub.landing import BI_ROLE
+
+        # the same server and database, as the read-only BI role (no password:
+        # the embedded warehouse trusts local connections; elsewhere, add it)
+        parts = urlsplit(database_url())
+        host = parts.netloc.rsplit("@", 1)[-1]
+        print(urlunsplit(parts._replace(netloc=f"{BI_ROLE}@{host}")))
     else:
         from orderhub.config import database_url
 
@@ -579,6 +590,9 @@ def main(argv: list[str] | None = None) -> int:
     db.add_argument("action", choices=["start", "stop", "url", "migrate"],
                     help="migrate: bring the warehouse's raw and ops tables up to date"
                          " (every run does it too)")
+    db.add_argument("--bi", action="store_true",
+                    help="with url: the URL BI tools use, as the read-only role orderhub_bi"
+                         " (the marts and nothing else; docs/bi.md)")
     db.set_defaults(func=cmd_db)
 
     nats = sub.add_parser("nats", help="the local NATS JetStream server (push intake)")
