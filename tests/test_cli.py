@@ -294,6 +294,48 @@ def test_check_says_plainly_which_shop_connection_is_wrong(tmp_path, empty):
     assert one.returncode == 0 and "1 of 1 shops answered" in one.stdout, one.stdout
 
 
+def test_a_production_warehouse_refuses_the_sandbox_the_demo_and_a_drop(warehouse_url):
+    """`orderhub db mark-production`: with a sandbox running, `run` (without
+    --real) and `extract` refuse to use it; `demo` refuses; no code path drops
+    the warehouse's schemas. Unmarked, the same database may be dropped."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from orderhub.config import UserError
+    from orderhub.landing import drop_warehouse
+    from orderhub_tools.runner import SandboxTarget
+    from orderhub_tools.sandbox.server import SandboxSpec, serve
+
+    parts = urlsplit(warehouse_url)
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    url = urlunsplit(parts._replace(path="/orderhub_production_check"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("drop database if exists orderhub_production_check")
+        conn.execute("create database orderhub_production_check")
+    env = {"ORDERHUB_DATABASE_URL": url}
+    state = SandboxTarget.state_file()
+    saved = state.read_text() if state.exists() else None
+    server = serve(SandboxSpec(seed=2, shops=[("pdd", "pdd-tea")], scale=0.01))
+    try:
+        state.write_text(json.dumps({"url": f"http://127.0.0.1:{server.server_address[1]}",
+                                     "seed": 2, "scale": 0.01}))
+        marked = orderhub("db", "mark-production", env=env)
+        assert marked.returncode == 0 and "is marked as production" in marked.stdout, marked
+        span = ("--start", "2026-11-11T00:00", "--end", "2026-11-11T01:00")
+        refused(orderhub("run", *span, env=env), "marked as production", "--real")
+        refused(orderhub("extract", "--platform", "pdd", *span, env=env),
+                "marked as production", "sandbox")
+        refused(orderhub("demo", "--fresh", env=env), "marked as production", "demo")
+        with pytest.raises(UserError, match="marked as production"):
+            drop_warehouse(url)
+        assert orderhub("db", "mark-production", "--undo", env=env).returncode == 0
+        drop_warehouse(url)  # no longer production
+    finally:
+        server.shutdown()
+        state.unlink(missing_ok=True) if saved is None else state.write_text(saved)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("drop database if exists orderhub_production_check with (force)")
+
+
 def test_a_long_dag_run_says_what_it_is_doing():
     """demo and run read ``airflow dags test``'s log as it comes: a failed
     task is said at once, a quiet run says how far it is."""

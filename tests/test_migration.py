@@ -105,7 +105,7 @@ NEWER_BY_MART = {"fct_money_events": ("landed_at",)}  # a column other marts had
 # Marts added after the old commit: issue 17's live orders, issue 18's stock.
 ADDED_SINCE = {"live_orders", "stock_positions", "stock_channel_allocations", "stock_offers",
                "fct_stock_position_history", "fct_oversold_incidents", "rpt_unmapped_skus",
-               "rpt_oversell_risk"}
+               "rpt_oversell_risk", "rpt_shop_status"}
 
 
 def test_a_warehouse_of_per_platform_raw_tables_migrates_with_nothing_lost(tmp_path,

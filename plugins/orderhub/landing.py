@@ -354,9 +354,47 @@ def _schema_current(conn: psycopg.Connection, version: str) -> bool:
 WAREHOUSE_SCHEMAS = ("raw", "ops", "seeds", "staging", "intermediate", "marts")
 
 
+# A warehouse marked as production (`orderhub db mark-production`, issue 20):
+# a setting of the database itself, so it outlives every schema drop. The
+# sandbox never writes to it, and nothing drops its schemas.
+PRODUCTION_SETTING = "orderhub.production"
+
+
+def is_production(conn: psycopg.Connection) -> bool:
+    return conn.execute("select current_setting(%s, true)",
+                        (PRODUCTION_SETTING,)).fetchone()[0] == "on"
+
+
+def mark_production(on: bool, url: str | None = None) -> str:
+    """Mark (or unmark) the warehouse's database as production; its name."""
+    from psycopg import sql
+
+    with psycopg.connect(url or database_url(), autocommit=True) as conn:
+        name = conn.execute("select current_database()").fetchone()[0]
+        conn.execute(sql.SQL("alter database {} set {} = {}").format(
+            sql.Identifier(name), sql.SQL(PRODUCTION_SETTING),
+            sql.Literal("on" if on else "off")))
+    return name
+
+
+def refuse_if_production(what: str, url: str | None = None) -> None:
+    """A sandbox run, a demo or a reset stops here on a production warehouse."""
+    from orderhub.config import UserError
+
+    with psycopg.connect(url or database_url(), connect_timeout=5) as conn:
+        if is_production(conn):
+            name = conn.execute("select current_database()").fetchone()[0]
+            raise UserError(f"the warehouse (database {name}) is marked as production:"
+                            f" {what} is refused. Point ORDERHUB_DATABASE_URL at another"
+                            f" database, or `orderhub db mark-production --undo` if this one"
+                            f" is not production after all")
+
+
 def drop_warehouse(url: str | None = None) -> None:
     """Drop every schema OrderHub writes, with all it holds (demo --fresh,
-    test resets, benchmark setups). Other schemas are left alone."""
+    test resets, benchmark setups). Other schemas are left alone. Never on a
+    warehouse marked as production."""
+    refuse_if_production("dropping its schemas", url)
     with psycopg.connect(url or database_url(), autocommit=True) as conn:
         for schema in WAREHOUSE_SCHEMAS:
             conn.execute(f"drop schema if exists {schema} cascade")

@@ -43,6 +43,7 @@ def _spec(args):
 
 def cmd_db(args) -> int:
     from orderhub import warehouse
+    from orderhub.landing import mark_production as warehouse_mark
 
     if args.action == "start":
         print(warehouse.start())
@@ -57,6 +58,10 @@ def cmd_db(args) -> int:
               "nothing to migrate: raw is one table per entity already")
         if migrated:
             print("dbt builds staging and the marts again at the next run (`dbt build`)")
+    elif args.action == "mark-production":
+        name = warehouse_mark(not args.undo)
+        print(f"database {name} is {'no longer ' if args.undo else ''}marked as production"
+              + ("" if args.undo else ": no sandbox run, demo or schema drop will touch it"))
     elif args.bi:
         from urllib.parse import urlsplit, urlunsplit
 
@@ -209,6 +214,9 @@ def sandbox_connections() -> None:
 
     sandbox = SandboxTarget.discover()
     if sandbox:
+        from orderhub.landing import refuse_if_production
+
+        refuse_if_production(f"using the running sandbox ({sandbox.url})")
         os.environ.update(sandbox.connections(load_shops()))
 
 
@@ -278,6 +286,10 @@ def cmd_run(args) -> int:
     check_warehouse()
     sandbox = SandboxTarget.discover() if not args.real else None
     if sandbox:
+        from orderhub.landing import refuse_if_production
+
+        refuse_if_production(f"a run against the running sandbox ({sandbox.url}) without"
+                             f" --real")
         print(f"sandbox at {sandbox.url} (seed {sandbox.seed}): connections point there")
     report = run(start, end, sandbox=sandbox,
                  repair=not args.no_repair,
@@ -307,7 +319,10 @@ def print_run_report(report) -> None:
 
 
 def cmd_demo(args) -> int:
+    from orderhub.landing import refuse_if_production
     from orderhub_tools.demo import demo
+
+    refuse_if_production("the demo (its sandbox orders)")
 
     if args.live is not None and args.live <= 0:
         raise UserError("--live takes the seconds of wall time to push (> 0)")
@@ -587,9 +602,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="the embedded warehouse")
-    db.add_argument("action", choices=["start", "stop", "url", "migrate"],
+    db.add_argument("action", choices=["start", "stop", "url", "migrate", "mark-production"],
                     help="migrate: bring the warehouse's raw and ops tables up to date"
-                         " (every run does it too)")
+                         " (every run does it too); mark-production: the sandbox never"
+                         " writes to this database and nothing drops its schemas (--undo)")
+    db.add_argument("--undo", action="store_true", help="with mark-production: unmark it")
     db.add_argument("--bi", action="store_true",
                     help="with url: the URL BI tools use, as the read-only role orderhub_bi"
                          " (the marts and nothing else; docs/bi.md)")
