@@ -408,9 +408,11 @@ def drop_warehouse(url: str | None = None) -> None:
 BI_ROLE = "orderhub_bi"
 BI_SQL = f"""
 do $$ begin
-    create role {BI_ROLE} login nosuperuser nocreatedb nocreaterole noinherit;
+    if not exists (select from pg_roles where rolname = '{BI_ROLE}') then
+        create role {BI_ROLE} login nosuperuser nocreatedb nocreaterole noinherit;
+    end if;
 exception when duplicate_object or unique_violation then null;  -- the server's roles:
-    -- another database of it made this one (before, or at the same moment)
+    -- another database of it made this one at the same moment
 end $$;
 create schema if not exists marts;
 grant usage on schema marts to {BI_ROLE};
