@@ -536,26 +536,39 @@ def follow(*, every: float = 30.0, poll: float = 0.5, stop=None, dry_run: bool =
     seen, last, skipped = None, float("-inf"), []
     with connect() as conn:
         ensure_schema(conn)
-    while not stop():
-        with connect() as conn:
-            landed = conn.execute(WAKE_SQL).fetchone()[0]
-        if landed != seen or time.monotonic() - last >= every:
-            seen, last = landed, time.monotonic()
+    watch = None  # one connection for the wake-up reads, opened again after a failure
+    try:
+        while not stop():
             try:
-                # an hourly build replacing fct_orders drops the stock views until
-                # it builds them again; a `dbt run` of another model may not
-                ensure_views(*STOCK_VIEWS)
-                result = sync(f"stock_follow__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%f')}",
-                              rebalance=True, dry_run=dry_run)
-            except (psycopg.Error, WarehouseError, requests.RequestException,
-                    RuntimeError) as error:  # this pass; the next one reads everything again
-                log.warning("stock follow: pass failed: %s", error)
-                result = SyncResult(failed=str(error).splitlines()[0])
-            if result.proposed or result.unknown or result.failed \
-                    or result.skipped != skipped:
-                changed.append(result)
-                if report:
-                    report(result)
-            skipped = result.skipped
-        time.sleep(poll)
+                if watch is None:
+                    watch = connect()
+                    watch.autocommit = True  # each read sees what landed since the last
+                landed = watch.execute(WAKE_SQL).fetchone()[0]
+            except psycopg.Error as error:
+                log.warning("stock follow: cannot read what landed: %s", error)
+                if watch is not None:
+                    watch.close()
+                watch, landed = None, seen
+            if landed != seen or time.monotonic() - last >= every:
+                seen, last = landed, time.monotonic()
+                try:
+                    # an hourly build replacing fct_orders drops the stock views until
+                    # it builds them again; a `dbt run` of another model may not
+                    ensure_views(*STOCK_VIEWS)
+                    result = sync(f"stock_follow__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%f')}",
+                                  rebalance=True, dry_run=dry_run)
+                except (psycopg.Error, WarehouseError, requests.RequestException,
+                        RuntimeError) as error:  # this pass; the next one reads everything again
+                    log.warning("stock follow: pass failed: %s", error)
+                    result = SyncResult(failed=str(error).splitlines()[0])
+                if result.proposed or result.unknown or result.failed \
+                        or result.skipped != skipped:
+                    changed.append(result)
+                    if report:
+                        report(result)
+                skipped = result.skipped
+            time.sleep(poll)
+    finally:
+        if watch is not None:
+            watch.close()
     return changed
