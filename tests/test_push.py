@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
 from orderhub.config import parse_time
 from orderhub.extract import to_rows
-from orderhub.platforms import Credentials, client_class, client_for
+from orderhub.platforms import Credentials, client_class, client_for, clients
 from orderhub.platforms.base import PlatformError
 from orderhub.platforms.douyin import push_sign
+from orderhub.platforms.eleme import push_sign as eleme_push_sign
+from orderhub.platforms.meituan import sign as meituan_sign
 from orderhub.platforms.pdd import push_url_sign
 from orderhub.platforms.tmall import tmc_sign
 from orderhub.push.messages import PushMessage, PushRejected
@@ -61,6 +66,73 @@ def test_messages_name_orders_and_unreadable_ones_say_why():
         messages, malformed = DOUYIN.push_messages(body)
         assert messages == [] and len(malformed) == 1
         assert malformed[0].reason.startswith("douyin push: body is not")
+
+
+MEITUAN = client_class("meituan")
+MEITUAN_APP = Credentials("http://unused", "4521", "thesecret", "")
+PUSH_FORM = (Path(__file__).parent / "fixtures" / "replay" / "meituan_paid_push.txt").read_text()
+
+
+def test_meituan_signs_the_url_and_sorted_fields_and_a_push_is_the_whole_order():
+    url = "http://intake.example/push/meituan"
+    fields = {"timestamp": "1794381613", "order_id": "27061900338318805", "app_id": "4521"}
+    # md5sum of url?app_id=…&order_id=…&timestamp=…thesecret, computed outside Python
+    assert meituan_sign(url, fields, "thesecret") == "34e1131f08b560b686180ee9a5471c48"
+    signed = dict(parse_qsl(PUSH_FORM.strip()), app_id="4521")
+    signed["sig"] = meituan_sign(url, signed, "thesecret")
+    body = urlencode(signed).encode()
+    headers = {"host": "intake.example", ":path": "/push/meituan"}
+    assert MEITUAN.verify_push(headers, body, [MEITUAN_APP]).answer == {"data": "ok"}
+    behind_a_proxy = {"host": "10.0.0.5:8090", "x-forwarded-proto": "https",
+                      "x-forwarded-host": "intake.example", ":path": "/push/meituan"}
+    for wrong in ({**headers, ":path": "/push/other"}, behind_a_proxy):  # another URL was signed
+        with pytest.raises(PushRejected):
+            MEITUAN.verify_push(wrong, body, [MEITUAN_APP])
+    with pytest.raises(PushRejected):  # the form changed after signing
+        MEITUAN.verify_push(headers, body.replace(b"total=32.0", b"total=3.0"), [MEITUAN_APP])
+    messages, malformed = MEITUAN.push_messages(body)
+    assert malformed == [] and messages == [PushMessage(
+        "meituan", "mt-docs", "27061900338318805", "27061900338318805-1794381612-2", "2")]
+    # the push carries the order in the order APIs' types: numbers, JSON strings kept
+    order = MEITUAN(MEITUAN_APP).parse_order_response(PUSH_FORM)[0]
+    assert order["total"] == Decimal("32.0") and order["ctime"] == 1794381601
+    assert json.loads(order["detail"])[0]["app_food_code"] == "TEA-005"
+    assert "sig" not in order and "app_id" not in order
+    for broken in (b"status=2&app_poi_code=mt-docs", b"order_id=1&app_poi_code=x&utime=soon"):
+        messages, malformed = MEITUAN.push_messages(broken)
+        assert messages == [] and len(malformed) == 1 and "meituan push" in malformed[0].reason
+
+
+def test_a_meituan_order_whose_json_string_does_not_parse_is_refused_at_landing():
+    order = MEITUAN(MEITUAN_APP).parse_order_response(PUSH_FORM)[0]
+    rows, rejected = to_rows(MEITUAN(MEITUAN_APP), [order, dict(order, detail="[{\"sku")])
+    assert len(rows) == 1 and len(rejected) == 1
+    assert "detail is not JSON text" in rejected[0].reason
+
+
+ELEME = client_class("eleme")
+# md5sum of 'appId=4521message={"orderId": "3012345", "state": "unprocessed"}requestId=r1'
+# 'shopId=160012345timestamp=1794381613type=10userId=0thesecret', upper-cased
+ELEME_PUSH_SIGN = "F01DD165529F591D6CA43189D965C25C"
+
+
+def test_an_eleme_push_verifies_with_its_signature_and_names_one_order():
+    message = {"requestId": "r1", "type": 10, "appId": "4521", "shopId": 160012345,
+               "message": json.dumps({"orderId": "3012345", "state": "unprocessed"}),
+               "timestamp": 1794381613, "userId": 0}
+    # md5 of the sorted k=v pairs + the secret, upper-case, computed outside Python
+    assert eleme_push_sign(message, "thesecret") == ELEME_PUSH_SIGN
+    body = json.dumps({**message, "signature": ELEME_PUSH_SIGN}).encode()
+    assert ELEME.verify_push({}, body, [MEITUAN_APP]).answer == {"message": "ok"}
+    for forged in (body.replace(b"3012345", b"3012346"), body.replace(b'"4521"', b'"4522"'),
+                   b"not json"):
+        with pytest.raises(PushRejected):
+            ELEME.verify_push({}, forged, [MEITUAN_APP])
+    messages, malformed = ELEME.push_messages(body)
+    assert malformed == [] and messages == [PushMessage("eleme", "160012345", "3012345", "r1",
+                                                        "10")]
+    messages, malformed = ELEME.push_messages(body.replace(b"orderId", b"order"))
+    assert messages == [] and "eleme push" in malformed[0].reason
 
 
 def test_long_connection_signs_are_the_platforms_formulas():
@@ -175,7 +247,8 @@ def test_the_message_service_refuses_a_bad_sign_and_redelivers_until_confirmed(s
             sandbox.sandbox.pusher = None
 
 
-@pytest.mark.parametrize("platform", ["douyin", "tmall", "pdd"])
+@pytest.mark.parametrize("platform", [name for name, cls in clients().items()
+                                      if cls.push_transport])
 def test_the_detail_of_a_pushed_order_is_the_version_the_poll_lands(sandbox, shops, platform):
     """Push and poll land one raw row per version: the detail API renders an
     order exactly as the search does, so its payload hash is the same."""
@@ -187,7 +260,7 @@ def test_the_detail_of_a_pushed_order_is_the_version_the_poll_lands(sandbox, sho
     end = start + timedelta(minutes=30)
     world, clock = sandbox.sandbox.world, sandbox.sandbox.clock
     clock.set(end.timestamp() + sandbox.sandbox.spec.index_delay)  # the index holds [start, end)
-    polled = client.search_orders(start, end, client.first_page, 100).orders
+    polled = client.search_orders(start, end, client.first_page, client.max_page_size).orders
     assert polled
 
     def latest_in_window(payload) -> bool:

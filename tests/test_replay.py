@@ -56,20 +56,49 @@ EXPECTED = {
         completed_at=bj("2026-11-14 12:00:07"), updated_at=bj("2026-11-14 12:00:07"),
         goods_amount=Decimal("128.00"), discount_amount=Decimal("15.00"),
         shipping_fee=Decimal("0.00"), paid_amount=Decimal("113.00"), currency="CNY"),
+    # Meituan: yuan floats (59.699999999999996 is 59.70), the bag fee (200 fen) in
+    # original_price and charged with delivery, lines and discounts as JSON strings.
+    ("meituan", "27061900338318741"): dict(  # the list API's answer: completed
+        order_status_code=40, refund_status_code=0, created_at=bj("2026-11-11 12:05:09"),
+        paid_at=bj("2026-11-11 12:05:31"), shipped_at=None, completed_at=bj("2026-11-11 12:41:30"),
+        updated_at=bj("2026-11-11 12:41:30"), goods_amount=Decimal("59.70"),
+        discount_amount=Decimal("5.00"), shipping_fee=Decimal("5.00"),
+        paid_amount=Decimal("59.70"), currency="CNY"),
+    ("meituan", "27061900338318805"): dict(  # a paid-order push (a form): 32.0 is 32.00
+        order_status_code=20, refund_status_code=0, created_at=bj("2026-11-11 15:20:01"),
+        paid_at=bj("2026-11-11 15:20:12"), shipped_at=None, completed_at=None,
+        updated_at=bj("2026-11-11 15:20:12"), goods_amount=Decimal("32.00"),
+        discount_amount=Decimal("0.00"), shipping_fee=Decimal("0.00"),
+        paid_amount=Decimal("32.00"), currency="CNY"),
+    ("meituan", "27061900338318999"): dict(  # the detail API: cancelled after acceptance
+        order_status_code=50, refund_status_code=2, created_at=bj("2026-11-11 18:00:05"),
+        paid_at=bj("2026-11-11 18:00:20"), shipped_at=None, completed_at=None,
+        updated_at=bj("2026-11-11 18:30:44"), goods_amount=Decimal("57.60"),
+        discount_amount=Decimal("6.00"), shipping_fee=Decimal("4.50"),
+        paid_amount=Decimal("56.10"), currency="CNY"),
 }
+# Who funds the discounts, and the lines inside the JSON strings.
+MEITUAN_DISCOUNTS = {"27061900338318741": (Decimal("3.00"), Decimal("2.00")),
+                     "27061900338318999": (Decimal("6.00"), Decimal("0.00"))}
+MEITUAN_LINES = {"27061900338318741": ("TEA-006", 3, Decimal("19.90")),
+                 "27061900338318805": ("TEA-005", 2, Decimal("16.00")),
+                 "27061900338318999": ("TEA-007", 2, Decimal("28.80"))}
+FILES = {"meituan": ["meituan_orders.json", "meituan_paid_push.txt", "meituan_order_detail.json"]}
 
 
 def replay(platform: str, shop: str) -> str:
+    files = [str(FIXTURES / name) for name in FILES.get(platform, [f"{platform}_orders.json"])]
     result = subprocess.run(
         [sys.executable, "-m", "orderhub_tools.cli", "replay", "--platform", platform, "--shop", shop,
-         str(FIXTURES / f"{platform}_orders.json")], capture_output=True, text=True, check=True)
+         *files], capture_output=True, text=True, check=True)
     return result.stdout
 
 
 def test_replayed_documentation_responses_standardize_as_expected(clean_warehouse):
     ensure_manifest()
-    for platform in ("tmall", "jd", "pdd", "douyin"):
-        assert "0 quarantined" in replay(platform, f"{platform}-docs")
+    for platform in ("tmall", "jd", "pdd", "douyin", "meituan"):
+        out = replay(platform, f"{platform}-docs")
+        assert out.count("0 quarantined") == len(FILES.get(platform, [1])), out
     assert "0 new raw rows" in replay("tmall", "tmall-docs")  # idempotent
     result = dbt("build", check=False)
     assert result.returncode == 0, result.stdout[-3000:]
@@ -77,9 +106,17 @@ def test_replayed_documentation_responses_standardize_as_expected(clean_warehous
         cur = conn.execute(f"select {', '.join(STANDARD)} from marts.fct_orders")
         rows = {(r[0], r[2]): dict(zip(STANDARD, r, strict=True)) for r in cur.fetchall()}
         ledger = conn.execute("select count(*) from ops.extraction_windows").fetchone()[0]
+        discounts = {r[0]: (r[1], r[2]) for r in conn.execute(
+            "select order_id, merchant_discount_amount, platform_discount_amount"
+            " from marts.fct_orders where platform = 'meituan' and discount_amount > 0")}
+        lines = {r[0]: r[1:] for r in conn.execute(
+            "select order_id, outer_sku_id, quantity, unit_price from marts.fct_order_items"
+            " where platform = 'meituan'")}
     assert set(rows) == set(EXPECTED)
     for key, expected in EXPECTED.items():
         actual = {k: v for k, v in rows[key].items() if k in expected}
         assert actual == expected, key
     assert ledger == 0  # a replayed file is not an API window
+    assert discounts == MEITUAN_DISCOUNTS
+    assert lines == MEITUAN_LINES
     reset(clean_warehouse)

@@ -38,6 +38,10 @@ BAD_CREDENTIALS = {
     "pdd": lambda body: body["error_response"]["error_code"] == 20004
     and {"error_msg", "sub_msg", "request_id"} <= set(body["error_response"]),
     "douyin": lambda body: body["code"] == 40004 and {"msg", "sub_code", "log_id"} <= set(body),
+    "meituan": lambda body: body["error"]["code"] == 703 and body["data"] == "ng"
+    and body["error"]["msg"] == "签名验证错误",
+    "eleme": lambda body: body["error"]["code"] == "INVALID_SIGNATURE" and body["result"] is None
+    and "id" in body,
     "mall": lambda body: body["error"]["code"] == "UNAUTHORIZED" and body["error"]["message"],
 }
 
@@ -66,8 +70,9 @@ def test_wrong_credentials_get_the_platforms_error_body(sandbox, shops, platform
 @pytest.mark.parametrize("platform", names())
 def test_good_credentials_return_orders_in_the_platforms_wrapper(sandbox, shops, platform):
     client = client_for(platform, creds(sandbox, shops, platform))
-    page = client.search_orders(T0, T0 + timedelta(minutes=30), client.first_page, 100)
-    assert page.total > 0 and len(page.orders) == min(page.total, 100)
+    size = client.max_page_size  # 100; Ele.me 50
+    page = client.search_orders(T0, T0 + timedelta(minutes=30), client.first_page, size)
+    assert page.total > 0 and len(page.orders) == min(page.total, size)
     order_id, modified = client.order_identity(page.orders[0])
     assert order_id and T0 <= modified < T0 + timedelta(minutes=30)
 
@@ -98,9 +103,10 @@ def test_douyin_pages_count_from_zero_and_jd_from_one(sandbox, shops):
 
 
 def test_units_and_formats_follow_each_platform(sandbox, shops):
-    """Money: yuan strings (TOP, JOS), yuan numbers (PDD), integer fen (Doudian)."""
+    """Money: yuan strings (TOP, JOS), yuan numbers (PDD), integer fen (Doudian),
+    yuan floats with JSON strings inside (Meituan)."""
     raw = {}
-    for platform in ("tmall", "jd", "pdd", "douyin"):
+    for platform in ("tmall", "jd", "pdd", "douyin", "meituan"):
         client = client_for(platform, creds(sandbox, shops, platform))
         request = client.order_search_request(T0, T0 + timedelta(minutes=30), client.first_page, 5)
         raw[platform] = requests.request(request.method, request.url, params=request.params,
@@ -114,6 +120,11 @@ def test_units_and_formats_follow_each_platform(sandbox, shops):
     assert isinstance(pdd_order["pay_amount"], (int, float))
     dy_order = json.loads(raw["douyin"])["data"]["shop_order_list"][0]
     assert isinstance(dy_order["pay_amount"], int) and isinstance(dy_order["update_time"], int)
+    mt_order = json.loads(raw["meituan"])["data"][0]
+    assert isinstance(mt_order["total"], float) and isinstance(mt_order["utime"], int)
+    assert isinstance(mt_order["package_bag_money"], int)  # fen
+    assert isinstance(mt_order["detail"], str) and json.loads(mt_order["detail"])[0]["quantity"]
+    assert isinstance(mt_order["extras"], str)
 
 
 def test_clock_hides_versions_not_yet_indexed(sandbox, shops):

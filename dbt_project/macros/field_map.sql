@@ -26,6 +26,8 @@
     {#- the branches read standard_fields too (field_map_rows): a dependency
         dbt must see when parsing, when no branch exists yet -#}
     {% set fields = ref('standard_fields') %}
+    {#- ... and the seed itself, for its decode rows (payload_document) -#}
+    {% set mapping = ref('platform_mapping') %}
     {% if not execute %}
         {{ return([]) }}
     {% endif %}
@@ -66,8 +68,31 @@
     {{ return(rows) }}
 {% endmacro %}
 
+{#- A platform's payload as its paths read it: the fields its decode rows
+    name hold JSON as a string (Meituan's detail and extras), parsed here so
+    a path reaches inside them ($.detail[*].sku_id). Landing quarantines an
+    order whose such field does not parse, so the cast cannot fail. Without
+    decode rows: the payload itself. (Python's twin: orderhub.mapping.document_sql.) -#}
+{% macro payload_document(platform, payload='payload') %}
+    {%- set mapping = ref('platform_mapping') -%}
+    {%- if not execute -%}{{ return(payload) }}{%- endif -%}
+    {%- set fields = [] -%}
+    {%- for row in run_query("select source_path from " ~ mapping ~ " where kind = 'decode'"
+                             ~ " and platform = '" ~ platform ~ "' order by 1").rows -%}
+        {%- if not modules.re.match('^\$\.[A-Za-z_][A-Za-z0-9_]*$', row[0]) -%}
+            {{ exceptions.raise_compiler_error("platform_mapping: a decode row names a top-level field ($.name), not " ~ row[0]) }}
+        {%- endif -%}
+        {%- do fields.append("'" ~ row[0][2:] ~ "', (" ~ payload ~ " ->> '" ~ row[0][2:] ~ "')::jsonb") -%}
+    {%- endfor -%}
+    {%- if fields -%}
+        {{ return("(" ~ payload ~ " || jsonb_build_object(" ~ fields | join(', ') ~ "))") }}
+    {%- endif -%}
+    {{ return(payload) }}
+{% endmacro %}
+
 {#- Text of one SQL/JSON path in a jsonb document. Plain member paths
-    ($.a.b) use #>> (fast); anything else goes through jsonb_path_query_first.
+    ($.a.b) use #>> (fast); anything else goes through jsonb_path_query_first
+    (silently: a path that cannot be evaluated yields nothing).
     "p1 | p2" means the first non-empty of the alternatives. -#}
 {% macro json_text(doc, path, aggregate='first') %}
     {%- set alternatives = [] -%}
@@ -80,7 +105,9 @@
         {%- elif modules.re.match('^\$(\.[A-Za-z_][A-Za-z0-9_]*)+$', p) -%}
             {%- do alternatives.append("nullif(" ~ doc ~ " #>> '{" ~ p[2:].replace('.', ',') ~ "}', '')") -%}
         {%- else -%}
-            {%- do alternatives.append("nullif(jsonb_path_query_first(" ~ doc ~ ", " ~ literal ~ ") #>> '{}', '')") -%}
+            {#- silent: a path that cannot be evaluated on this payload (an
+                arithmetic operand missing) yields nothing, so "a | b" falls to b -#}
+            {%- do alternatives.append("nullif(jsonb_path_query_first(" ~ doc ~ ", " ~ literal ~ ", silent => true) #>> '{}', '')") -%}
         {%- endif -%}
     {%- endfor -%}
     {%- if alternatives | length == 1 -%}{{ alternatives[0] }}{%- else -%}coalesce({{ alternatives | join(', ') }}){%- endif -%}
@@ -92,6 +119,9 @@
                         'timestamp': 'timestamptz', 'array': 'jsonb'}[row.data_type] -%}
     {%- if not row.mapped -%}
         null::{{ sql_type }}
+    {%- elif row.data_type == 'array' and row.path.endswith('[*]') -%}
+        {#- every element the path reaches, from several arrays ($.groups[*].items[*]) -#}
+        jsonb_path_query_array({{ doc }}, '{{ row.path }}')
     {%- elif row.data_type == 'array' -%}
         coalesce(jsonb_path_query_first({{ doc }}, '{{ row.path }}'), '[]'::jsonb)
     {%- else -%}
@@ -155,8 +185,9 @@ with
         platform,
         shop_id,
         order_id,
+        {%- set doc = payload_document(platform) %}
         {%- for row in rows if row.data_type != 'array' %}
-        {{ mapped_field('payload', row) }} as {{ row.field }},
+        {{ mapped_field(doc, row) }} as {{ row.field }},
         {%- endfor %}
         {{ lineage | join(',\n        ') }}
     from {{ raw }}
@@ -235,7 +266,7 @@ with
         source.extracted_at
     from {{ raw }} as source
     cross join lateral jsonb_array_elements(
-        {%- for row in order_rows if row.data_type == 'array' %}{{ mapped_field('source.payload', row) }}{% endfor %}
+        {%- for row in order_rows if row.data_type == 'array' %}{{ mapped_field(payload_document(platform, 'source.payload'), row) }}{% endfor %}
     ) with ordinality as line (item, line_number)
     where source.platform = '{{ platform }}'
 ),

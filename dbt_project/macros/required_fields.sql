@@ -7,6 +7,7 @@
     (macros/data_test_scope.sql). -#}
 {% macro missing_required_fields_sql() %}
     {%- set field_map = ref('platform_field_map') -%}
+    {%- set mapping = ref('platform_mapping') -%}  {#- its decode rows: payload_document -#}
     {%- if not execute -%}
         {{ return("select null::text as platform, null::text as entity, null::text as standard_field, null::text as source_path, 0::bigint as payloads_missing where false") }}
     {%- endif -%}
@@ -26,9 +27,10 @@
             {%- set p = alternative.strip().replace("'", "''") -%}
             {%- if row[1] == 'order_item' -%}
                 {#- some line lacks the path: $.lines[*] ? (!exists(@.field)) -#}
-                {%- do conditions.append("jsonb_path_exists(payload, '" ~ row[4] ~ "[*] ? (!exists(@" ~ p[1:] ~ "))')") -%}
+                {%- do conditions.append("coalesce(jsonb_path_exists(payload, '" ~ row[4] ~ "[*] ? (!exists(@" ~ p[1:] ~ "))', silent => true), false)") -%}
             {%- else -%}
-                {%- do conditions.append("not jsonb_path_exists(payload, '" ~ p ~ "')") -%}
+                {#- silent: an arithmetic path with an operand missing is "missing" -#}
+                {%- do conditions.append("not coalesce(jsonb_path_exists(payload, '" ~ p ~ "', silent => true), false)") -%}
             {%- endif -%}
         {%- endfor -%}
         {%- do by_platform.setdefault(row[0], []).append({
@@ -46,7 +48,7 @@
         {%- do parts.append(
             "select '" ~ platform ~ "'::text as platform, checks.entity, checks.standard_field, checks.source_path,"
             ~ " checks.payloads_missing from (select " ~ counts | join(', ') ~ " from ("
-            ~ "select distinct on (shop_id, order_id) payload from " ~ source('raw', 'orders')
+            ~ "select distinct on (shop_id, order_id) " ~ payload_document(platform) ~ " as payload from " ~ source('raw', 'orders')
             ~ " where platform = '" ~ platform ~ "' and " ~ recent_rows('extracted_at')
             ~ " order by shop_id, order_id, modified_at desc, extracted_at desc, payload_sha256 desc"
             ~ ") as latest) as counted"

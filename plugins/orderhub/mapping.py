@@ -61,6 +61,30 @@ def read_seed(name: str, seeds: Path = SEEDS) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def decode_fields(platform: str, seeds: Path = SEEDS) -> list[str]:
+    """The top-level fields of a platform's payload that hold JSON as a
+    string (the mapping seed's ``decode`` rows): ``["detail", "extras"]``."""
+    fields = []
+    for row in read_seed(MAPPING, seeds):
+        if row["kind"] == "decode" and row["platform"] == platform:
+            path = row["source_path"].strip()
+            if not re.fullmatch(r"\$\.[A-Za-z_][A-Za-z0-9_]*", path):
+                raise ValueError(f"platform_mapping: a decode row names a top-level field"
+                                 f" ($.name), not {path!r}")
+            fields.append(path[2:])
+    return sorted(fields)
+
+
+def document_sql(platform: str, seeds: Path = SEEDS, payload: str = "payload") -> str:
+    """SQL for a platform's payload as its paths read it: its decode fields
+    parsed (dbt's twin: macros/field_map.sql payload_document)."""
+    fields = decode_fields(platform, seeds)
+    if not fields:
+        return payload
+    parts = ", ".join(f"'{f}', ({payload} ->> '{f}')::jsonb" for f in fields)
+    return f"({payload} || jsonb_build_object({parts}))"
+
+
 def mapping_row(**values: str) -> str:
     """One line of the mapping seed, ready to paste."""
     return ",".join(_csv(str(values.get(column, ""))) for column in MAPPING_COLUMNS)
@@ -165,7 +189,7 @@ class Report:
 
 
 LATEST = """
-    select distinct on (shop_id, order_id) order_id, payload
+    select distinct on (shop_id, order_id) order_id, {document} as payload
     from {table}
     order by shop_id, order_id, modified_at desc, extracted_at desc, payload_sha256 desc
 """
@@ -201,7 +225,8 @@ def _text(path: str, default: str | None) -> tuple[str, list[str]]:
     """SQL for the text at a field-map path (alternatives "a | b", then the
     default), with the paths and default as query parameters."""
     alternatives = [p.strip() for p in path.split("|") if p.strip()]
-    parts = ["nullif(jsonb_path_query_first(payload, %s::jsonpath) #>> '{}', '')"] * len(alternatives)
+    parts = ["nullif(jsonb_path_query_first(payload, %s::jsonpath, silent => true) #>> '{}', '')"] \
+        * len(alternatives)
     params = list(alternatives)
     if default:
         parts.append("%s::text")
@@ -224,7 +249,7 @@ def check(conn: psycopg.Connection, seeds: Path = SEEDS) -> Report:
             continue
         rows = {r["standard_field"]: r for r in field_map
                 if r["platform"] == platform and r["entity"] == "order"}
-        latest = LATEST.format(table=table)
+        latest = LATEST.format(table=table, document=document_sql(platform, seeds))
         report.orders[platform] = conn.execute(
             f"select count(*) from ({latest}) l").fetchone()[0]  # noqa: S608 - a partition name
         if not report.orders[platform]:
@@ -315,7 +340,8 @@ def required_checks(platform: str, field_map: list[dict[str, str]]) -> list[tupl
 def _missing_required(conn, platform, latest, field_map) -> list[dict]:
     out = []
     for row, paths in required_checks(platform, field_map):
-        conditions = [("not " if negate else "") + "jsonb_path_exists(payload, %s::jsonpath)"
+        conditions = [("not " if negate else "")
+                      + "coalesce(jsonb_path_exists(payload, %s::jsonpath, silent => true), false)"
                       for _, negate in paths]
         orders = conn.execute(
             f"select count(*) from ({latest}) l where {' and '.join(conditions)}",  # noqa: S608 - paths are parameters

@@ -218,7 +218,7 @@ class DouyinGateway(Gateway):
                 b'[{"tag":"101","msg_id":"M' + msg_id.encode() + b'","data":"{}"}]')
 
     def push_request(self, items: list[dict[str, Any]], *, forge: bool = False,
-                     raw: bytes | None = None) -> tuple[dict[str, str], bytes]:
+                     raw: bytes | None = None, url: str = "") -> tuple[dict[str, str], bytes]:
         """One POST: a JSON array, headers app-id and event-sign (a forged
         one signs with a wrong secret)."""
         body = raw if raw is not None else json.dumps(items, separators=(",", ":")).encode()

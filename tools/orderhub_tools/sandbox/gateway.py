@@ -272,6 +272,7 @@ class Gateway:
     # "websocket": the receiver connects to the platform's message service and
     # the pusher writes push_frame(item) on that connection.
     push_transport: ClassVar[str] = ""
+    push_batch: ClassVar[int] = 50  # messages per webhook POST
     channel_path: ClassVar[str] = ""  # where the message service takes its connections
     channel_hello: ClassVar[bool] = False  # connect signed in a first frame (TMC), not the URL
 

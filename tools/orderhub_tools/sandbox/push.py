@@ -63,7 +63,6 @@ class Delivery:
 
 
 class Pusher(threading.Thread):
-    BATCH = 50  # messages per POST
     ACK_WAIT = 5.0  # seconds a frame waits for its confirm before it is sent again
 
     def __init__(self, sandbox, targets: dict[str, str], start: float, profile: str,
@@ -234,9 +233,12 @@ class Pusher(threading.Thread):
                 for d in self.inflight.pop(msg_id)[0]:
                     self._retry_later(d, now, locked=True)
         hooks = [d for d in due if d.platform not in self.channel_platforms]
-        plain = [d for d in hooks if d.item is not None and not d.forged]
-        for i in range(0, len(plain), self.BATCH):
-            self._post(plain[i:i + self.BATCH])
+        for platform in sorted({d.platform for d in hooks}):
+            plain = [d for d in hooks if d.platform == platform and d.item is not None
+                     and not d.forged]
+            size = self.gateways[platform].push_batch  # Douyin an array, Meituan one order
+            for i in range(0, len(plain), size):
+                self._post(plain[i:i + size])
         for odd in (d for d in hooks if d.item is None or d.forged):
             self._post([odd])
         for d in due:
@@ -268,7 +270,8 @@ class Pusher(threading.Thread):
         first = batch[0]
         gateway = self.gateways[first.platform]
         headers, body = gateway.push_request([d.item for d in batch if d.item is not None],
-                                             forge=first.forged, raw=first.raw)
+                                             forge=first.forged, raw=first.raw,
+                                             url=self.targets[first.platform])
         self.counts["posts"] += 1
         answered = True
         try:
