@@ -149,12 +149,13 @@ def test_a_warehouse_of_per_platform_raw_tables_migrates_with_nothing_lost(tmp_p
         assert built.returncode == 0, built.stdout[-3000:]
         after = marts(url)
         # dim_platforms is the registry now: the same rows for the platforms the
-        # old warehouse knew, and a row for each platform registered since (the mall).
+        # old warehouse knew, and a row for each platform registered since (the mall,
+        # Meituan, Ele.me).
         with psycopg.connect(url) as conn:
             platforms_after = conn.execute("select * from marts.dim_platforms order by 1").fetchall()
         known = {row[0] for row in platforms_before}
         assert [row for row in platforms_after if row[0] in known] == platforms_before
-        assert {row[0] for row in platforms_after} - known == {"mall"}
+        assert {row[0] for row in platforms_after} - known == {"mall", "meituan", "eleme"}
         del before["dim_platforms"], after["dim_platforms"]
         assert set(after) - set(before) == ADDED_SINCE
         for relation in ADDED_SINCE:

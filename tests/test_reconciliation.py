@@ -38,7 +38,9 @@ RANGE_END = parse_time("2026-11-08T00:00")  # reconcile [11-05, 11-08)
 SETTLEMENT_DAYS = 3
 HISTORY = timedelta(days=SETTLEMENT_DAYS + order_history_days())
 SHOPS = [("tmall", "tmall-recon", "orderhub_recon_tmall"), ("jd", "20001", "orderhub_recon_jd"),
-         ("pdd", "pdd-recon", "orderhub_recon_pdd"), ("douyin", "4600001", "orderhub_recon_douyin")]
+         ("pdd", "pdd-recon", "orderhub_recon_pdd"), ("douyin", "4600001", "orderhub_recon_douyin"),
+         ("meituan", "mt-recon", "orderhub_recon_meituan"),
+         ("eleme", "160000001", "orderhub_recon_eleme")]
 
 
 @pytest.fixture(scope="module")
@@ -128,17 +130,22 @@ def test_the_day_ties_out_and_every_line_is_judged(seed_11, warehouse_url):
                               " where kind = 'reconciliation_review'").fetchone()[0]
         health = conn.execute(
             "select count(*) filter (where reconciliation_consistency_rate is not null),"
-            " max(reconciliation_consistency_rate) from marts.rpt_ingestion_health"
+            " max(reconciliation_consistency_rate),"
+            " count(*) filter (where reconciliation_consistency_rate < 1)"
+            " from marts.rpt_ingestion_health"
             " where hour_start >= '2026-11-05' and hour_start < '2026-11-08'").fetchone()
-    assert len(days) == 12  # 4 shops x 3 days
+    assert len(days) == len(SHOPS) * SETTLEMENT_DAYS  # every shop's every day
     assert all(settled == accounted for _, settled, accounted, _ in days), days
     assert matched[0] > 0 and matched[0] == matched[1], matched  # matched: expected = settled
-    assert all(0.5 < rate < 1 for *_, rate in days), days
+    # a small store's day can match throughout; every day is mostly matched, most are not all
+    assert all(0.5 < rate <= 1 for *_, rate in days), days
+    assert sum(rate < 1 for *_, rate in days) > len(days) // 2, days
     assert unjudged == 0
     assert audits == 1
     assert checks[1] > 0 and checks[0], checks
     assert alerts > 0  # differences over tolerance reach the alert channels
-    assert health[0] > 0 and 0.5 < health[1] < 1, health  # the health mart carries the rate
+    # the health mart carries the rate (a small store's hour can match throughout)
+    assert health[0] > 0 and 0.5 < health[1] <= 1 and health[2] > 0, health
 
 
 def test_rerunning_the_days_changes_nothing_and_audits_identically(seed_11, warehouse_url):

@@ -39,6 +39,7 @@ from orderhub.platforms.base import (
     Page,
     PlatformClient,
     PlatformError,
+    SettlementPage,
     Verified,
 )
 from orderhub.push.messages import Malformed, PushMessage, PushRejected
@@ -49,6 +50,11 @@ DETAIL_ACTION = "eleme.order.getOrder"
 # creation; a list by modification time is UNCONFIRMED (the sandbox and this
 # client agree on it).
 LIST_ACTION = "eleme.order.getOrdersByUpdateTime"
+# Settlements: a shop's order-level finance records booked in a window,
+# offset-paged (≤ 50). The action is from the reference; its parameters and
+# the record's fields (yuan, outgo negative) are UNCONFIRMED.
+FINANCE_ACTION = "eleme.finance.queryBranchOrders"
+FINANCE_PAGE_SIZE = 50
 PUSH_OK = {"message": "ok"}
 PUSH_SIGN_ERROR = {"message": "invalid signature"}  # UNCONFIRMED body
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -131,13 +137,17 @@ class ElemeClient(PlatformClient):
         if isinstance(body, dict) and body.get("error"):
             raise error_from(body["error"])
 
-    def parse_order_search(self, text: str) -> Page:
+    def _result(self, text: str) -> dict[str, Any]:
+        """The answer's result (a dict), or its error raised."""
         body = self.parse_json(text)
         if not isinstance(body, dict) or "result" not in body and "error" not in body:
             raise PlatformError("eleme", "malformed", "no result in response", retryable=True,
                                 kind="malformed")
         self.raise_for_error(body)
-        result = body["result"] or {}
+        return body["result"] or {}
+
+    def parse_order_search(self, text: str) -> Page:
+        result = self._result(text)
         return Page(orders=result.get("list") or [], total=int(result.get("total", 0)))
 
     def parse_order_response(self, text: str) -> list[dict[str, Any]]:
@@ -151,6 +161,25 @@ class ElemeClient(PlatformClient):
 
     def order_identity(self, order: dict[str, Any]) -> tuple[str, datetime]:
         return str(order["id"]), parse_local(order["updatedAt"])
+
+    # -- settlements: finance records, offset paging -----------------------------------
+    settlement_endpoint = FINANCE_ACTION
+    settlement_identity_paths = ("$.orderId", "$.settleTime")
+
+    def settlement_request(self, start: datetime, end: datetime, cursor: Any) -> HttpRequest:
+        return self._request(FINANCE_ACTION, {"query": {
+            "beginTime": local(start), "endTime": local(end), "offset": cursor or 0,
+            "limit": FINANCE_PAGE_SIZE}})
+
+    def parse_settlements(self, text: str, cursor: Any) -> SettlementPage:
+        result = self._result(text)
+        lines, total = result.get("list") or [], int(result.get("total", 0))
+        following = (cursor or 0) + len(lines)
+        return SettlementPage(lines=lines, next_cursor=following if lines and following < total
+                              else None, total=total)
+
+    def line_identity(self, line: dict[str, Any]) -> tuple[str, datetime]:
+        return str(line["orderId"]), parse_local(line["settleTime"])
 
     # -- push: one signed JSON message per POST --------------------------------------
     push_transport = "webhook"

@@ -10,6 +10,8 @@ from typing import Any
 
 from orderhub.platforms.eleme import (
     DETAIL_ACTION,
+    FINANCE_ACTION,
+    FINANCE_PAGE_SIZE,
     LIST_ACTION,
     PUSH_OK,
     local,
@@ -49,6 +51,25 @@ def error(request_id: str, code: str, message: str) -> dict[str, Any]:
 
 def negative(amount: Decimal) -> Decimal:
     return -yuan_number(amount) if amount else Decimal(0)
+
+
+def finance_row(line) -> dict[str, Any]:
+    """One order-level finance record (yuan, outgo negative; fields UNCONFIRMED)."""
+    return {
+        "id": line.line_id,
+        "orderId": line.order_id,
+        "shopId": int(line.shop_id),
+        "type": "REFUND" if line.line_type == "refund" else "PAYOUT",
+        "settleTime": _t(line.settled_at),
+        "payTime": _t(line.order_time),
+        "totalPrice": yuan_number(line.gross),
+        "elemeSubsidy": yuan_number(line.platform_subsidy),
+        "commission": negative(line.commission),
+        "serviceFee": negative(line.service_fee),
+        "otherFee": negative(line.other_fee),
+        "refund": negative(line.refund),
+        "income": yuan_number(line.settle_amount),
+    }
 
 
 class ElemeGateway(Gateway):
@@ -113,6 +134,8 @@ class ElemeGateway(Gateway):
         shop_id = self._request_shop
         if shop_id is None:
             return 200, error(request_id, "UNAUTHORIZED", "token 无效或已过期")
+        if action == FINANCE_ACTION:
+            return self.finance(request_id, shop_id, params)
         if action == DETAIL_ACTION:
             found = self.current(shop_id, str(params.get("orderId", "")))
             if found is None:  # UNCONFIRMED code
@@ -132,6 +155,21 @@ class ElemeGateway(Gateway):
             return 200, error(request_id, "VALIDATION_FAILED", "pageSize必须在1到50之间")
         orders, total = self.page(shop_id, start, end, page, size)
         return 200, answer(request_id, {"total": total, "list": orders})
+
+    def finance(self, request_id: str, shop_id: str, params: dict[str, Any]):
+        try:
+            query = params["query"]
+            start = int(parse_local(query["beginTime"]).timestamp())
+            end = int(parse_local(query["endTime"]).timestamp())
+            offset, limit = int(query.get("offset", 0)), int(query.get("limit", 20))
+        except (KeyError, TypeError, ValueError) as exc:
+            return 200, error(request_id, "VALIDATION_FAILED", f"参数错误: {exc}")
+        if not 0 < end - start <= 31 * 24 * 3600 or not 1 <= limit <= FINANCE_PAGE_SIZE \
+                or offset < 0:
+            return 200, error(request_id, "VALIDATION_FAILED", "时间跨度不超过31天, limit 1..50")
+        lines = self.settlement_lines(shop_id, start, end)
+        return 200, answer(request_id, {"total": len(lines), "list": [
+            finance_row(line) for line in lines[offset:offset + limit]]})
 
     def render(self, order: w.Order, version: int) -> dict[str, Any]:
         status, refund = STATUS[order.kind(version)]

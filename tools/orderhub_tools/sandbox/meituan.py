@@ -13,9 +13,16 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from orderhub.platforms.meituan import DETAIL_PATH, LIST_PATH, PUSH_OK, sign
+from orderhub.platforms.meituan import (
+    BILL_PAGE_SIZE,
+    BILL_PATH,
+    DETAIL_PATH,
+    LIST_PATH,
+    PUSH_OK,
+    sign,
+)
 from orderhub_tools.sandbox import world as w
-from orderhub_tools.sandbox.gateway import Gateway
+from orderhub_tools.sandbox.gateway import Gateway, fen
 
 PREFIX = "/meituan/api/v1/"
 # (status, refund_status); refund_status is UNCONFIRMED (docs/platforms.md):
@@ -29,6 +36,25 @@ MAX_WINDOW = 24 * 3600  # UNCONFIRMED; the client uses the same limit
 
 def error(code: int, msg: str) -> dict[str, Any]:
     return {"data": "ng", "error": {"code": code, "msg": msg}}
+
+
+def bill_row(line) -> dict[str, Any]:
+    """One bill row (fen; field names UNCONFIRMED, after poi_receive_detail)."""
+    return {
+        "bill_id": line.line_id,
+        "order_id": int(line.order_id),
+        "app_poi_code": line.shop_id,
+        "bill_type": 2 if line.line_type == "refund" else 1,
+        "bill_time": line.settled_at,
+        "order_time": line.order_time,
+        "online_payment": fen(line.gross),
+        "act_charge_by_mt": fen(line.platform_subsidy),
+        "food_share_fee_charge_by_poi": fen(line.commission),
+        "logistics_fee": fen(line.service_fee),
+        "other_fee": fen(line.other_fee),
+        "refund_amount": fen(line.refund),
+        "wm_poi_receive_cent": fen(line.settle_amount),
+    }
 
 
 def as_float(value: float) -> Decimal:
@@ -82,6 +108,8 @@ class MeituanGateway(Gateway):
         if shop_id is None:
             return 200, error(705, "access_token无效")  # UNCONFIRMED code
         method = path[len(PREFIX):]
+        if method == BILL_PATH:
+            return self.bills(shop_id, query)
         if method == DETAIL_PATH:
             found = self.current(shop_id, query.get("order_id", ""))
             if found is None:
@@ -100,6 +128,19 @@ class MeituanGateway(Gateway):
             return 200, error(700, "参数错误: page_size必须在1到100之间")
         orders, total = self.page(shop_id, start, end, page, page_size)
         return 200, {"data": orders, "extra_info": {"total": total}}
+
+    def bills(self, shop_id: str, query: dict[str, str]):
+        try:
+            start, end = int(query["start_date"]), int(query["end_date"])
+            offset, limit = int(query.get("offset", 0)), int(query.get("limit", 20))
+        except (KeyError, ValueError) as exc:
+            return 200, error(700, f"参数错误: {exc}")
+        if not 0 < end - start <= 31 * 24 * 3600 or not 1 <= limit <= BILL_PAGE_SIZE \
+                or offset < 0:
+            return 200, error(700, "参数错误: 时间跨度不超过31天, limit 1..200")
+        lines = self.settlement_lines(shop_id, start, end)
+        return 200, {"data": [bill_row(line) for line in lines[offset:offset + limit]],
+                     "extra_info": {"total": len(lines)}}
 
     def render(self, order: w.Order, version: int) -> dict[str, Any]:
         status, refund = STATUS[order.kind(version)]
