@@ -38,9 +38,13 @@ CHAOS = [*PROFILES, ALL]  # none, flaky, incident, ..., skew, all
 # Each platform gets several profiles; request-count faults go where windows
 # are short (30 minutes: Tmall, PDD), so a small world still meets them.
 # The brand's own shop (config only) takes a paging fault.
-PLATFORM_OF = {"none": "jd", "flaky": "pdd", "incident": "jd", "throttle": "tmall",
+PLATFORM_OF = {"none": "meituan", "flaky": "pdd", "incident": "jd", "throttle": "tmall",
                "drift": "pdd", "late": "douyin", "truncated": "tmall", "dup": "mall",
-               "skew": "douyin", "all": "tmall"}
+               "skew": "eleme", "all": "tmall"}
+# The food-delivery sources run a shop with every fault on too.
+ALL_TOO = ["meituan", "eleme"]
+SHOPS = {**{f"chaos-{profile}": (PLATFORM_OF[profile], profile) for profile in CHAOS},
+         **{f"chaos-{ALL}-{platform}": (platform, ALL) for platform in ALL_TOO}}
 # What each profile's gateway must have done for the run to count as tested.
 EVIDENCE = {"flaky": "flaky", "incident": "incident", "throttle": "throttle", "drift": "drift",
             "late": "late", "truncated": "truncated", "dup": "dup", "skew": "skew"}
@@ -48,8 +52,9 @@ EVIDENCE = {"flaky": "flaky", "incident": "incident", "throttle": "throttle", "d
 
 @pytest.fixture(scope="module")
 def chaos_shops(tmp_path_factory):
-    shops = [{"platform": PLATFORM_OF[profile], "shop_id": f"chaos-{profile}",
-              "conn_id": f"orderhub_chaos_{profile}", "faults": profile} for profile in CHAOS]
+    shops = [{"platform": platform, "shop_id": shop_id,
+              "conn_id": "orderhub_" + shop_id.replace("-", "_"), "faults": profile}
+             for shop_id, (platform, profile) in SHOPS.items()]
     assert set(PLATFORM_OF) == set(CHAOS) and set(PLATFORM_OF.values()) == set(names())
     path = tmp_path_factory.mktemp("chaos") / "shops.yml"
     path.write_text(yaml.safe_dump({"shops": shops}))
@@ -90,10 +95,9 @@ def monkeypatch_module():
         yield patch
 
 
-@pytest.mark.parametrize("profile", CHAOS)
-def test_every_order_arrives_at_its_latest_version(chaos_run, profile):
+@pytest.mark.parametrize("shop_id", list(SHOPS))
+def test_every_order_arrives_at_its_latest_version(chaos_run, shop_id):
     _, truth, actual, _ = chaos_run
-    shop_id = f"chaos-{profile}"
     expected = [r for r in truth if r["shop_id"] == shop_id]
     assert expected, f"the world has no orders for {shop_id} in the window"
     diff = differences([r for r in actual if r["shop_id"] == shop_id], expected)
@@ -104,7 +108,9 @@ def test_every_order_arrives_at_its_latest_version(chaos_run, profile):
 def test_the_fault_really_happened(chaos_run, profile):
     _, _, _, injected = chaos_run
     assert injected[f"chaos-{profile}"].get(EVIDENCE[profile], 0) > 0
-    assert injected[f"chaos-{ALL}"], "the 'all' shop met faults too"
+    for shop_id, (platform, profile) in SHOPS.items():
+        if profile == ALL:
+            assert injected[shop_id], f"the {platform} shop with every fault met faults too"
 
 
 def test_every_ledger_window_is_ok_after_repair(chaos_run, warehouse_url):

@@ -57,3 +57,28 @@ def test_world_money_identity_and_event_order():
         times = [t for t, _ in order.events]
         assert times == sorted(times) and len(set(times)) == len(times)
         assert all(t % 60 != 0 for t in times)  # no event on a window boundary
+
+
+def test_the_tea_chains_world_peaks_at_lunch_and_in_the_afternoon_and_delivers_within_the_hour():
+    stores = [("meituan", "mt-1"), ("eleme", "170000001"), ("mall", "mini")]
+    tea = World(5, stores, 1.0, kind="tea")
+
+    def created(hour: str, platform: str, shop: str, world=tea) -> list:
+        start = int(parse_time(f"2026-11-11T{hour}").timestamp())
+        return list(world.orders_created(platform, shop, start, start + 3600))
+
+    for platform, shop in stores:
+        night, lunch, afternoon = (len(created(h, platform, shop)) for h in ("03:00", "12:00",
+                                                                            "15:00"))
+        assert night < lunch < afternoon, (platform, night, lunch, afternoon)
+        for order in created("12:00", platform, shop):
+            assert all(line.sku.outer_sku_id.startswith("DRK-") for line in order.lines)
+            kinds = [kind for _, kind in order.events]
+            delivered = order.event_time("completed", len(order.events) - 1)
+            assert delivered is None or delivered - order.created_time < 2 * 3600, kinds
+    # the brand's world at the same hour: Double 11 retail, shipped days later
+    brand = World(5, [("tmall", "t1")], 1.0)
+    order = created("12:00", "tmall", "t1", world=brand)[0]
+    assert not order.lines[0].sku.outer_sku_id.startswith("DRK-")
+    with pytest.raises(ValueError, match="no 'coffee' world"):
+        World(5, stores, kind="coffee")

@@ -77,6 +77,23 @@ def shops_file() -> Path:
     return Path(os.environ.get("ORDERHUB_SHOPS_FILE", REPO_ROOT / "config" / "shops.yml"))
 
 
+def worlds_dir() -> Path:
+    """The sandbox's other worlds: a shops file each (``config/worlds/<name>.yml``)."""
+    return REPO_ROOT / "config" / "worlds"
+
+
+def sandbox_world(path: Path | None = None) -> str:
+    """Which sandbox world a shops file's shops live in (its top-level
+    ``world:``; default "brand"): what the sandbox generates for them. A
+    production shops file needs none."""
+    path = path or shops_file()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return "brand"  # load_shops says what is wrong with the file
+    return str(data.get("world") or "brand") if isinstance(data, dict) else "brand"
+
+
 def load_shops(path: Path | None = None) -> list[Shop]:
     """The configured shops. Unknown platforms (not in the registry,
     :mod:`orderhub.platforms`) are an error, not a skip; so is a file that is

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 
-from orderhub.config import UserError, load_shops, shops_file, time_range
+from orderhub.config import (
+    UserError,
+    load_shops,
+    sandbox_world,
+    shops_file,
+    time_range,
+    worlds_dir,
+)
 from orderhub.platforms import names as platform_names
 from orderhub_tools.sandbox.faults import CHOICES
+from orderhub_tools.sandbox.world import WORLDS
 
 DEFAULT_SEED = 42
 DEFAULT_START = "2026-11-11T00:00:00+08:00"
 DEFAULT_END = "2026-11-11T03:00:00+08:00"
+# The tea chain's world (`orderhub demo --world tea`): its shops file, and a
+# lunch hour to show (Double 11 is not its day).
+TEA_WINDOW = ("2026-11-11T11:00:00+08:00", "2026-11-11T14:00:00+08:00")
 
 
 def quiet_environment() -> None:
@@ -38,7 +50,7 @@ def _spec(args):
     return SandboxSpec(seed=args.seed, shops=[(s.platform, s.shop_id) for s in shops],
                        scale=args.scale, faults=getattr(args, "faults", "none"),
                        shop_faults={s.shop_id: s.faults for s in shops if s.faults},
-                       flash_sale={"start": flash} if flash else None)
+                       flash_sale={"start": flash} if flash else None, world=sandbox_world())
 
 
 def cmd_db(args) -> int:
@@ -116,7 +128,7 @@ def cmd_sandbox_truth(args) -> int:
     spec = _spec(args)
     # the last demo's flash sale, if it ran in this world: its buyers' orders are orders
     world = (recorded_world(spec.seed, spec.shops, spec.scale)
-             or World(spec.seed, spec.shops, spec.scale))
+             or World(spec.seed, spec.shops, spec.scale, kind=spec.world))
     start, end = int(first.timestamp()), int(last.timestamp())
     if args.kind == "reconciliation":
         # [start, end): the settlement days reconciled (whole Beijing days)
@@ -323,6 +335,13 @@ def cmd_demo(args) -> int:
     from orderhub_tools.demo import demo
 
     refuse_if_production("the demo (its sandbox orders)")
+    if args.world != "brand":
+        # a world is a shops file: every command of the run (and Airflow's) reads it
+        os.environ["ORDERHUB_SHOPS_FILE"] = str(worlds_dir() / f"{args.world}.yml")
+    default_start, default_end = TEA_WINDOW if args.world == "tea" else (DEFAULT_START,
+                                                                          DEFAULT_END)
+    args.start = args.start or default_start
+    args.scale = args.scale if args.scale is not None else (1.0 if args.world == "tea" else 0.1)
 
     if args.live is not None and args.live <= 0:
         raise UserError("--live takes the seconds of wall time to push (> 0)")
@@ -337,7 +356,7 @@ def cmd_demo(args) -> int:
         end = start + timedelta(seconds=live * args.speed)
         settlement_days = args.settlement_days if args.settlement_days is not None else 0
     else:
-        start, end = time_range(args.start, args.end or DEFAULT_END)
+        start, end = time_range(args.start, args.end or default_end)
         settlement_days = args.settlement_days if args.settlement_days is not None else 2
         if start + timedelta(seconds=live * args.speed) > end:
             raise UserError("the live segment must end inside the demo's window (--end)")
@@ -670,13 +689,19 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = sub.add_parser("demo", help="warehouse + sandbox + DAG runs + a summary")
     demo.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    demo.add_argument("--scale", type=float, default=0.1,
-                      help="order volume multiplier (1.0: a full-size brand; see make bench)")
+    demo.add_argument("--world", default="brand", choices=list(WORLDS),
+                      help="brand: the brand's shops (config/shops.yml); tea: a tea chain's"
+                           " stores on Meituan and Ele.me and its mini-program shop"
+                           " (config/worlds/tea.yml), lunch and afternoon peaks")
+    demo.add_argument("--scale", type=float, default=None,
+                      help="order volume multiplier (default 0.1, tea 1.0; 1.0: a full-size"
+                           " brand; see make bench)")
     demo.add_argument("--settlement-days", type=int, default=None,
                       help="reconcile this many days before --start (0: orders only;"
                            " default 2, or 0 for a --live segment on its own)")
-    demo.add_argument("--start", default=DEFAULT_START)
-    demo.add_argument("--end", default=None, help=f"default {DEFAULT_END}")
+    demo.add_argument("--start", default=None,
+                      help=f"default {DEFAULT_START} (tea: {TEA_WINDOW[0]})")
+    demo.add_argument("--end", default=None, help=f"default {DEFAULT_END} (tea: {TEA_WINDOW[1]})")
     demo.add_argument("--live", type=float, default=None, metavar="SECONDS",
                       help="first push this many seconds of wall time as it happens (Douyin"
                            " webhooks, TMC/PDD long connections -> orderhub intake -> NATS"

@@ -33,9 +33,9 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from expectations.checkpoints import data_docs_index
-from orderhub.config import database_url, home, load_shops
+from orderhub.config import database_url, home, load_shops, sandbox_world
 from orderhub.landing import connect, drop_warehouse, ensure_schema, relation_exists
-from orderhub.platforms import names
+from orderhub.platforms import client_class, names
 from orderhub.push import broker
 from orderhub.report import write_report
 from orderhub_tools.live import (
@@ -275,11 +275,14 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
         print("warehouse reset (--fresh)" + (", push stream emptied" if live_seconds else ""))
     shops = load_shops()
     forget_sale()  # the last demo's sale is not this one's
-    # --flash-sale: a flash sale opens when the live segment starts (issue 18).
+    # --flash-sale: a flash sale opens when the live segment starts (issue 18), on
+    # the channels with a stock API (the tea chain's world has none: no sale)
+    channels = any(client_class(s.platform).stock_endpoint for s in shops)
     sale = ({**FLASH_SALE, "start": int(start.timestamp()),
-             "minutes": live_seconds * live_speed / 60} if live_seconds and flash_sale else None)
+             "minutes": live_seconds * live_speed / 60}
+            if live_seconds and flash_sale and channels else None)
     spec = SandboxSpec(seed=seed, shops=[(s.platform, s.shop_id) for s in shops], scale=scale,
-                       faults=faults, flash_sale=sale)
+                       faults=faults, flash_sale=sale, world=sandbox_world())
     if settle is None and faults in ("late", "all"):
         settle = timedelta(hours=4)  # late updates appear up to 3 hours after they happen
     server = serve(spec)
@@ -329,7 +332,8 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
     total = sum(r["fct_orders"] for r in rows)
     print(f"{'total':<8} {sum(r['landed'] for r in rows):>8} {total:>11}  {len(truth):>7}")
     print_health(start, end)
-    print_stock()
+    if channels:  # the brand's warehouse against the channels that sell its stock
+        print_stock()
     recon_equal = True
     if settlement_days:
         # the reconciliation is as of the settlements_daily run, whose books (orders)

@@ -112,6 +112,7 @@ class Gateway:
     has_aftersale: ClassVar[bool] = True  # its order API shows after-sale refunds
     shows_ship_time: ClassVar[bool] = True  # its order API has a shipment time
     influencer_discounts: ClassVar[bool] = False  # live-stream hosts fund discounts
+    food_delivery: ClassVar[bool] = False  # delivered by a rider within the hour (Meituan, Ele.me)
     # Payouts (sandbox/settlement.py): on the buyer's confirmation, or a daily batch on the due day.
     pays_on_completion: ClassVar[bool] = False
     # Stock (sandbox/stock.py): when a sale takes units off the platform's

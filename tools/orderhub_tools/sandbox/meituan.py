@@ -69,6 +69,7 @@ class MeituanGateway(Gateway):
     base_rate = 12.0  # a store's orders per hour at scale 1
     shows_unpaid = False  # a store sees an order once it is paid (status 2)
     shows_ship_time = False  # a rider's pick-up is not an order field
+    food_delivery = True
     first_page = 1
 
     @staticmethod

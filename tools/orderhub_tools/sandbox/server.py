@@ -64,6 +64,7 @@ class SandboxSpec:
     short_shops: list[str] = field(default_factory=list)  # shops whose pages each lose an order
     incident_seconds: float = 20.0  # wall seconds: stands in for "minutes" so demos stay short
     flash_sale: dict | None = None  # a flash sale on scarce SKUs (sandbox/stock.py FlashSale fields)
+    world: str = "brand"  # which world: the brand's shops, or a tea chain's stores (world.WORLDS)
 
     def shop_fault_state(self, monotonic: Callable[[], float] = time.monotonic) -> dict[str, ShopFaults]:
         out = {}
@@ -122,7 +123,7 @@ class Sandbox:
 
     def __init__(self, spec: SandboxSpec, monotonic: Callable[[], float] = time.monotonic):
         self.spec = spec
-        self.world = World(spec.seed, spec.shops, spec.scale)
+        self.world = World(spec.seed, spec.shops, spec.scale, kind=spec.world)
         self.clock = Clock()
         # What every shop lists, and a flash sale if the spec has one (sandbox/stock.py).
         from orderhub_tools.sandbox.stock import FlashSale, Stock

@@ -71,6 +71,18 @@ PRODUCTS = [
 ]
 
 
+# The tea chain's drinks (the "tea" world: `orderhub demo --world tea`).
+DRINKS = [
+    ("杨枝甘露", "22.00"), ("多肉葡萄", "28.00"), ("芝芝莓莓", "29.00"), ("黑糖波波牛乳", "19.00"),
+    ("满杯红柚", "21.00"), ("轻芒芒甘露", "23.00"), ("纯绿妍茶", "12.00"), ("招牌奶茶", "16.00"),
+    ("手打柠檬茶", "15.00"), ("抹茶拿铁", "24.00"),
+]
+# Which worlds there are: the brand's shops (its tea leaves and cups on the
+# retail platforms, default) and a tea chain's stores (drinks on the
+# food-delivery platforms, lunch and afternoon peaks).
+WORLDS = ("brand", "tea")
+
+
 def merchant_code(product: int) -> str:
     """The brand's code of the ``product``-th catalog product: TEA-001 ..."""
     return f"TEA-{product + 1:03d}"
@@ -224,6 +236,14 @@ def promo_factor(ts: int) -> float:
     return 1.0
 
 
+def food_factor(ts: int) -> float:
+    """A tea chain's day: a lunch peak, a larger afternoon one, a dinner tail;
+    Double 11 is not its day."""
+    hour = local_datetime(ts).hour
+    return {7: 0.3, 8: 0.5, 9: 0.6, 10: 1.0, 11: 2.6, 12: 3.0, 13: 1.6, 14: 2.4, 15: 3.2,
+            16: 2.6, 17: 1.6, 18: 1.4, 19: 1.2, 20: 1.0, 21: 0.6, 22: 0.3}.get(hour, 0.05)
+
+
 def diurnal_factor(ts: int) -> float:
     hour = local_datetime(ts).hour
     if hour < 7:
@@ -252,10 +272,14 @@ def _off_minute(ts: int) -> int:
 class World:
     """Shops, SKUs and orders for one seed; orders generated hour by hour on demand."""
 
-    def __init__(self, seed: int, shops: list[tuple[str, str]], scale: float = 1.0):
+    def __init__(self, seed: int, shops: list[tuple[str, str]], scale: float = 1.0,
+                 kind: str = "brand"):
+        if kind not in WORLDS:
+            raise ValueError(f"no {kind!r} world (there are: {', '.join(WORLDS)})")
         self.seed = seed
         self.shops = list(shops)
         self.scale = scale
+        self.kind = kind
         self._buckets: dict[tuple[str, str, int], list[Order]] = {}
         self._catalogs: dict[tuple[str, str], list[Sku]] = {}
         self._by_id: dict[tuple[str, str], Order] = {}  # (platform, order id) of generated orders
@@ -268,14 +292,16 @@ class World:
         key = (platform, shop_id)
         if key not in self._catalogs:
             skus = []
-            for i, (title, price) in enumerate(PRODUCTS):
+            products = DRINKS if self.kind == "tea" else PRODUCTS
+            for i, (title, price) in enumerate(products):
                 product_id = _digits(self.seed, platform, shop_id, "product", i, n=11)
                 skus.append(Sku(
                     product_id=product_id,
                     sku_id=_digits(self.seed, platform, shop_id, "sku", i, n=13),
                     # the merchant's own code, the same in every shop (the
                     # brand's merchant SKU, dbt_project/seeds/merchant_skus.csv)
-                    outer_sku_id=merchant_code(i),
+                    outer_sku_id=(f"DRK-{i + 1:03d}" if self.kind == "tea"
+                                  else merchant_code(i)),
                     title=title,
                     price=Decimal(price),
                 ))
@@ -292,7 +318,9 @@ class World:
         if key in self._buckets:
             return self._buckets[key]
         rng = _stream(self.seed, platform, shop_id, hour)
-        rate = profile(platform).base_rate * self.scale * diurnal_factor(hour) * promo_factor(hour)
+        curve = (food_factor(hour) if self.kind == "tea"
+                 else diurnal_factor(hour) * promo_factor(hour))
+        rate = profile(platform).base_rate * self.scale * curve
         count = int(rate) + (1 if rng.random() < rate - int(rate) else 0)
         orders = [self._make_order(rng, platform, shop_id, hour, seq) for seq in range(count)]
         orders.sort(key=lambda o: o.created_time)
@@ -377,11 +405,15 @@ class World:
             influencer_discount=influencer.quantize(CENT),
             shipping_fee=shipping.quantize(CENT),
         )
-        order.events = self._life(rng, platform, hour)
+        order.events = self._life(rng, platform, hour,
+                                  food=profile(platform).food_delivery or self.kind == "tea")
         return order
 
     @staticmethod
-    def _life(rng: random.Random, platform: str, hour: int) -> list[tuple[int, str]]:
+    def _life(rng: random.Random, platform: str, hour: int,
+              food: bool = False) -> list[tuple[int, str]]:
+        """An order's events. ``food``: delivered within the hour (a
+        food-delivery platform's, or any order of the tea chain's)."""
         t = _off_minute(hour + rng.randrange(HOUR))
         events = [(t, CREATED)]
 
@@ -394,6 +426,17 @@ class World:
             step(15 * 60, 30 * 60, CANCELLED)
             return events
         step(5, 15 * 60, PAID)
+        if food:
+            if rng.random() < 0.03:  # cancelled after the store accepted it: refunded
+                step(2 * 60, 15 * 60, REFUND_REQUESTED)
+                step(60, 10 * 60, REFUNDED)
+                return events
+            step(8 * 60, 25 * 60, SHIPPED)  # a rider picks it up
+            step(10 * 60, 35 * 60, COMPLETED)  # delivered
+            if rng.random() < 0.04:  # a drink spilt or missing: a refund after delivery
+                step(10 * 60, 3 * HOUR, AFTERSALE_REQUESTED)
+                step(5 * 60, 2 * HOUR, AFTERSALE_REFUNDED)
+            return events
         if rng.random() < 0.05:
             step(10 * 60, 6 * HOUR, REFUND_REQUESTED)
             step(10 * 60, 12 * HOUR, REFUNDED)
