@@ -76,13 +76,24 @@ EXPECTED = {
         updated_at=bj("2026-11-11 18:30:44"), goods_amount=Decimal("57.60"),
         discount_amount=Decimal("6.00"), shipping_fee=Decimal("4.50"),
         paid_amount=Decimal("56.10"), currency="CNY"),
+    # Ele.me: discounts and their shares negative, the delivery and packaging fees
+    # inside originalPrice, lines in two baskets, times without an offset.
+    ("eleme", "3026911234567891234"): dict(
+        order_status_code=40, refund_status_code=0, created_at=bj("2026-11-11 12:10:05"),
+        paid_at=bj("2026-11-11 12:10:20"), shipped_at=None, completed_at=bj("2026-11-11 12:52:40"),
+        updated_at=bj("2026-11-11 12:52:40"), goods_amount=Decimal("60.00"),
+        discount_amount=Decimal("12.00"), shipping_fee=Decimal("7.00"),
+        paid_amount=Decimal("55.00"), currency="CNY"),
 }
-# Who funds the discounts, and the lines inside the JSON strings.
-MEITUAN_DISCOUNTS = {"27061900338318741": (Decimal("3.00"), Decimal("2.00")),
-                     "27061900338318999": (Decimal("6.00"), Decimal("0.00"))}
-MEITUAN_LINES = {"27061900338318741": ("TEA-006", 3, Decimal("19.90")),
-                 "27061900338318805": ("TEA-005", 2, Decimal("16.00")),
-                 "27061900338318999": ("TEA-007", 2, Decimal("28.80"))}
+# Who funds the discounts, and the lines (inside JSON strings; in baskets).
+FOOD_DISCOUNTS = {"27061900338318741": (Decimal("3.00"), Decimal("2.00")),
+                  "27061900338318999": (Decimal("6.00"), Decimal("0.00")),
+                  "3026911234567891234": (Decimal("8.00"), Decimal("4.00"))}
+FOOD_LINES = {("27061900338318741", "TEA-006"): (3, Decimal("19.90")),
+              ("27061900338318805", "TEA-005"): (2, Decimal("16.00")),
+              ("27061900338318999", "TEA-007"): (2, Decimal("28.80")),
+              ("3026911234567891234", "DRK-002"): (1, Decimal("28.00")),
+              ("3026911234567891234", "DRK-008"): (2, Decimal("16.00"))}
 FILES = {"meituan": ["meituan_orders.json", "meituan_paid_push.txt", "meituan_order_detail.json"]}
 
 
@@ -96,7 +107,7 @@ def replay(platform: str, shop: str) -> str:
 
 def test_replayed_documentation_responses_standardize_as_expected(clean_warehouse):
     ensure_manifest()
-    for platform in ("tmall", "jd", "pdd", "douyin", "meituan"):
+    for platform in ("tmall", "jd", "pdd", "douyin", "meituan", "eleme"):
         out = replay(platform, f"{platform}-docs")
         assert out.count("0 quarantined") == len(FILES.get(platform, [1])), out
     assert "0 new raw rows" in replay("tmall", "tmall-docs")  # idempotent
@@ -108,15 +119,16 @@ def test_replayed_documentation_responses_standardize_as_expected(clean_warehous
         ledger = conn.execute("select count(*) from ops.extraction_windows").fetchone()[0]
         discounts = {r[0]: (r[1], r[2]) for r in conn.execute(
             "select order_id, merchant_discount_amount, platform_discount_amount"
-            " from marts.fct_orders where platform = 'meituan' and discount_amount > 0")}
-        lines = {r[0]: r[1:] for r in conn.execute(
+            " from marts.fct_orders where platform in ('meituan', 'eleme')"
+            " and discount_amount > 0")}
+        lines = {r[:2]: r[2:] for r in conn.execute(
             "select order_id, outer_sku_id, quantity, unit_price from marts.fct_order_items"
-            " where platform = 'meituan'")}
+            " where platform in ('meituan', 'eleme')")}
     assert set(rows) == set(EXPECTED)
     for key, expected in EXPECTED.items():
         actual = {k: v for k, v in rows[key].items() if k in expected}
         assert actual == expected, key
     assert ledger == 0  # a replayed file is not an API window
-    assert discounts == MEITUAN_DISCOUNTS
-    assert lines == MEITUAN_LINES
+    assert discounts == FOOD_DISCOUNTS
+    assert lines == FOOD_LINES
     reset(clean_warehouse)

@@ -28,6 +28,14 @@ def clock(sandbox):
     sandbox.sandbox.clock.set((T0 + timedelta(hours=2)).timestamp())
 
 
+def index_holds_the_first_half_hour(sandbox) -> None:
+    """The clock just after [T0, T0 + 30 min) is indexed: every order that
+    changed in it is found there (a food-delivery order, delivered within the
+    hour, has moved on by T0 + 2 h)."""
+    sandbox.sandbox.clock.set((T0 + timedelta(minutes=30)).timestamp()
+                              + sandbox.sandbox.spec.index_delay)
+
+
 # The platform's real error body for bad credentials: a bad signature where
 # the platform signs its calls, an unknown token where it does not (the mall).
 BAD_CREDENTIALS = {
@@ -69,6 +77,7 @@ def test_wrong_credentials_get_the_platforms_error_body(sandbox, shops, platform
 
 @pytest.mark.parametrize("platform", names())
 def test_good_credentials_return_orders_in_the_platforms_wrapper(sandbox, shops, platform):
+    index_holds_the_first_half_hour(sandbox)
     client = client_for(platform, creds(sandbox, shops, platform))
     size = client.max_page_size  # 100; Ele.me 50
     page = client.search_orders(T0, T0 + timedelta(minutes=30), client.first_page, size)
@@ -105,6 +114,7 @@ def test_douyin_pages_count_from_zero_and_jd_from_one(sandbox, shops):
 def test_units_and_formats_follow_each_platform(sandbox, shops):
     """Money: yuan strings (TOP, JOS), yuan numbers (PDD), integer fen (Doudian),
     yuan floats with JSON strings inside (Meituan)."""
+    index_holds_the_first_half_hour(sandbox)
     raw = {}
     for platform in ("tmall", "jd", "pdd", "douyin", "meituan"):
         client = client_for(platform, creds(sandbox, shops, platform))
@@ -171,3 +181,42 @@ def test_a_client_that_went_away_is_one_line_not_a_traceback(capfd):
     err = capfd.readouterr().err
     assert "went away (BrokenPipeError)" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("platform", ["meituan", "eleme"])
+def test_offset_paged_bills_are_read_to_the_end_and_match_the_world(sandbox, shops, platform,
+                                                                     monkeypatch):
+    """Meituan's bill list (fen) and Ele.me's finance records (yuan, outgo
+    negative) page by offset: every line of a day once, as the world settled it."""
+    import importlib
+
+    from orderhub_tools.sandbox.gateway import fen
+
+    module = importlib.import_module(f"orderhub.platforms.{platform}")
+    monkeypatch.setattr(module, "BILL_PAGE_SIZE" if platform == "meituan"
+                        else "FINANCE_PAGE_SIZE", 3)  # pages of 3: several of them
+    client = client_for(platform, creds(sandbox, shops, platform))
+    shop_id = next(s.shop_id for s in shops if s.platform == platform)
+    gateway = next(g for g in sandbox.sandbox.gateways if g.platform == platform)
+    day = parse_time("2026-11-10T00:00")
+    sandbox.sandbox.clock.set((day + timedelta(days=2)).timestamp())
+    world_lines = gateway.settlement_lines(shop_id, int(day.timestamp()),
+                                           int((day + timedelta(days=1)).timestamp()))
+    assert len(world_lines) > 3
+    lines, cursor, pages = [], None, 0
+    while True:
+        page = client.search_settlements(day, day + timedelta(days=1), cursor)
+        lines += page.lines
+        pages += 1
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert len(lines) == len(world_lines) == page.total and pages == -(-len(lines) // 3)
+    assert [client.line_identity(line)[0] for line in lines] == [
+        line.order_id for line in world_lines]
+    first, truth = lines[0], world_lines[0]
+    if platform == "meituan":
+        assert first["wm_poi_receive_cent"] == fen(truth.settle_amount)
+    else:
+        assert first["income"] == truth.settle_amount
+        assert first["commission"] == -truth.commission

@@ -115,6 +115,13 @@ class SettlementPage:
     next_cursor: Any = None
     total: int | None = None
 
+    @classmethod
+    def by_offset(cls, lines: list[dict[str, Any]], offset: int | None,
+                  total: int) -> SettlementPage:
+        """A page of an offset-paged API: the next offset while lines remain."""
+        following = (offset or 0) + len(lines)
+        return cls(lines, following if lines and following < total else None, total)
+
 
 @dataclass(frozen=True)
 class Verified:

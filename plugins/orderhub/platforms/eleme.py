@@ -173,10 +173,8 @@ class ElemeClient(PlatformClient):
 
     def parse_settlements(self, text: str, cursor: Any) -> SettlementPage:
         result = self._result(text)
-        lines, total = result.get("list") or [], int(result.get("total", 0))
-        following = (cursor or 0) + len(lines)
-        return SettlementPage(lines=lines, next_cursor=following if lines and following < total
-                              else None, total=total)
+        return SettlementPage.by_offset(result.get("list") or [], cursor,
+                                        int(result.get("total", 0)))
 
     def line_identity(self, line: dict[str, Any]) -> tuple[str, datetime]:
         return str(line["orderId"]), parse_local(line["settleTime"])

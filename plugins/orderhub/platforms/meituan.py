@@ -221,11 +221,8 @@ class MeituanClient(PlatformClient):
 
     def parse_settlements(self, text: str, cursor: Any) -> SettlementPage:
         data = self._data(text)
-        lines = data if isinstance(data, list) else []
         total = int((self.parse_json(text).get("extra_info") or {}).get("total", 0))
-        following = (cursor or 0) + len(lines)
-        return SettlementPage(lines=lines, next_cursor=following if lines and following < total
-                              else None, total=total)
+        return SettlementPage.by_offset(data if isinstance(data, list) else [], cursor, total)
 
     def line_identity(self, line: dict[str, Any]) -> tuple[str, datetime]:
         return str(line["order_id"]), datetime.fromtimestamp(int(line["bill_time"]), UTC)
