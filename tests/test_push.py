@@ -107,7 +107,7 @@ def test_a_meituan_order_whose_json_string_does_not_parse_is_refused_at_landing(
     order = MEITUAN(MEITUAN_APP).parse_order_response(PUSH_FORM)[0]
     rows, rejected = to_rows(MEITUAN(MEITUAN_APP), [order, dict(order, detail="[{\"sku")])
     assert len(rows) == 1 and len(rejected) == 1
-    assert "detail is not JSON text" in rejected[0].reason
+    assert rejected[0].reason == "meituan: detail should hold JSON as a string, and its text is not JSON"
 
 
 ELEME = client_class("eleme")

@@ -70,9 +70,10 @@
 
 {#- A platform's payload as its paths read it: the fields its decode rows
     name hold JSON as a string (Meituan's detail and extras), parsed here so
-    a path reaches inside them ($.detail[*].sku_id). Landing quarantines an
-    order whose such field does not parse, so the cast cannot fail. Without
-    decode rows: the payload itself. (Python's twin: orderhub.mapping.document_sql.) -#}
+    a path reaches inside them ($.detail[*].sku_id); an empty string is none.
+    Landing quarantines an order whose such field does not parse
+    (orderhub.extract.to_rows), so the cast cannot fail. Without decode rows:
+    the payload itself. (Python's twin: orderhub.mapping.document_sql.) -#}
 {% macro payload_document(platform, payload='payload') %}
     {%- set mapping = ref('platform_mapping') -%}
     {%- if not execute -%}{{ return(payload) }}{%- endif -%}
@@ -82,7 +83,7 @@
         {%- if not modules.re.match('^\$\.[A-Za-z_][A-Za-z0-9_]*$', row[0]) -%}
             {{ exceptions.raise_compiler_error("platform_mapping: a decode row names a top-level field ($.name), not " ~ row[0]) }}
         {%- endif -%}
-        {%- do fields.append("'" ~ row[0][2:] ~ "', (" ~ payload ~ " ->> '" ~ row[0][2:] ~ "')::jsonb") -%}
+        {%- do fields.append("'" ~ row[0][2:] ~ "', nullif(" ~ payload ~ " ->> '" ~ row[0][2:] ~ "', '')::jsonb") -%}
     {%- endfor -%}
     {%- if fields -%}
         {{ return("(" ~ payload ~ " || jsonb_build_object(" ~ fields | join(', ') ~ "))") }}

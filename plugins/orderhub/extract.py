@@ -43,6 +43,7 @@ The scheduled DAG tasks and ``orderhub extract`` all call :func:`extract_windows
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -390,11 +391,32 @@ class WindowFetch:
             cursor = page.next_cursor
 
 
+def unreadable_json_text(payload: dict, fields: list[str]) -> str | None:
+    """The first of ``fields`` (the mapping seed's decode rows: fields holding
+    JSON as a string) whose text is not JSON; staging could not read it."""
+    for name in fields:
+        value = payload.get(name)
+        if isinstance(value, str) and value:
+            try:
+                json.loads(value)
+            except ValueError:
+                return name
+    return None
+
+
 def to_rows(client: PlatformClient, payloads: list[dict],
             entity: str = "orders") -> tuple[list[RawRow], list[Rejected]]:
+    from orderhub.mapping import decode_fields
+
+    decoded = decode_fields(client.platform) if entity == "orders" else []
     rows, rejected = [], []
     for payload in payloads:
         text = jsonutil.canonical(payload)
+        bad = unreadable_json_text(payload, decoded) if decoded else None
+        if bad:
+            rejected.append(Rejected(text, f"{client.platform}: {bad} should hold JSON as a"
+                                           f" string, and its text is not JSON"))
+            continue
         try:
             order_id, modified_at = client.identity(entity, payload)
             if not order_id:

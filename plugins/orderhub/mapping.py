@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import psycopg
@@ -61,6 +62,7 @@ def read_seed(name: str, seeds: Path = SEEDS) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@cache
 def decode_fields(platform: str, seeds: Path = SEEDS) -> list[str]:
     """The top-level fields of a platform's payload that hold JSON as a
     string (the mapping seed's ``decode`` rows): ``["detail", "extras"]``."""
@@ -81,7 +83,7 @@ def document_sql(platform: str, seeds: Path = SEEDS, payload: str = "payload") -
     fields = decode_fields(platform, seeds)
     if not fields:
         return payload
-    parts = ", ".join(f"'{f}', ({payload} ->> '{f}')::jsonb" for f in fields)
+    parts = ", ".join(f"'{f}', nullif({payload} ->> '{f}', '')::jsonb" for f in fields)
     return f"({payload} || jsonb_build_object({parts}))"
 
 
