@@ -196,7 +196,7 @@ def test_orderhub_status_shows_every_shop_synced_with_what_landed(first_run, war
         pushed_by_platform[platform] += pushed
         assert any(line.split()[:4] == [platform, shop_id, "orders", "ok"]
                    for line in result.stdout.splitlines()), result.stdout
-    # Tmall, PDD, Douyin and Meituan push; JD and the brand's own mall do not
+    # Tmall, PDD, Douyin, Meituan and Ele.me push; JD and the brand's own mall do not
     assert {p for p, n in pushed_by_platform.items() if n} == PUSHING
 
 
@@ -314,7 +314,18 @@ def test_buyer_data_reaches_the_marts_only_masked_or_hashed(first_run, warehouse
                              " || '%%' or f::text like '%%' || (r.payload->>'receiver_name') || '%%'"
                              " or f::text like '%%' || (r.payload->>'receiver_address') || '%%'"
                              ).fetchone()[0]
+        # Meituan's and Ele.me's buyers: one address line each, a phone list (Ele.me)
+        food = conn.execute(
+            "select count(*), count(*) filter (where f::text like '%%' || r.name || '%%'"
+            " or f::text like '%%' || r.phone || '%%' or f::text like '%%' || r.address || '%%')"
+            " from marts.fct_orders f join (select platform, shop_id, order_id,"
+            " coalesce(payload->>'recipient_name', payload->>'consignee') as name,"
+            " coalesce(payload->>'recipient_phone', payload->'phoneList'->>0) as phone,"
+            " coalesce(payload->>'recipient_address', payload->>'deliveryPoiAddress') as address"
+            " from raw.orders where platform in ('meituan', 'eleme')) r"
+            " using (platform, shop_id, order_id)").fetchone()
     assert rows and clear == 0
+    assert food[0] > 0 and food[1] == 0, food
     assert all(re.fullmatch(r".\*+", n) for n, *_ in rows)
     assert all(re.fullmatch(r"1\d\d\*{4}\d{4}", p) for _, p, *_ in rows)
     # the region where the platform gives it apart (Meituan has one address
