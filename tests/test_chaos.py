@@ -38,10 +38,12 @@ CHAOS = [*PROFILES, ALL]  # none, flaky, incident, ..., skew, all
 # Each platform gets several profiles; request-count faults go where windows
 # are short (30 minutes: Tmall, PDD), so a small world still meets them.
 # The brand's own shop (config only) takes a paging fault.
-PLATFORM_OF = {"none": "meituan", "flaky": "pdd", "incident": "jd", "throttle": "tmall",
+PLATFORM_OF = {"none": "jd", "flaky": "pdd", "incident": "jd", "throttle": "tmall",
                "drift": "pdd", "late": "douyin", "truncated": "tmall", "dup": "mall",
-               "skew": "eleme", "all": "tmall"}
-# The food-delivery sources run a shop with every fault on too.
+               "skew": "douyin", "all": "tmall"}
+# The food-delivery sources run a shop with every fault on. (A profile of its own
+# on their one-day windows meets its fault only with luck: Ele.me's skew shop,
+# a page or two a run, once met none.)
 ALL_TOO = ["meituan", "eleme"]
 SHOPS = {**{f"chaos-{profile}": (PLATFORM_OF[profile], profile) for profile in CHAOS},
          **{f"chaos-{ALL}-{platform}": (platform, ALL) for platform in ALL_TOO}}
@@ -55,7 +57,8 @@ def chaos_shops(tmp_path_factory):
     shops = [{"platform": platform, "shop_id": shop_id,
               "conn_id": "orderhub_" + shop_id.replace("-", "_"), "faults": profile}
              for shop_id, (platform, profile) in SHOPS.items()]
-    assert set(PLATFORM_OF) == set(CHAOS) and set(PLATFORM_OF.values()) == set(names())
+    assert set(PLATFORM_OF) == set(CHAOS)
+    assert {platform for platform, _ in SHOPS.values()} == set(names())  # every platform
     path = tmp_path_factory.mktemp("chaos") / "shops.yml"
     path.write_text(yaml.safe_dump({"shops": shops}))
     return path, shops
