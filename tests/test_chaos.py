@@ -26,6 +26,7 @@ import yaml
 from orderhub.config import parse_time
 from orderhub.platforms import names
 from orderhub_tools.runner import SandboxTarget, run
+from orderhub_tools.sandbox.delivery import deliveries_truth
 from orderhub_tools.sandbox.faults import ALL, PROFILES
 from orderhub_tools.sandbox.server import SandboxSpec, serve
 from tests.truth import cli_truth, differences, fct_orders, reset
@@ -45,8 +46,12 @@ PLATFORM_OF = {"none": "jd", "flaky": "pdd", "incident": "jd", "throttle": "tmal
 # on their one-day windows meets its fault only with luck: Ele.me's skew shop,
 # a page or two a run, once met none.)
 ALL_TOO = ["meituan", "eleme"]
+# SF same-city (issue 19) delivers the orders of a brand's-own-shop store
+# with every fault on: on its orders' gateway and on SF's.
+DELIVERED = {f"chaos-{ALL}-sf": "sf_same_city"}
 SHOPS = {**{f"chaos-{profile}": (PLATFORM_OF[profile], profile) for profile in CHAOS},
-         **{f"chaos-{ALL}-{platform}": (platform, ALL) for platform in ALL_TOO}}
+         **{f"chaos-{ALL}-{platform}": (platform, ALL) for platform in ALL_TOO},
+         **{shop_id: ("mall", ALL) for shop_id in DELIVERED}}
 # What each profile's gateway must have done for the run to count as tested.
 EVIDENCE = {"flaky": "flaky", "incident": "incident", "throttle": "throttle", "drift": "drift",
             "late": "late", "truncated": "truncated", "dup": "dup", "skew": "skew"}
@@ -57,6 +62,10 @@ def chaos_shops(tmp_path_factory):
     shops = [{"platform": platform, "shop_id": shop_id,
               "conn_id": "orderhub_" + shop_id.replace("-", "_"), "faults": profile}
              for shop_id, (platform, profile) in SHOPS.items()]
+    for shop in shops:
+        if shop["shop_id"] in DELIVERED:
+            shop.update(delivery=DELIVERED[shop["shop_id"]],
+                        delivery_conn_id=shop["conn_id"] + "_delivery")
     assert set(PLATFORM_OF) == set(CHAOS)
     assert {platform for platform, _ in SHOPS.values()} == set(names())  # every platform
     path = tmp_path_factory.mktemp("chaos") / "shops.yml"
@@ -80,7 +89,7 @@ def chaos_run(request, warehouse_url, chaos_shops, tmp_path_factory, monkeypatch
     reset(warehouse_url)
     spec = SandboxSpec(seed=seed, shops=[(s["platform"], s["shop_id"]) for s in shops],
                        scale=SCALE, shop_faults={s["shop_id"]: s["faults"] for s in shops},
-                       incident_seconds=3)
+                       incident_seconds=3, deliveries=DELIVERED)
     server = serve(spec)
     try:
         target = SandboxTarget(f"http://127.0.0.1:{server.server_address[1]}", seed)
@@ -89,7 +98,12 @@ def chaos_run(request, warehouse_url, chaos_shops, tmp_path_factory, monkeypatch
         server.shutdown()
     truth = cli_truth(seed, SCALE, T0, T1, tmp_path_factory.mktemp("truth") / "truth.jsonl")
     injected = {shop_id: dict(f.injected) for shop_id, f in server.sandbox.faults.items()}
-    return report, truth, fct_orders(warehouse_url), injected
+    # SF's gateway: its own faults, and the deliveries as the last run saw them
+    injected |= {f"{shop_id}/sf": dict(f.injected)
+                 for shop_id, f in server.sandbox.delivery.faults.items()}
+    delivered = deliveries_truth(server.sandbox.world, DELIVERED, int(T0.timestamp()),
+                                 int(T1.timestamp()), server.sandbox.clock())
+    return report, truth, fct_orders(warehouse_url), injected, delivered
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +114,7 @@ def monkeypatch_module():
 
 @pytest.mark.parametrize("shop_id", list(SHOPS))
 def test_every_order_arrives_at_its_latest_version(chaos_run, shop_id):
-    _, truth, actual, _ = chaos_run
+    _, truth, actual, _, _ = chaos_run
     expected = [r for r in truth if r["shop_id"] == shop_id]
     assert expected, f"the world has no orders for {shop_id} in the window"
     diff = differences([r for r in actual if r["shop_id"] == shop_id], expected)
@@ -109,7 +123,7 @@ def test_every_order_arrives_at_its_latest_version(chaos_run, shop_id):
 
 @pytest.mark.parametrize("profile", sorted(EVIDENCE))
 def test_the_fault_really_happened(chaos_run, profile):
-    _, _, _, injected = chaos_run
+    _, _, _, injected, _ = chaos_run
     assert injected[f"chaos-{profile}"].get(EVIDENCE[profile], 0) > 0
     for shop_id, (platform, profile) in SHOPS.items():
         if profile == ALL:
@@ -117,10 +131,30 @@ def test_the_fault_really_happened(chaos_run, profile):
 
 
 def test_every_ledger_window_is_ok_after_repair(chaos_run, warehouse_url):
-    report, _, _, _ = chaos_run
+    report, _, _, _, _ = chaos_run
     with psycopg.connect(warehouse_url) as conn:
         open_windows = conn.execute(
             "select platform, shop_id, window_start, outcome, last_error from ops.extraction_windows"
             " where outcome <> 'ok' or orders_landed < api_reported_count").fetchall()
     assert open_windows == []
     assert report.windows_open == 0
+
+
+@pytest.mark.parametrize("shop_id", list(DELIVERED))
+def test_every_delivery_arrives_at_its_latest_state_through_sfs_faults(chaos_run, shop_id,
+                                                                       warehouse_url):
+    """SF same-city's gateway failed, throttled, cut answers short and kept
+    another clock; fct_deliveries still has every delivery of the shop's
+    orders, once, in the state SF showed the last run."""
+    _, _, _, injected, delivered = chaos_run
+    assert injected[f"{shop_id}/sf"], "SF's gateway met no fault"
+    expected = {r["order_id"]: (r["delivery_id"], str(r["delivery_status_code"]),
+                                r["delivery_fee"]) for r in delivered if r["shop_id"] == shop_id}
+    assert expected, f"no delivery of {shop_id}'s orders in the window"
+    with psycopg.connect(warehouse_url) as conn:
+        rows = conn.execute(
+            "select order_id, delivery_id, raw_delivery_status, (delivery_fee * 100)::integer"
+            " from marts.fct_deliveries where shop_id = %s", (shop_id,)).fetchall()
+    assert {order_id: rest for order_id, *rest in rows} == {
+        order_id: list(values) for order_id, values in expected.items()}
+    assert len(rows) == len(expected)

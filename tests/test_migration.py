@@ -102,10 +102,12 @@ NEWER_COLUMNS = ("mapping_hash", "versions_backfilled", "versions_pushed", "orde
                  "push_latency_max_seconds", "poll_latency_p95_seconds", "built_at",
                  "judged_at", "range_first_day", "range_end_day", "merchant_sku")
 NEWER_BY_MART = {"fct_money_events": ("landed_at",)}  # a column other marts had before
-# Marts added after the old commit: issue 17's live orders, issue 18's stock.
+# Marts added after the old commit: issue 17's live orders, issue 18's stock,
+# issue 19's deliveries.
 ADDED_SINCE = {"live_orders", "stock_positions", "stock_channel_allocations", "stock_offers",
                "fct_stock_position_history", "fct_oversold_incidents", "rpt_unmapped_skus",
-               "rpt_oversell_risk", "rpt_shop_status"}
+               "rpt_oversell_risk", "rpt_shop_status", "fct_deliveries",
+               "fct_order_delivery_costs"}
 
 
 def test_a_warehouse_of_per_platform_raw_tables_migrates_with_nothing_lost(tmp_path,

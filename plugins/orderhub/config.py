@@ -71,6 +71,10 @@ class Shop:
     conn_id: str
     name: str = ""
     faults: str = ""  # the sandbox's fault profile for this shop (chaos tests); "" in production
+    # Who delivers the shop's own orders (issue 19): a delivery service
+    # (orderhub.delivery, e.g. sf_same_city) and its Airflow connection.
+    delivery: str = ""
+    delivery_conn_id: str = ""
 
 
 def shops_file() -> Path:
@@ -123,10 +127,20 @@ def load_shops(path: Path | None = None) -> list[Shop]:
                             " (each shop needs platform, shop_id and conn_id)")
         shop = Shop(platform=str(row["platform"]), shop_id=str(row["shop_id"]),
                     conn_id=str(row["conn_id"]), name=row.get("name", ""),
-                    faults=row.get("faults", ""))
+                    faults=row.get("faults", ""), delivery=str(row.get("delivery") or ""),
+                    delivery_conn_id=str(row.get("delivery_conn_id") or ""))
         if shop.platform not in names():
             raise UserError(f"shops file {path}: shop {shop.shop_id}: unknown platform"
                             f" {shop.platform!r} (known: {', '.join(names())})")
+        if shop.delivery:
+            from orderhub.delivery import services
+
+            if shop.delivery not in services():
+                raise UserError(f"shops file {path}: shop {shop.shop_id}: unknown delivery"
+                                f" service {shop.delivery!r} (known: {', '.join(services())})")
+            if not shop.delivery_conn_id:
+                raise UserError(f"shops file {path}: shop {shop.shop_id}: delivery"
+                                f" {shop.delivery} needs a delivery_conn_id")
         shops.append(shop)
     keys = [(s.platform, s.shop_id) for s in shops]
     if len(keys) != len(set(keys)):

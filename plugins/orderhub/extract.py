@@ -375,6 +375,25 @@ class WindowFetch:
                             f"total kept changing over {self.policy.max_passes} passes",
                             retryable=True, kind="server")
 
+    def deliveries(self, order_ids: list[str]) -> tuple[list[dict], int]:
+        """What a delivery service says of each of ``order_ids`` (the shop's
+        orders of the window): each of its APIs asked in turn, every call
+        retried on its own. The count is the deliveries found: a service
+        reports no total of its own."""
+        found = []
+        for order_id in order_ids:
+            payload: dict | None = {}
+            for api in self.client.apis:
+                answer = self.call(lambda a=api, o=order_id: self.client.ask(a, o),
+                                   f"{api} of order {order_id}")
+                if answer is None:  # not an order the service carries
+                    payload = None
+                    break
+                payload[api] = answer
+            if payload is not None:
+                found.append(payload)
+        return found, len(found)
+
     def settlements(self, start: datetime, end: datetime) -> tuple[list[dict], int]:
         """Every settlement line booked in the window. A booked line never
         changes, so one forward pass (pages, a cursor or a file) is enough;
@@ -443,13 +462,25 @@ class ShopResult:
     rows_quarantined: int = 0
     errors: list[str] = field(default_factory=list)
 
+    deliveries: dict | None = None  # the shop's deliveries of the same windows (issue 19)
+
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
+    def add_deliveries(self, deliveries: ShopResult | None) -> ShopResult:
+        """Fold in the deliveries extracted after these orders: their failed
+        windows fail the task as the orders' do."""
+        if deliveries is not None:
+            self.deliveries = deliveries.as_dict()
+            self.windows_failed += deliveries.windows_failed
+            self.errors += [f"deliveries {error}" for error in deliveries.errors]
+        return self
+
 
 class ShopExtraction:
-    """One shop's extraction run of one entity (orders or settlements): a
-    client, the platform's breaker and clock, a warehouse connection."""
+    """One shop's extraction run of one entity (orders, settlements, or the
+    deliveries of its orders by its delivery service): a client, the
+    breaker and clock of the API's owner, a warehouse connection."""
 
     def __init__(self, shop: Shop, run_id: str, credentials: Credentials | None,
                  url: str | None, policy: RetryPolicy | None, progress: Callable | None,
@@ -459,7 +490,15 @@ class ShopExtraction:
         self.entity = entity
         self.sync_mode = sync_mode
         self.run_id = run_id
-        self.client = client_for(shop.platform, credentials or Credentials.from_airflow(shop.conn_id))
+        if entity == "deliveries":  # the shop's delivery service, asked about its orders
+            from orderhub.delivery import service_class
+
+            self.client = service_class(shop.delivery)(
+                credentials or Credentials.from_airflow(shop.delivery_conn_id),
+                shop_id=shop.shop_id)
+        else:
+            self.client = client_for(shop.platform,
+                                     credentials or Credentials.from_airflow(shop.conn_id))
         self.policy = policy or RetryPolicy.from_env()
         self.url = url or database_url()
         self.progress = progress
@@ -473,13 +512,14 @@ class ShopExtraction:
             ensure_schema(conn)
             register_shop(conn, self.shop.platform, self.shop.shop_id, name=self.shop.name,
                           conn_id=self.shop.conn_id)
-            breaker = Breaker(shared, self.shop.platform, self.policy, self.clock)
-            platform_clock = PlatformClock(shared, self.shop.platform)
+            # Keyed by the API's owner: the platform, or the delivery service.
+            breaker = Breaker(shared, self.client.platform, self.policy, self.clock)
+            platform_clock = PlatformClock(shared, self.client.platform)
             learnt = platform_clock.offset()
             if learnt is not None:  # what another task learnt of the gateway's clock
                 self.client.clock_offset = learnt
-            size = (self.client.settlement_max_window if self.entity == "settlements"
-                    else self.client.max_window)
+            size = {"settlements": self.client.settlement_max_window,
+                    "deliveries": DELIVERY_WINDOW}.get(self.entity) or self.client.max_window
             # Oldest first, each window once (a repair's open window may also
             # be one of its rolling span's): the newest windows, where an index
             # may still be catching up, are read as late as the run allows.
@@ -497,15 +537,20 @@ class ShopExtraction:
         returns (orders the platform reported, distinct orders landed, the
         error if any part of it failed)."""
         load = WindowLoad(self.shop.platform, self.shop.shop_id, self.entity, w_start,
-                          w_end, self.run_id, sync_mode=self.sync_mode)
+                          w_end, self.run_id, sync_mode=self.sync_mode,
+                          api_owner=self.client.platform)
         fetch = WindowFetch(self.client, self.policy, breaker, platform_clock, self.clock,
                             task_deadline=self.deadline)
         try:
             if self.clock.monotonic() >= self.deadline:
                 raise PlatformError(self.shop.platform, "deadline",
                                     "task deadline reached before this window", kind="deadline")
-            fetched = fetch.settlements if self.entity == "settlements" else fetch.orders
-            payloads, load.api_reported_count = fetched(w_start, w_end)
+            if self.entity == "deliveries":
+                payloads, load.api_reported_count = fetch.deliveries(
+                    shop_orders(conn, self.shop, w_start, w_end))
+            else:
+                fetched = fetch.settlements if self.entity == "settlements" else fetch.orders
+                payloads, load.api_reported_count = fetched(w_start, w_end)
             load.rows, load.rejected = to_rows(self.client, payloads, self.entity)
             if load.items_landed() + len(load.rejected) < load.api_reported_count:
                 load.outcome = "partial"
@@ -542,6 +587,34 @@ class ShopExtraction:
         return load.api_reported_count or 0, load.items_landed(), load.last_error
 
 
+# Deliveries are asked about per window of the shop's orders: an hour's.
+DELIVERY_WINDOW = timedelta(hours=1)
+
+
+def shop_orders(conn: psycopg.Connection, shop: Shop, start: datetime, end: datetime) -> list[str]:
+    """The shop's orders with a version landed that was modified in [start,
+    end): whose deliveries a window of entity ``deliveries`` asks about. A
+    delivery changes with its order (dispatched on payment, picked up,
+    delivered, cancelled with a refund), so asking after each window in
+    which the order changed sees the delivery's every state but the
+    rider's steps in between."""
+    rows = conn.execute(
+        "select distinct order_id from raw.orders where platform = %s and shop_id = %s"
+        " and modified_at >= %s and modified_at < %s order by order_id",
+        (shop.platform, shop.shop_id, start, end)).fetchall()
+    conn.commit()
+    return [row[0] for row in rows]
+
+
+def extract_deliveries(shop: Shop, spans: Iterable[tuple[datetime, datetime]], *, run_id: str,
+                       **kwargs) -> ShopResult | None:
+    """After a shop's orders: land what its delivery service says of the
+    deliveries of the orders in ``spans`` (None for a shop without one)."""
+    if not shop.delivery:
+        return None
+    return extract_windows(shop, spans, run_id=run_id, entity="deliveries", **kwargs)
+
+
 def extract_windows(shop: Shop, spans: Iterable[tuple[datetime, datetime]], *, run_id: str,
                     credentials: Credentials | None = None, database_url: str | None = None,
                     policy: RetryPolicy | None = None, progress: Callable | None = None,
@@ -572,4 +645,7 @@ def extract_interval(shop: Shop, start: datetime, end: datetime, *, run_id: str,
         log.info("waiting %.0fs so the window ends %s behind the platform clock", wait,
                  settings.safety_lag)
         clock.sleep(wait)
-    return extract_shop(shop, start - settings.lookback, end, run_id=run_id, **kwargs)
+    result = extract_shop(shop, start - settings.lookback, end, run_id=run_id, **kwargs)
+    kwargs.pop("credentials", None)  # the orders' credentials: the service has its own
+    return result.add_deliveries(extract_deliveries(shop, [(start - settings.lookback, end)],
+                                                    run_id=run_id, **kwargs))

@@ -30,9 +30,11 @@ from orderhub.config import database_url
 
 log = logging.getLogger(__name__)
 
-# The raw tables: order versions, and settlement lines (issue 5). A settlement
-# row's order_id is the order it pays out, modified_at its settle time.
-ENTITIES = ("orders", "settlements")
+# The raw tables: order versions, settlement lines (issue 5) and deliveries
+# (issue 19). A settlement row's order_id is the order it pays out,
+# modified_at its settle time; a delivery row's order_id is the shop order it
+# carries, modified_at its last status time (the delivery service's answers).
+ENTITIES = ("orders", "settlements", "deliveries")
 
 SCHEMA_SQL = """
 create schema if not exists raw;
@@ -544,6 +546,9 @@ class WindowLoad:
     sync_mode: str = "live"  # or "backfill": a sync of a span of history
     intake: str = "poll"  # or "push": fetched because a push message named the order
     calls: list = field(default_factory=list)  # platforms.base.ApiCall, for ops.api_calls
+    # Whose API the calls went to, when not the shop's platform's: a delivery
+    # service's (ops.api_calls, so its SLA figures are its own).
+    api_owner: str | None = None
 
     def items_landed(self) -> int:
         """Distinct orders in the window's rows - or, for settlements,
@@ -645,7 +650,8 @@ def land(conn: psycopg.Connection, load: WindowLoad, *, ledger: bool = True) -> 
                     "insert into ops.api_calls (platform, shop_id, endpoint, called_at, seconds,"
                     " outcome, error_code, backoff_seconds, run_id, window_start, window_end)"
                     " values (%s, %s, %s, to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s)",
-                    [(load.platform, load.shop_id, c.endpoint, c.called_at, round(c.seconds, 3),
+                    [(load.api_owner or load.platform, load.shop_id, c.endpoint, c.called_at,
+                      round(c.seconds, 3),
                       c.outcome, c.error_code, round(c.backoff_seconds, 3), load.run_id,
                       load.window_start, load.window_end) for c in load.calls])
         distinct_orders = load.items_landed()

@@ -116,5 +116,18 @@ def run_job(job: dict, run_id: str, entity: str = "orders", **kwargs):
     from orderhub.extract import extract_windows
 
     spans = [(parse_time(a), parse_time(b)) for a, b in job["spans"]]
-    return extract_windows(Shop(**job["shop"]), spans, run_id=run_id, entity=entity,
-                           sync_mode=job.get("sync_mode", "live"), **kwargs)
+    shop = Shop(**job["shop"])
+    mode = job.get("sync_mode", "live")
+    result = extract_windows(shop, spans, run_id=run_id, entity=entity, sync_mode=mode, **kwargs)
+    if entity != "orders" or not shop.delivery:
+        return result
+    # The shop's deliveries: of the same spans, and their own open windows.
+    from orderhub.extract import extract_deliveries
+
+    kwargs.pop("credentials", None)
+    until = max(b for _, b in spans)
+    spans += [(w["window_start"], w["window_end"])
+              for w in open_windows(kwargs.get("database_url"), until=until, entity="deliveries")
+              if (w["platform"], w["shop_id"]) == (shop.platform, shop.shop_id)]
+    return result.add_deliveries(extract_deliveries(shop, spans, run_id=run_id, sync_mode=mode,
+                                                    **kwargs))

@@ -50,7 +50,8 @@ def _spec(args):
     return SandboxSpec(seed=args.seed, shops=[(s.platform, s.shop_id) for s in shops],
                        scale=args.scale, faults=getattr(args, "faults", "none"),
                        shop_faults={s.shop_id: s.faults for s in shops if s.faults},
-                       flash_sale={"start": flash} if flash else None, world=sandbox_world())
+                       flash_sale={"start": flash} if flash else None, world=sandbox_world(),
+                       deliveries={s.shop_id: s.delivery for s in shops if s.delivery})
 
 
 def cmd_db(args) -> int:
@@ -116,6 +117,7 @@ def _iso(ts: int | None) -> str | None:
 
 
 def cmd_sandbox_truth(args) -> int:
+    from orderhub.config import parse_time
     from orderhub_tools.sandbox.settlement import reconciliation_truth
     from orderhub_tools.sandbox.stock import recorded_world
     from orderhub_tools.sandbox.world import World
@@ -134,6 +136,15 @@ def cmd_sandbox_truth(args) -> int:
         # [start, end): the settlement days reconciled (whole Beijing days)
         rows = reconciliation_truth(world, start, end)
         noun = "orders and settlement lines with a difference"
+    elif args.kind == "deliveries":
+        from orderhub.config import ExtractionSettings
+        from orderhub_tools.sandbox.delivery import deliveries_truth
+
+        # as the last run for the window saw them: at its end plus the safety lag
+        at = (parse_time(args.at) if args.at
+              else last + ExtractionSettings.from_env().safety_lag).timestamp()
+        rows = deliveries_truth(world, spec.deliveries, start, end, int(at))
+        noun = "deliveries"
     else:
         rows = world.truth(start, end)
         noun = "orders"
@@ -660,13 +671,16 @@ def main(argv: list[str] | None = None) -> int:
                            help="open a flash sale on scarce SKUs at START (ISO time):"
                                 " 10 minutes, 3 SKUs of 30 units listed on every channel")
         else:
+            p.add_argument("--at", help="deliveries: their state at this time (default: the"
+                                         " end plus the safety lag, when the last run asked)")
             p.add_argument("--kind", default="orders",
-                           choices=["orders", "reconciliation", "stock"],
+                           choices=["orders", "reconciliation", "stock", "deliveries"],
                            help="orders: their state; reconciliation: the category of every"
                                 " order or settlement line that must show a difference;"
                                 " stock: per merchant SKU, the units sold beyond the supply"
                                 " (the running sandbox's flash sale, or one over the window"
-                                " that nobody kept in step)")
+                                " that nobody kept in step); deliveries: the deliveries of the"
+                                " window's orders by a shop's delivery service (SF same-city)")
             p.add_argument("--start", required=True)
             p.add_argument("--end", required=True)
             p.add_argument("--out", required=True)

@@ -144,6 +144,83 @@ def print_reconciliation(world, first: datetime, start: datetime, books_until: d
     return equal
 
 
+def print_deliveries(world, delivered: dict[str, str], start: datetime, end: datetime,
+                     now: int) -> bool:
+    """marts.fct_deliveries beside the sandbox's truth: the deliveries of the
+    orders modified in [start, end) of the shops with a delivery service, in
+    their state when the last run asked (``now``, the sandbox clock)."""
+    from orderhub_tools.sandbox.delivery import deliveries_truth
+
+    truth = deliveries_truth(world, delivered, int(start.timestamp()), int(end.timestamp()), now)
+    diff = compare_deliveries(truth)
+    equal = not (diff["missing"] or diff["extra"] or diff["columns"])
+    statuses = Counter(r["delivery_status_code"] for r in truth)
+    print(f"\ndeliveries (marts.fct_deliveries; {', '.join(sorted(set(delivered.values())))}):"
+          f" {diff['found']} found, {len(truth)} in the truth, {len(diff['missing'])} missing,"
+          f" {len(diff['extra'])} extra, {len(diff['columns'])} column differences"
+          f" ({'equal' if equal else 'DIFFERENT'}); SF statuses"
+          f" {' '.join(f'{code}:{n}' for code, n in sorted(statuses.items()))},"
+          f" fees {sum(r['delivery_fee'] for r in truth) / 100:.2f} yuan")
+    for key, column, actual, expected in diff["columns"][:5]:
+        print(f"  {key} {column}: {actual!r} != {expected!r}")
+    print_delivery_costs()
+    return equal
+
+
+def print_delivery_costs() -> None:
+    """The delivery fee as a cost of the orders delivered, per shop
+    (marts.fct_order_delivery_costs)."""
+    with connect() as conn:
+        if not relation_exists(conn, "marts.fct_order_delivery_costs"):
+            return
+        rows = conn.execute(
+            "select platform, shop_id, count(*), count(received_amount), sum(received_amount),"
+            " sum(delivery_fee), sum(net_after_delivery)"
+            " from marts.fct_order_delivery_costs group by 1, 2 order by 1, 2").fetchall()
+    print("delivery costs (marts.fct_order_delivery_costs; received = settled, or paid on the"
+          " shop's own channel)")
+    print(f"{'shop':<18} {'orders':>7} {'received':>9} {'received (yuan)':>16} {'fees':>10}"
+          f" {'net after delivery':>19}")
+    for platform, shop_id, orders, received, amount, fees, net in rows:
+        print(f"{platform + '/' + shop_id:<18} {orders:>7} {received:>9} {amount or 0:>16.2f}"
+              f" {fees:>10.2f} {net or 0:>19.2f}")
+
+
+def compare_deliveries(truth: list[dict]) -> dict:
+    """fct_deliveries against the truth's rows, column by column (times as
+    Unix seconds, the fee in fen as SF writes it)."""
+    from decimal import Decimal
+
+    columns = ("delivery_id", "raw_delivery_status", "dispatched_at", "accepted_at",
+               "arrived_at", "picked_up_at", "delivered_at", "cancelled_at", "distance_m",
+               "delivery_fee")
+    with connect() as conn:
+        found = {} if not relation_exists(conn, "marts.fct_deliveries") else {
+            row[:3]: dict(zip(columns, row[3:], strict=True)) for row in conn.execute(
+                f"select platform, shop_id, order_id, {', '.join(columns)}"  # noqa: S608 - fixed names
+                " from marts.fct_deliveries").fetchall()}
+    diff = {"found": len(found), "missing": [], "extra": [], "columns": []}
+    expected_keys = set()
+    for row in truth:
+        key = (row["platform"], row["shop_id"], row["order_id"])
+        expected_keys.add(key)
+        actual = found.get(key)
+        if actual is None:
+            diff["missing"].append(key)
+            continue
+        expected = {**{c: row.get(c) for c in columns},
+                    "raw_delivery_status": str(row["delivery_status_code"]),
+                    "delivery_fee": Decimal(row["delivery_fee"]) / 100}
+        for column in columns:
+            value = actual[column]
+            if isinstance(value, datetime):
+                value = int(value.timestamp())
+            if value != expected[column]:
+                diff["columns"].append((key, column, value, expected[column]))
+    diff["extra"] = sorted(set(found) - expected_keys)
+    return diff
+
+
 def live_segment(target: SandboxTarget, shops, start: datetime, seconds: float, speed: float,
                  faults: str, follow_stock: bool = False) -> LiveSpan:
     """Push [start, start + seconds x speed) through intake, NATS and stream;
@@ -282,7 +359,8 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
              "minutes": live_seconds * live_speed / 60}
             if live_seconds and flash_sale and channels else None)
     spec = SandboxSpec(seed=seed, shops=[(s.platform, s.shop_id) for s in shops], scale=scale,
-                       faults=faults, flash_sale=sale, world=sandbox_world())
+                       faults=faults, flash_sale=sale, world=sandbox_world(),
+                       deliveries={s.shop_id: s.delivery for s in shops if s.delivery})
     if settle is None and faults in ("late", "all"):
         settle = timedelta(hours=4)  # late updates appear up to 3 hours after they happen
     server = serve(spec)
@@ -340,6 +418,10 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
         # were synced until the window's start; the hourly runs after it leave it alone
         recon_equal = print_reconciliation(server.sandbox.world, first, last, start)
     live_equal = report_live(span, server.sandbox.world, end) if span else True
+    delivered = {s.shop_id: s.delivery for s in shops if s.delivery}
+    if delivered:  # the shops' own orders, delivered by a delivery service (issue 19)
+        live_equal = print_deliveries(server.sandbox.world, delivered, synced_from, end,
+                                      server.sandbox.clock()) and live_equal
     if sale:
         live_equal = print_flash_sale(server.sandbox.world, sale) and live_equal
     out = write_report(home() / "report.html", start, end)

@@ -140,6 +140,16 @@ class SandboxTarget:
                 "password": creds.app_secret,
                 "extra": extra,
             })
+        for shop in shops:  # a delivery service's account (SF same-city, sandbox/delivery.py)
+            if shop.delivery:
+                from orderhub_tools.sandbox.delivery import PREFIX, SERVICE
+                from orderhub_tools.sandbox.gateway import sandbox_credentials
+
+                app = sandbox_credentials(self.seed, SERVICE,
+                                          sorted(s.shop_id for s in shops if s.delivery))
+                env[f"AIRFLOW_CONN_{shop.delivery_conn_id.upper()}"] = json.dumps({
+                    "conn_type": "http", "login": app.app_key, "password": app.app_secret,
+                    "extra": {"gateway_url": self.url + PREFIX}})
         from orderhub.stock import WAREHOUSE_CONN_ID
         from orderhub_tools.sandbox.stock import WAREHOUSE_PATH, warehouse_token
 

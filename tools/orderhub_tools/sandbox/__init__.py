@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 
 # Modules of this package that are the sandbox's machinery, not a platform.
-_MACHINERY = {"channels", "faults", "gateway", "push", "server", "settlement", "stock", "world"}
+_MACHINERY = {"channels", "delivery", "faults", "gateway", "push", "server", "settlement", "stock", "world"}
 
 
 @cache

@@ -16,6 +16,8 @@ order.getSettleBillDetailV3); sandbox/settlement.py decides what they say.
     GET  /_sandbox/stock           every shop's listings now, and a flash sale's truth (sandbox/stock.py)
     GET  /wms/inventory            the brand's warehouse system: on-hand per merchant SKU
                                    (bearer token; sandbox/stock.py)
+    POST /sf/open/api/external/…   SF same-city, for the shops delivering with it
+                                   (sandbox/delivery.py)
 
 TMC and PDD push over long connections to a second (WebSocket) port: the
 message service, sandbox/channels.py.
@@ -41,6 +43,7 @@ from urllib.parse import parse_qsl, urlsplit
 from orderhub import jsonutil
 from orderhub.config import parse_time
 from orderhub_tools.sandbox import gateways
+from orderhub_tools.sandbox.delivery import PREFIX as DELIVERY_PREFIX
 from orderhub_tools.sandbox.faults import ShopFaults, expand
 from orderhub_tools.sandbox.gateway import AppCredentials, Gateway, sandbox_credentials
 from orderhub_tools.sandbox.stock import WAREHOUSE_PATH, warehouse_answer, warehouse_token
@@ -65,6 +68,9 @@ class SandboxSpec:
     incident_seconds: float = 20.0  # wall seconds: stands in for "minutes" so demos stay short
     flash_sale: dict | None = None  # a flash sale on scarce SKUs (sandbox/stock.py FlashSale fields)
     world: str = "brand"  # which world: the brand's shops, or a tea chain's stores (world.WORLDS)
+    # Shops whose own orders a delivery service carries: shop id -> service
+    # (the shops file's ``delivery``; sandbox/delivery.py answers as SF same-city).
+    deliveries: dict[str, str] = field(default_factory=dict)
 
     def shop_fault_state(self, monotonic: Callable[[], float] = time.monotonic) -> dict[str, ShopFaults]:
         out = {}
@@ -139,6 +145,18 @@ class Sandbox:
             gateway.unmapped_status = spec.unmapped_status
             gateway.dropped_fields = tuple(spec.dropped_fields.get(gateway.platform, ()))
             gateway.short_shops = frozenset(spec.short_shops)
+        from orderhub_tools.sandbox.delivery import SERVICE, SfSameCityGateway
+
+        # SF's gateway meets each delivering shop's fault profile with a
+        # request count and a clock of its own
+        delivery_faults = {
+            shop_id: ShopFaults(spec.seed, f"{SERVICE}/{shop_id}", kinds, spec.incident_seconds,
+                                platform=SERVICE, monotonic=monotonic)
+            for shop_id in spec.deliveries
+            if (kinds := expand(spec.shop_faults.get(shop_id, spec.faults)))}
+        self.delivery = SfSameCityGateway(
+            self.world, sandbox_credentials(spec.seed, SERVICE, sorted(spec.deliveries)),
+            self.clock, spec.deliveries, delivery_faults)
         from orderhub_tools.sandbox.channels import Channels
 
         self.channels = Channels(self.gateways)  # TMC and PDD's long connections (serve starts it)
@@ -234,6 +252,9 @@ def make_handler(sandbox: Sandbox):
             if parts.path.startswith("/_sandbox/push"):
                 return self._send(200, sandbox.push_control(parts.path, self.command,
                                                             json.loads(body or b"{}")))
+            if parts.path.startswith(DELIVERY_PREFIX + "/"):  # SF same-city
+                reply = sandbox.delivery.serve(parts.path, query, body)
+                return self._send(reply.status, reply.body, reply.clock_offset)
             gateway = sandbox.route(parts.path)
             if gateway is None:
                 return self._send(404, {"error": f"no gateway at {parts.path}"})

@@ -1,0 +1,77 @@
+"""The tea chain's world through Airflow (issue 19): `orderhub demo --world tea`
+for one lunch hour, on the test warehouse. Meituan's and Ele.me's stores and
+the mini-program shop land equal to the truth, and SF same-city's deliveries
+of the mini-program's orders reach marts.fct_deliveries equal to the truth,
+column by column, each linked to its order."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.airflow]
+
+
+@pytest.fixture(scope="module")
+def tea_demo(warehouse_url):
+    environment = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "orderhub_tools.cli", "demo", "--world", "tea", "--fresh",
+         "--seed", "19", "--scale", "0.5", "--settlement-days", "0",
+         "--start", "2026-11-11T12:00", "--end", "2026-11-11T13:00"],
+        env={**environment, "ORDERHUB_DATABASE_URL": warehouse_url},
+        capture_output=True, text=True, timeout=900)
+    return result
+
+
+def test_the_tea_demo_ends_equal_to_the_truth(tea_demo):
+    out = tea_demo.stdout
+    assert tea_demo.returncode == 0, out[-3000:] + tea_demo.stderr[-3000:]
+    for platform in ("meituan", "eleme", "mall"):
+        row = re.search(rf"^{platform}\s+(\d+)\s+(\d+) (=|!=)\s*(\d+)", out, re.M)
+        assert row and row.group(3) == "=" and int(row.group(2)) > 0, out[-3000:]
+    found = re.search(r"deliveries \(marts.fct_deliveries; sf_same_city\): (\d+) found, (\d+)"
+                      r" in the truth, 0 missing, 0 extra, 0 column differences \(equal\)", out)
+    assert found and found.group(1) == found.group(2) and int(found.group(1)) > 20, out[-3000:]
+
+
+def test_every_delivery_is_linked_to_its_order_and_the_rider_is_masked(tea_demo, warehouse_url):
+    with psycopg.connect(warehouse_url) as conn:
+        deliveries, linked, fees, clear = conn.execute(
+            "select count(*), count(o.order_key), sum(d.delivery_fee),"
+            " count(*) filter (where d.rider_phone_masked ~ '^[0-9]{11}$')"
+            " from marts.fct_deliveries d left join marts.fct_orders o using (order_key)").fetchone()
+        statuses = dict(conn.execute(
+            "select delivery_status, count(*) from marts.fct_deliveries group by 1").fetchall())
+        shops = dict(conn.execute(
+            "select platform || '/' || shop_id, count(*) from marts.fct_deliveries"
+            " group by 1").fetchall())
+    assert deliveries > 20 and linked == deliveries and clear == 0
+    assert fees >= 6 * deliveries  # 8 yuan at least, less a 2-yuan coupon
+    assert statuses.get("delivered", 0) > 0
+    # SF carries the mini-program's orders and one Ele.me store's (商家自配送);
+    # the other stores' orders ride with the platforms' own riders
+    assert set(shops) == {"mall/tea-mini", "eleme/170022002"}
+
+
+def test_the_delivery_fee_is_a_cost_of_the_order_it_delivered(tea_demo, warehouse_url):
+    with psycopg.connect(warehouse_url) as conn:
+        rows = conn.execute(
+            "select c.platform, c.platform_settles, c.refund_status_code, c.paid_amount,"
+            " c.received_amount, c.delivery_fee, c.net_after_delivery, d.delivery_fee"
+            " from marts.fct_order_delivery_costs c join marts.fct_deliveries d using (order_key)"
+        ).fetchall()
+        delivered = conn.execute("select count(*) from marts.fct_deliveries").fetchone()[0]
+    assert len(rows) == delivered
+    for platform, settles, refund, paid, received, fee, net, delivery_fee in rows:
+        assert fee == delivery_fee
+        if platform == "mall":  # its own channel: what the buyer paid, unless refunded
+            assert not settles and received == (0 if refund == 2 else paid)
+        else:  # a platform that settles: nothing received before its settlement
+            assert settles
+        assert net == (None if received is None else received - fee)
