@@ -55,6 +55,10 @@ def test_a_reversed_range_is_refused_before_any_work(command):
     ("shops:\n  - {platform: tmall, shop_id: t1\n", "not valid YAML"),
     ("shops:\n  - {platform: tmall, shop_id: t1}\n", "shop #1 lacks conn_id"),
     ("shops: 3\n", "expected a list under 'shops:'"),
+    ("shops:\n  - {platform: mall, shop_id: m1, conn_id: c, delivery: dada}\n",
+     "unknown delivery service 'dada'"),
+    ("shops:\n  - {platform: mall, shop_id: m1, conn_id: c, delivery: sf_same_city}\n",
+     "delivery sf_same_city needs a delivery_conn_id"),
 ])
 def test_a_broken_shops_file_is_named(tmp_path, content, phrase):
     path = tmp_path / "shops.yml"
@@ -62,6 +66,13 @@ def test_a_broken_shops_file_is_named(tmp_path, content, phrase):
     result = orderhub("run", "--start", "2026-11-11T00:00", "--end", "2026-11-11T01:00",
                       env={"ORDERHUB_SHOPS_FILE": str(path)})
     refused(result, str(path), phrase)
+
+
+def test_a_flash_sale_in_a_world_without_stock_channels_is_refused():
+    """The tea chain's stores have no stock API: a sale there would sell
+    nothing, so asking for one is an error, not a demo without it."""
+    result = orderhub("demo", "--world", "tea", "--live", "10", "--flash-sale")
+    refused(result, "--flash-sale: no shop of the tea world has a stock API")
 
 
 def test_an_unreachable_warehouse_is_said_at_once():

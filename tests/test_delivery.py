@@ -21,11 +21,13 @@ from orderhub.extract import extract_deliveries, extract_shop
 from orderhub.platforms import Credentials, PlatformError
 from orderhub_tools.sandbox import shop_credentials
 from orderhub_tools.sandbox.delivery import (
+    ACCEPTED,
     CANCELLED,
     DELIVERED,
     DELIVERING,
     PREFIX,
     SERVICE,
+    WITHDREW,
     deliveries_truth,
     delivery_of,
 )
@@ -93,6 +95,11 @@ def test_a_delivery_follows_its_order(tea):
     orders = paid_orders(tea, hours=6)
     cancelled = [o for o in orders if any(kind == REFUND_REQUESTED for _, kind in o.events)]
     assert len(orders) > 100 and cancelled  # both lives are seen
+    withdrawn = [delivery_of(world, o) for o in orders
+                 if WITHDREW in (s for _, s in delivery_of(world, o).events)]
+    assert withdrawn  # a rider gave one back: accepted, withdrew, accepted again
+    for delivery in withdrawn:
+        assert [s for _, s in delivery.events][:4] == [1, ACCEPTED, WITHDREW, ACCEPTED]
     for order in orders:
         times = {kind: t for t, kind in order.events}
         delivery = delivery_of(world, order)
@@ -195,3 +202,37 @@ def test_the_truth_command_gives_the_deliveries_as_the_last_run_saw_them(tmp_pat
     assert {r["shop_id"] for r in rows} == {"tea-mini", "170022002"}
     assert [r["delivery_status_code"] for r in rows] == [
         r["delivery_status_code"] for r in expected]
+
+
+def test_a_status_callback_is_signed_in_its_url_and_names_the_shop_order(tea):
+    """What the sandbox's SF sends in live mode verifies with the shop's SF
+    account (the sign in the URL, over the body's exact text) and reads as
+    (shop id, shop order id, callback id); a forged or unreadable one does not."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from orderhub.push.messages import PushRejected
+
+    gateway = tea.sandbox.delivery
+    sf = service_class(SERVICE)
+    account = sf_credentials(tea.url)
+    order = paid_orders(tea)[0]
+    delivery = delivery_of(tea.sandbox.world, order)
+    msg_id, item = gateway.callback_item(delivery, 1)
+
+    def sent(forge: bool = False, raw: bytes | None = None) -> tuple[dict, bytes]:
+        _, body = gateway.push_request([item], forge=forge, raw=raw)
+        url = gateway.push_target("http://intake/delivery/sf_same_city", body, forge=forge)
+        return dict(parse_qsl(urlsplit(url).query)), body
+
+    query, body = sent()
+    assert sf.verify_callback_request(query, body, [account]) == account
+    assert sf.read_callback(body.decode()) == (SHOP.shop_id, order.order_id, msg_id)
+    assert msg_id == f"{delivery.sf_order_id}-{delivery.events[1][1]}-{delivery.events[1][0]}"
+    for bad_query, bad_body in (sent(forge=True), ({}, body), (query, body + b" ")):
+        with pytest.raises(PushRejected):
+            sf.verify_callback_request(bad_query, bad_body, [account])
+    for raw in (gateway.push_malformed("m", True), gateway.push_malformed("m", False)):
+        query, body = sent(raw=raw)
+        assert sf.verify_callback_request(query, body, [account]) == account  # signed ...
+        with pytest.raises((KeyError, TypeError, ValueError)):  # ... and unreadable
+            sf.read_callback(body.decode())

@@ -1,8 +1,11 @@
 """The tea chain's world through Airflow (issue 19): `orderhub demo --world tea`
-for one lunch hour, on the test warehouse. Meituan's and Ele.me's stores and
-the mini-program shop land equal to the truth, and SF same-city's deliveries
-of the mini-program's orders reach marts.fct_deliveries equal to the truth,
-column by column, each linked to its order."""
+for one lunch hour, on the test warehouse, its first ten minutes pushed live
+(Meituan's and Ele.me's webhooks, SF same-city's status callbacks, through
+`orderhub intake`, NATS and `orderhub stream`) with every push fault on: lost,
+doubled, late and stormy messages, forged and unreadable ones. Meituan's and Ele.me's stores
+and the mini-program shop land equal to the truth, and SF same-city's
+deliveries reach marts.fct_deliveries equal to the truth, column by column,
+each linked to its order."""
 
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ def tea_demo(warehouse_url):
     environment = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
     result = subprocess.run(
         [sys.executable, "-m", "orderhub_tools.cli", "demo", "--world", "tea", "--fresh",
-         "--seed", "19", "--scale", "0.5", "--settlement-days", "0",
-         "--start", "2026-11-11T12:00", "--end", "2026-11-11T13:00"],
+         "--seed", "27", "--scale", "0.5", "--settlement-days", "0",
+         "--start", "2026-11-11T12:00", "--end", "2026-11-11T13:00", "--live", "30",
+         "--speed", "20", "--faults", "push"],
         env={**environment, "ORDERHUB_DATABASE_URL": warehouse_url},
         capture_output=True, text=True, timeout=900)
     return result
@@ -38,6 +42,34 @@ def test_the_tea_demo_ends_equal_to_the_truth(tea_demo):
     found = re.search(r"deliveries \(marts.fct_deliveries; sf_same_city\): (\d+) found, (\d+)"
                       r" in the truth, 0 missing, 0 extra, 0 column differences \(equal\)", out)
     assert found and found.group(1) == found.group(2) and int(found.group(1)) > 20, out[-3000:]
+    assert re.search(r"marts.live_orders vs the sandbox truth .*: (\d+) orders, 0 missing,"
+                     r" 0 duplicated, 0 column differences \(equal\)", out), out[-3000:]
+
+
+def test_sfs_status_callbacks_land_deliveries_through_the_push_path(tea_demo, warehouse_url):
+    """During the live ten minutes SF called back on every status change;
+    the intake verified each, refused the forged ones and quarantined the
+    unreadable ones, and the stream asked SF and landed the answers (intake
+    push), before the poll came by (the net for the callbacks lost)."""
+    callbacks = re.search(r"delivery versions landed: (\d+) from status callbacks", tea_demo.stdout)
+    assert callbacks and int(callbacks.group(1)) > 5, tea_demo.stdout[-3000:]
+    with psycopg.connect(warehouse_url) as conn:
+        pushed = conn.execute(
+            "select count(*), count(distinct order_id), min(extracted_at)"
+            " from raw.deliveries where intake = 'push'").fetchone()
+        polled_first = conn.execute(
+            "select min(extracted_at) from raw.deliveries where intake = 'poll'").fetchone()[0]
+        refused = conn.execute("select count(*) from ops.push_rejections"
+                               " where platform = 'sf_same_city'").fetchone()[0]
+        unreadable = conn.execute("select count(*) from ops.quarantine where platform ="
+                                  " 'sf_same_city' and reason like 'sf_same_city callback%'"
+                                  ).fetchone()[0]
+        forged_landed = conn.execute("select count(*) from raw.deliveries"
+                                     " where order_id like '9%'").fetchone()[0]
+    assert pushed[0] == int(callbacks.group(1)) and pushed[1] > 3
+    assert polled_first is None or pushed[2] < polled_first  # before the poll's first landing
+    assert refused > 0 and forged_landed == 0  # forged callbacks: refused, never landed
+    assert unreadable > 0  # seed 27's push faults send SF three unreadable callbacks
 
 
 def test_every_delivery_is_linked_to_its_order_and_the_rider_is_masked(tea_demo, warehouse_url):

@@ -16,6 +16,7 @@ from orderhub.config import (
     time_range,
     worlds_dir,
 )
+from orderhub.platforms import client_class
 from orderhub.platforms import names as platform_names
 from orderhub_tools.sandbox.faults import CHOICES
 from orderhub_tools.sandbox.world import WORLDS
@@ -258,19 +259,23 @@ def cmd_nats(args) -> int:
 def cmd_intake(args) -> int:
     from orderhub.config import database_url
     from orderhub.push import broker
-    from orderhub.push.intake import Intake, push_apps, serve
+    from orderhub.push.intake import Intake, delivery_apps, push_apps, serve
 
     shops = load_shops()
     sandbox_connections()
     apps = push_apps(shops)
-    if not apps:
-        raise UserError("no configured shop is on a platform that pushes"
-                        " (config/shops.yml)")
+    deliveries, delivery_shops = delivery_apps(shops)
+    if not apps and not deliveries:
+        raise UserError("no configured shop is on a platform that pushes or delivers with a"
+                        " service that calls back (config/shops.yml)")
     check_warehouse()
     url = broker.start()
     print(f"intake: http://{args.host}:{args.port}/push/<platform>"
-          f" ({', '.join(sorted(apps))}) -> {url}", flush=True)
-    serve(Intake(url, database_url(), apps), args.host, args.port)
+          f" ({', '.join(sorted(apps))}) -> {url}"
+          + (f"; /delivery/<service> ({', '.join(sorted(deliveries))})" if deliveries else ""),
+          flush=True)
+    serve(Intake(url, database_url(), apps, delivery_apps=deliveries,
+                 delivery_shops=delivery_shops), args.host, args.port)
     return 0
 
 
@@ -371,7 +376,10 @@ def cmd_demo(args) -> int:
         settlement_days = args.settlement_days if args.settlement_days is not None else 2
         if start + timedelta(seconds=live * args.speed) > end:
             raise UserError("the live segment must end inside the demo's window (--end)")
-    load_shops()
+    shops = load_shops()
+    if args.flash_sale is True and not any(client_class(s.platform).stock_endpoint for s in shops):
+        raise UserError(f"--flash-sale: no shop of the {args.world} world has a stock API"
+                        " to sell it on (the sale needs channels to keep in step)")
     check_warehouse()
     return demo(seed=args.seed, start=start, end=end, fresh=args.fresh, scale=args.scale,
                 faults=args.faults, settlement_days=settlement_days, live_seconds=live,

@@ -163,6 +163,11 @@ def print_deliveries(world, delivered: dict[str, str], start: datetime, end: dat
           f" fees {sum(r['delivery_fee'] for r in truth) / 100:.2f} yuan")
     for key, column, actual, expected in diff["columns"][:5]:
         print(f"  {key} {column}: {actual!r} != {expected!r}")
+    with connect() as conn:
+        intake = dict(conn.execute("select intake, count(*) from raw.deliveries"
+                                   " group by 1").fetchall())
+    print(f"delivery versions landed: {intake.get('push', 0)} from status callbacks"
+          f" (`orderhub intake` -> `orderhub stream`), {intake.get('poll', 0)} by the poll")
     print_delivery_costs()
     return equal
 
@@ -182,8 +187,10 @@ def print_delivery_costs() -> None:
     print(f"{'shop':<18} {'orders':>7} {'received':>9} {'received (yuan)':>16} {'fees':>10}"
           f" {'net after delivery':>19}")
     for platform, shop_id, orders, received, amount, fees, net in rows:
-        print(f"{platform + '/' + shop_id:<18} {orders:>7} {received:>9} {amount or 0:>16.2f}"
-              f" {fees:>10.2f} {net or 0:>19.2f}")
+        # nothing received yet (a platform that settles later): no sum to show
+        amount, net = ((f"{amount:.2f}", f"{net:.2f}") if received else ("-", "-"))
+        print(f"{platform + '/' + shop_id:<18} {orders:>7} {received:>9} {amount:>16}"
+              f" {fees:>10.2f} {net:>19}")
 
 
 def compare_deliveries(truth: list[dict]) -> dict:
@@ -192,8 +199,8 @@ def compare_deliveries(truth: list[dict]) -> dict:
     from decimal import Decimal
 
     columns = ("delivery_id", "raw_delivery_status", "dispatched_at", "accepted_at",
-               "arrived_at", "picked_up_at", "delivered_at", "cancelled_at", "distance_m",
-               "delivery_fee")
+               "arrived_at", "picked_up_at", "delivered_at", "cancelled_at", "rider_changes",
+               "distance_m", "delivery_fee")
     with connect() as conn:
         found = {} if not relation_exists(conn, "marts.fct_deliveries") else {
             row[:3]: dict(zip(columns, row[3:], strict=True)) for row in conn.execute(

@@ -56,14 +56,18 @@ class PushStack:
 
     def targets(self) -> dict[str, str]:
         """Where each configured push platform delivers: the intake's webhook
-        URL, or ``websocket`` (the intake holds a connection to the platform)."""
+        URL, or ``websocket`` (the intake holds a connection to the platform);
+        and where each delivery service calls back (issue 19)."""
         out = {}
-        for platform in sorted({s.platform for s in load_shops()}):
+        shops = load_shops()
+        for platform in sorted({s.platform for s in shops}):
             transport = client_class(platform).push_transport
             if transport == "webhook":
                 out[platform] = f"http://127.0.0.1:{self.port}/push/{platform}"
             elif transport:
                 out[platform] = transport
+        for service in sorted({s.delivery for s in shops if s.delivery}):  # status callbacks
+            out[service] = f"http://127.0.0.1:{self.port}/delivery/{service}"
         return out
 
     def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:

@@ -1,7 +1,9 @@
 {#- One row per delivery of a shop's own order (issue 19): its latest
     version, the standard delivery status, the time of every step, distance
-    and the fee the shop pays, linked to fct_orders by order_key. A new
-    delivery service is one more staging model in the union below. -#}
+    and the fee the shop pays, linked to fct_orders by order_key. A delivery
+    whose order has not landed yet (a status callback can come first) waits
+    in raw.deliveries and shows here from the build after its order lands.
+    A new delivery service is one more staging model in the union below. -#}
 {{ config(
     materialized='table',
     indexes=[{'columns': ['order_key']},
@@ -46,6 +48,7 @@ final as (
         latest.cancelled_at,
         extract(epoch from latest.delivered_at - latest.picked_up_at)::integer
             as riding_seconds,
+        latest.rider_changes,
         latest.distance_m,
         latest.delivery_fee_before_coupon,
         latest.delivery_fee,
@@ -57,7 +60,7 @@ final as (
     left join codes
         on codes.delivery_service = latest.delivery_service
         and codes.raw_delivery_status = latest.raw_delivery_status
-    left join orders
+    inner join orders
         on orders.platform = latest.platform
         and orders.shop_id = latest.shop_id
         and orders.order_id = latest.order_id

@@ -8,11 +8,13 @@ with deliveries as (
 ),
 
 steps as (
-    -- the first time the feed shows each status
+    -- the first time the feed shows each status, and how often it does
+    -- (22: a rider gave the delivery back, and another accepted it)
     select
         d.raw_id,
         (step ->> 'order_status') as raw_status,
-        min({{ local_ts("step ->> 'create_time'") }}) as status_at
+        min({{ local_ts("step ->> 'create_time'") }}) as status_at,
+        count(*) as times
     from deliveries as d
     cross join lateral jsonb_array_elements(d.payload -> 'listorderfeed' -> 'feed') as step
     group by 1, 2
@@ -33,6 +35,7 @@ final as (
         (select status_at from steps s where s.raw_id = d.raw_id and s.raw_status = '15') as picked_up_at,
         (select status_at from steps s where s.raw_id = d.raw_id and s.raw_status = '17') as delivered_at,
         (select status_at from steps s where s.raw_id = d.raw_id and s.raw_status = '2') as cancelled_at,
+        coalesce((select times from steps s where s.raw_id = d.raw_id and s.raw_status = '22'), 0)::integer as rider_changes,
         (d.payload #>> '{getorderstatus,delivery_distance_meter}')::integer as distance_m,
         {{ fen_to_yuan("d.payload #>> '{getorderstatus,total_pay_money}'") }} as delivery_fee_before_coupon,
         {{ fen_to_yuan("d.payload #>> '{getorderstatus,real_pay_money}'") }} as delivery_fee,

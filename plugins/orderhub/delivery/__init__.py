@@ -61,6 +61,24 @@ class DeliveryClient(PlatformClient):
         """(the shop order id, the delivery's last status time)."""
         raise NotImplementedError
 
+    # Status callbacks (the service pushes each change of a delivery): the
+    # answers it expects, and how one is verified and read.
+    callback_ok: ClassVar[dict[str, Any]] = {}
+    callback_refusal: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def verify_callback_request(cls, query: dict[str, str], body: bytes,
+                                apps: list[Credentials]) -> Credentials:
+        """The account a callback came from; PushRejected when it verifies
+        with none of ``apps``."""
+        raise NotImplementedError
+
+    @classmethod
+    def read_callback(cls, text: str) -> tuple[str, str, str]:
+        """(our shop id, the shop order id, the callback's id) of one status
+        callback; KeyError/ValueError/TypeError when it lacks them."""
+        raise NotImplementedError
+
     def order_search_request(self, start, end, page, page_size) -> HttpRequest:
         raise NotImplementedError(f"{self.service}: a delivery service lists no orders")
 

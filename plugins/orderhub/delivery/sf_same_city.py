@@ -25,8 +25,11 @@ distance fields in ``getorderstatus`` and the feed's time format are
 UNCONFIRMED: public SDKs show the URLs and the signature only; the sandbox
 and this client agree on them (docs/delivery.md).
 
-SF also calls back on every status change (``order_status`` in a JSON body
-signed the same way): :func:`verify_callback` checks one.
+SF also calls back on every status change: a JSON body (``sf_order_id``,
+``shop_id``, ``shop_order_id``, ``order_status``, ``push_time``, ...) POSTed to
+the developer's URL with ``?sign=`` computed the same way. ``orderhub
+intake`` verifies one (:func:`verify_callback`) and puts it on the push
+stream; ``orderhub stream`` asks SF about the delivery and lands it.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from datetime import datetime
 from typing import Any
 
 from orderhub.delivery import DeliveryClient
-from orderhub.platforms.base import HttpRequest, PlatformError, parse_local_time
+from orderhub.platforms.base import Credentials, HttpRequest, PlatformError, parse_local_time
+from orderhub.push.messages import PushRejected
 
 API_PATH = "/open/api/external/"
 STATUS_API = "getorderstatus"
@@ -71,6 +75,13 @@ def verify_callback(text: str, signature: str, dev_id: str, dev_key: str) -> boo
     """Whether a callback body (its exact text) carries SF's signature (the
     ``sign`` query parameter of the callback URL)."""
     return hmac.compare_digest(sign(text, dev_id, dev_key), signature or "")
+
+
+def callback_id(callback: dict[str, Any]) -> str:
+    """A status callback's id: the delivery, the status and when SF sent it
+    (a rider who withdrew makes status 10 happen twice; SF's redelivery of one
+    callback keeps its push_time)."""
+    return f"{callback['sf_order_id']}-{callback['order_status']}-{callback['push_time']}"
 
 
 def error_from(code: str, message: str) -> PlatformError:
@@ -115,6 +126,26 @@ class SfSameCityClient(DeliveryClient):
         raise error_from(code, str(body.get("error_msg", "")))
 
     apis = (STATUS_API, FEED_API)
+    callback_ok = {"error_code": 0, "error_msg": "success"}
+    callback_refusal = {"error_code": 1001, "error_msg": "签名错误"}
+
+    @classmethod
+    def verify_callback_request(cls, query: dict[str, str], body: bytes,
+                                apps: list[Credentials]) -> Credentials:
+        text = body.decode("utf-8", errors="replace")
+        for app in apps:
+            if verify_callback(text, query.get("sign", ""), app.app_key, app.app_secret):
+                return app
+        raise PushRejected("sf_same_city callback: the sign verifies with no configured"
+                           " dev_id" if query.get("sign") else
+                           "sf_same_city callback: no sign")
+
+    @classmethod
+    def read_callback(cls, text: str) -> tuple[str, str, str]:
+        callback = json.loads(text)
+        if not isinstance(callback, dict):
+            raise TypeError("not a JSON object")
+        return str(callback["shop_id"]), str(callback["shop_order_id"]), callback_id(callback)
 
     def ask(self, api: str, order_id: str) -> dict[str, Any] | None:
         return self.call(api, self._request(api, self._about(order_id)), self._result)

@@ -6,6 +6,9 @@ An ASGI app (Starlette) on uvicorn, in two parts:
 * ``POST /push/<platform>`` is a platform's webhook (Douyin); the platform's
   client verifies the signature against the apps of the configured shops and
   reads the messages out of the body.
+* ``POST /delivery/<service>`` is a delivery service's status callback (SF
+  same-city, issue 19): verified against the delivering shops' accounts, it
+  becomes a message naming the shop order, topic ``delivery:<service>``.
 * For a platform that pushes over a long connection (Taobao TMC, Pinduoduo),
   the intake holds one WebSocket per app (from the shops' connections:
   ``extra.push_url``, default the platform's service), signed as the
@@ -78,6 +81,10 @@ class Intake:
     database_url: str
     apps: dict[str, list[PushApp]]  # platform -> the apps its pushes may come from
     counts: Counter = field(default_factory=Counter)
+    # delivery service -> the accounts its status callbacks may come from, and
+    # the shops they deliver for (shop id -> its platform): issue 19
+    delivery_apps: dict[str, list[PushApp]] = field(default_factory=dict)
+    delivery_shops: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self):
         self.nc = None
@@ -142,6 +149,49 @@ class Intake:
                         type(error).__name__)
             return JSONResponse({"code": 503, "msg": "broker unavailable"}, status_code=503)
         return JSONResponse(verified.answer)
+
+    # -- a delivery service's status callbacks (SF same-city) ---------------------
+    async def delivery_callback(self, request: Request) -> JSONResponse:
+        """``POST /delivery/<service>``: one status change of a delivery of a
+        configured shop's order, verified with the service's signature and
+        published as a message naming the shop order (topic
+        ``delivery:<service>``); ``orderhub stream`` asks the service about
+        it and lands the answers in raw.deliveries."""
+        from orderhub.delivery import services
+
+        service = request.path_params["service"]
+        client = services().get(service)
+        if client is None or service not in self.delivery_apps:
+            return JSONResponse({"error": f"{service} callbacks are not received here"},
+                                status_code=404)
+        body = await request.body()
+        try:
+            client.verify_callback_request(dict(request.query_params), body,
+                                           [app.credentials for app in self.delivery_apps[service]])
+        except PushRejected as rejected:
+            self.counts["rejected"] += 1
+            await asyncio.to_thread(self._reject, service, str(rejected), body)
+            return JSONResponse(client.callback_refusal, status_code=401)
+        text = body.decode("utf-8", errors="replace")
+        try:
+            shop_id, order_id, msg_id = client.read_callback(text)
+            platform = self.delivery_shops[service][shop_id]
+        except (KeyError, TypeError, ValueError) as exc:
+            self.counts["malformed"] += 1
+            await asyncio.to_thread(self._quarantine, service, [Malformed(
+                text, f"{service} callback: lacks a usable shop id, shop order id or status,"
+                      f" or names a shop it does not deliver for ({type(exc).__name__}: {exc})")])
+            return JSONResponse(client.callback_ok)
+        try:
+            await self.publish([PushMessage(platform, shop_id, order_id, f"{service}:{msg_id}",
+                                            f"delivery:{service}")])
+        except Exception as error:  # noqa: BLE001 - any broker failure: the service redelivers
+            self.counts["broker_unavailable"] += 1
+            log.warning("publish failed (%s): answering 503, the service redelivers",
+                        type(error).__name__)
+            return JSONResponse({"error_code": 503, "error_msg": "broker unavailable"},
+                                status_code=503)
+        return JSONResponse(client.callback_ok)
 
     # -- the long connections --------------------------------------------------------
     async def hold(self, platform: str, app: PushApp) -> None:
@@ -267,6 +317,7 @@ class Intake:
 
         return Starlette(routes=[
             Route("/push/{platform}", self.webhook, methods=["POST"]),
+            Route("/delivery/{service}", self.delivery_callback, methods=["POST"]),
             Route("/healthz", self.health, methods=["GET"]),
         ], lifespan=lifespan)
 
@@ -283,6 +334,23 @@ def push_apps(shops) -> dict[str, list[PushApp]]:
             shop_ids.add(shop.shop_id)
     return {platform: [PushApp(c, frozenset(ids)) for c, ids in by_key.values()]
             for platform, by_key in apps.items()}
+
+
+def delivery_apps(shops) -> tuple[dict[str, list[PushApp]], dict[str, dict[str, str]]]:
+    """The accounts each delivery service's callbacks may come from (one per
+    distinct dev id among the delivering shops' connections, with its shops),
+    and per service the shops it delivers for (shop id -> platform)."""
+    apps: dict[str, dict[str, tuple[Credentials, set[str]]]] = {}
+    shop_platforms: dict[str, dict[str, str]] = {}
+    for shop in shops:
+        if shop.delivery:
+            credentials = Credentials.from_airflow(shop.delivery_conn_id)
+            _, shop_ids = apps.setdefault(shop.delivery, {}).setdefault(
+                credentials.app_key, (credentials, set()))
+            shop_ids.add(shop.shop_id)
+            shop_platforms.setdefault(shop.delivery, {})[shop.shop_id] = shop.platform
+    return ({service: [PushApp(c, frozenset(ids)) for c, ids in by_key.values()]
+             for service, by_key in apps.items()}, shop_platforms)
 
 
 def serve(intake: Intake, host: str = "127.0.0.1", port: int = 8090) -> None:

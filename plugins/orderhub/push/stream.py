@@ -11,6 +11,10 @@ the messages only after the landing transaction committed. A crash at any
 point leaves the batch unacknowledged; JetStream redelivers it after
 ``ACK_WAIT``, and landing it again adds nothing.
 
+A delivery service's status callback (topic ``delivery:<service>``, issue
+19) is landed the same way: the service is asked about the delivery of the
+shop order it names (orderhub.delivery), into raw.deliveries.
+
 A detail call that still fails after its retries: the message is nak'ed
 with a delay and comes back; at ``MAX_DELIVER`` deliveries it is terminated,
 with a quarantine row saying so, and left to the poll, which is the net for
@@ -81,7 +85,7 @@ class Stream:
         self.wait = wait
         self.policy = policy or RetryPolicy.from_env()
         self.shops = {(s.platform, s.shop_id): s for s in shops
-                      if client_class(s.platform).push_transport}
+                      if client_class(s.platform).push_transport or s.delivery}
         self._credentials = credentials or {}
         self.clients: dict = {}
         self.conn = psycopg.connect(self.url)
@@ -95,34 +99,49 @@ class Stream:
         self.lag = LagWatch()
         self.channels = None  # the alert channels, looked up at the first check
 
-    def client(self, shop: Shop):
-        key = (shop.platform, shop.shop_id)
+    def client(self, shop: Shop, entity: str = "orders"):
+        """The shop's platform client, or (``deliveries``) its delivery service's."""
+        key = (shop.platform, shop.shop_id, entity)
         if key not in self.clients:
-            credentials = (self._credentials.get(shop.conn_id)
-                           or Credentials.from_airflow(shop.conn_id))
-            self.clients[key] = client_for(shop.platform, credentials)
+            conn_id = shop.delivery_conn_id if entity == "deliveries" else shop.conn_id
+            credentials = self._credentials.get(conn_id) or Credentials.from_airflow(conn_id)
+            if entity == "deliveries":
+                from orderhub.delivery import service_class
+
+                self.clients[key] = service_class(shop.delivery)(credentials,
+                                                                 shop_id=shop.shop_id)
+            else:
+                self.clients[key] = client_for(shop.platform, credentials)
         return self.clients[key]
 
     # -- one micro-batch (a worker thread: blocking HTTP and SQL) --------------------
     def land_batch(self, messages: list[tuple[object, PushMessage | None]]) -> BatchResult:
         result = BatchResult()
-        by_shop: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        by_shop: dict[tuple[str, str, str], dict[str, list]] = defaultdict(
+            lambda: defaultdict(list))
         for handle, message in messages:
-            if message is None or (message.platform, message.shop_id) not in self.shops:
+            # a delivery service's status callback (issue 19), or an order message
+            entity = ("deliveries" if message is not None
+                      and message.topic.startswith("delivery:") else "orders")
+            shop = self.shops.get((message.platform, message.shop_id)) if message else None
+            if shop is None or (entity == "deliveries" and not shop.delivery):
                 if message is not None:
                     log.warning("push for an unconfigured shop %s/%s: acknowledged, not landed",
                                 message.platform, message.shop_id)
                 result.done.append(handle)
                 continue
-            by_shop[(message.platform, message.shop_id)][message.order_id].append(handle)
-        for key, orders in by_shop.items():
-            self._land_shop(self.shops[key], orders, result)
+            by_shop[(message.platform, message.shop_id, entity)][message.order_id].append(handle)
+        for (platform, shop_id, entity), orders in by_shop.items():
+            self._land_shop(self.shops[(platform, shop_id)], orders, result, entity)
         return result
 
-    def _land_shop(self, shop: Shop, orders: dict[str, list], result: BatchResult) -> None:
-        client = self.client(shop)
-        breaker = Breaker(self.shared, shop.platform, self.policy)
-        platform_clock = PlatformClock(self.shared, shop.platform)
+    def _land_shop(self, shop: Shop, orders: dict[str, list], result: BatchResult,
+                   entity: str = "orders") -> None:
+        """Fetch what the messages name (an order's detail, or what the
+        delivery service says of its delivery) and land it in one transaction."""
+        client = self.client(shop, entity)
+        breaker = Breaker(self.shared, client.platform, self.policy)
+        platform_clock = PlatformClock(self.shared, client.platform)
         learnt = platform_clock.offset()
         if learnt is not None:
             client.clock_offset = learnt
@@ -130,6 +149,12 @@ class Stream:
 
         def detail(order_id: str):
             try:
+                if entity == "deliveries":
+                    found, _ = fetch.deliveries([order_id])
+                    if not found:
+                        raise PlatformError(client.platform, "no-delivery",
+                                            "the service carries no such order")
+                    return found[0], None
                 return fetch.call(lambda: client.order_detail(order_id),
                                   f"detail of {order_id}"), None
             except PlatformError as error:
@@ -147,14 +172,16 @@ class Stream:
                 if error.retryable or error.kind in ("deadline", "breaker"):
                     result.retry.extend(handles)
                 else:  # the platform says no: keep the reason, the poll is the net
+                    what = "delivery" if entity == "deliveries" else "detail"
                     rejected.append(Rejected(f'{{"order_id": "{order_id}"}}',
-                                             f"{shop.platform} push: detail of {order_id}"
+                                             f"{client.platform} push: {what} of {order_id}"
                                              f" refused: {error}"))
                     landed_handles.extend(handles)
-        rows, bad = to_rows(client, payloads)
-        load = WindowLoad(shop.platform, shop.shop_id, "orders", None, None, "stream",
+        rows, bad = to_rows(client, payloads, entity)
+        load = WindowLoad(shop.platform, shop.shop_id, entity, None, None, "stream",
                           rows=rows, rejected=rejected + bad, intake="push",
-                          fetched_at=datetime.fromtimestamp(client.platform_now(), UTC))
+                          fetched_at=datetime.fromtimestamp(client.platform_now(), UTC),
+                          api_owner=client.platform)
         load.calls, client.api_calls = client.api_calls, []
         result.landed += land(self.conn, load, ledger=False)
         result.orders += len(rows)

@@ -20,13 +20,15 @@ import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from orderhub.config import PLATFORM_TZ
-from orderhub.delivery.sf_same_city import FEED_API, NO_SUCH_ORDER, STATUS_API, sign
+from orderhub.delivery.sf_same_city import FEED_API, NO_SUCH_ORDER, STATUS_API, body_text, sign
 from orderhub_tools.sandbox.faults import ShopFaults
 from orderhub_tools.sandbox.gateway import CLOCK_TOLERANCE, AppCredentials, Reply
 from orderhub_tools.sandbox.world import (
     COMPLETED,
+    MAX_LIFETIME,
     PAID,
     REFUND_REQUESTED,
     SHIPPED,
@@ -40,8 +42,10 @@ from orderhub_tools.sandbox.world import (
 SERVICE = "sf_same_city"
 PREFIX = "/sf"
 CREATED, CANCELLED, ACCEPTED, AT_STORE, DELIVERING, DELIVERED = 1, 2, 10, 12, 15, 17
+WITHDREW = 22  # the rider gave the delivery back; another accepts it
 STATUS_TEXT = {CREATED: "订单创建", CANCELLED: "订单取消", ACCEPTED: "配送员接单",
-               AT_STORE: "配送员到店", DELIVERING: "配送员配送中", DELIVERED: "订单完成"}
+               AT_STORE: "配送员到店", DELIVERING: "配送员配送中", DELIVERED: "订单完成",
+               WITHDREW: "配送员撤单"}
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,14 @@ def delivery_of(world: World, order: Order) -> Delivery | None:
     events = [(created, CREATED)]
     if SHIPPED in times:
         picked_up = times[SHIPPED]
+        events.append((accepted, ACCEPTED))
+        withdrew = accepted + rng.randint(30, 120)
+        again = withdrew + rng.randint(30, 120)
+        if rng.random() < 0.05 and again + 60 < picked_up:  # one rider in twenty gives it back
+            events += [(withdrew, WITHDREW), (again, ACCEPTED)]
+            accepted = again
         at_store = max(accepted + 30, picked_up - rng.randint(60, 300))
-        events += [(accepted, ACCEPTED), (at_store, AT_STORE), (picked_up, DELIVERING)]
+        events += [(at_store, AT_STORE), (picked_up, DELIVERING)]
         if COMPLETED in times:
             events.append((times[COMPLETED], DELIVERED))
     elif REFUND_REQUESTED in times:  # cancelled after the store accepted it
@@ -147,13 +157,16 @@ def deliveries_truth(world: World, delivered: dict[str, str], start: int, end: i
         steps = delivery.at(now) if delivery else []
         if not steps:
             continue
-        when = {status: t for t, status in steps}
+        when: dict[int, int] = {}
+        for t, status in steps:  # each status's first time (a rider who withdrew: the first acceptance)
+            when.setdefault(status, t)
         rows.append({
             "platform": row["platform"], "shop_id": row["shop_id"], "order_id": row["order_id"],
             "delivery_id": delivery.sf_order_id, "delivery_status_code": steps[-1][1],
             "dispatched_at": when.get(CREATED), "accepted_at": when.get(ACCEPTED),
             "arrived_at": when.get(AT_STORE), "picked_up_at": when.get(DELIVERING),
             "delivered_at": when.get(DELIVERED), "cancelled_at": when.get(CANCELLED),
+            "rider_changes": sum(status == WITHDREW for _, status in steps),
             "distance_m": delivery.distance_m, "delivery_fee": delivery.real_fen,
         })
     rows.sort(key=lambda r: (r["platform"], r["shop_id"], r["order_id"]))
@@ -230,3 +243,60 @@ class SfSameCityGateway:
             return self.answer(int(NO_SUCH_ORDER), "订单不存在")
         answer = status_answer if api == STATUS_API else feed_answer
         return self.answer(0, "success", answer(delivery, now))
+
+    # -- status callbacks (live mode: sandbox/push.py sends them as they happen) --
+    platform = SERVICE  # the pusher's name for this sender
+    push_transport = "webhook"
+    push_batch = 1  # one callback per POST
+
+    def delivery_events(self, shop_id: str, start: int, end: int) -> list[tuple[int, Delivery, int]]:
+        """Every status change in [start, end) of the deliveries of a shop's
+        orders: (time, delivery, index of the status), oldest first."""
+        platform = self.shops[shop_id]
+        found = []
+        for order in self.world.orders_created(platform, shop_id, start - MAX_LIFETIME, end):
+            delivery = delivery_of(self.world, order)
+            for i, (t, _) in enumerate(delivery.events if delivery else ()):
+                if start <= t < end:
+                    found.append((t, delivery, i))
+        found.sort(key=lambda e: (e[0], e[1].sf_order_id, e[2]))
+        return found
+
+    def callback_item(self, delivery: Delivery, index: int) -> tuple[str, dict[str, Any]]:
+        """(message id, callback body) for one status change."""
+        t, status = delivery.events[index]
+        url_index = {DELIVERED: "order_complete", CANCELLED: "sf_cancel"}.get(status,
+                                                                              "rider_status")
+        rider = status not in (CREATED, CANCELLED)
+        item = {"sf_order_id": delivery.sf_order_id, "shop_id": delivery.order.shop_id,
+                "shop_order_id": delivery.order.order_id, "url_index": url_index,
+                "order_status": status, "status_desc": STATUS_TEXT[status],
+                "operator_name": delivery.rider_name if rider else "",
+                "operator_phone": delivery.rider_phone if rider else "", "push_time": t}
+        return f"{delivery.sf_order_id}-{status}-{t}", item
+
+    def push_forged(self, item: dict[str, Any]) -> dict[str, Any]:
+        return dict(item, shop_order_id="9" + item["shop_order_id"])
+
+    def push_malformed(self, msg_id: str, half: bool) -> bytes:
+        return b'{"sf_order_id": "' if half else b'{"order_status": 17}'
+
+    def push_request(self, items: list[dict[str, Any]], *, forge: bool = False,
+                     raw: bytes | None = None, url: str = "") -> tuple[dict[str, str], bytes]:
+        """One callback: its JSON body (the sign goes in the URL: push_target)."""
+        body = raw if raw is not None else body_text(
+            {**items[0], "dev_id": int(self.credentials.app_key)}).encode()
+        return {"Content-Type": "application/json"}, body
+
+    def push_target(self, url: str, body: bytes, forge: bool = False) -> str:
+        """The developer's callback URL with SF's sign of this body (a forged
+        callback's made with a key that is not the account's)."""
+        key = "not-the-dev-key" if forge else self.credentials.app_secret
+        return f"{url}?{urlencode({'sign': sign(body.decode(), self.credentials.app_key, key)})}"
+
+    @staticmethod
+    def push_acked(status: int, text: str) -> bool:
+        try:
+            return status == 200 and json.loads(text).get("error_code") == 0
+        except (ValueError, AttributeError):
+            return False

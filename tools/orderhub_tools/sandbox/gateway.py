@@ -291,6 +291,11 @@ class Gateway:
         """A message the receiver cannot read (two kinds, by ``half``)."""
         raise NotImplementedError
 
+    def push_target(self, url: str, body: bytes, forge: bool = False) -> str:
+        """Where one webhook POST goes: the receiver's URL (SF same-city
+        adds its sign to it: sandbox/delivery.py)."""
+        return url
+
     def push_frame(self, item: dict[str, Any]) -> str:
         """A message as a long connection's text frame."""
         raise NotImplementedError

@@ -73,6 +73,11 @@ class Pusher(threading.Thread):
         self.seed = sandbox.spec.seed
         self.gateways = {gw.platform: gw for gw in sandbox.gateways
                          if gw.platform in targets and gw.push_transport}
+        # SF same-city's status callbacks, for the shops it delivers for (issue 19)
+        delivery = sandbox.delivery
+        if delivery.platform in targets and delivery.shops:
+            self.gateways[delivery.platform] = delivery
+        self.delivery_shops = sorted(delivery.shops) if delivery.platform in self.gateways else []
         self.targets = {p: url for p, url in targets.items() if p in self.gateways}
         # Long connections: the receiver connects to sandbox.channels; the
         # targets name these platforms, with no URL.
@@ -102,6 +107,8 @@ class Pusher(threading.Thread):
         hour = self.cursor - self.cursor % HOUR
         for platform, shop_id in self.shops:
             self._hour_events(platform, shop_id, hour)
+        for shop_id in self.delivery_shops:
+            self._delivery_events(shop_id, hour)
 
     def stop_at(self, end: float) -> None:
         with self.lock:
@@ -149,6 +156,12 @@ class Pusher(threading.Thread):
                                                                  hour + HOUR)
         return self._hours[key]
 
+    def _delivery_events(self, shop_id: str, hour: int) -> list:
+        key = ("delivery", shop_id, hour)
+        if key not in self._hours:
+            self._hours[key] = self.sandbox.delivery.delivery_events(shop_id, hour, hour + HOUR)
+        return self._hours[key]
+
     def _emit(self, start: int, end: int) -> None:
         """Schedule a message for every version modified in [start, end)."""
         wall = time.monotonic()
@@ -164,6 +177,15 @@ class Pusher(threading.Thread):
             if stock is not None:  # a flash sale's orders, decided as time passes
                 for at, order, version in stock.events_between(platform, shop_id, start, end):
                     self._emit_one(platform, shop_id, order, version, at, wall, speed)
+        delivery = self.sandbox.delivery
+        for shop_id in self.delivery_shops:  # SF same-city's status callbacks
+            hour = start - start % HOUR
+            while hour < end:
+                for at, item, index in self._delivery_events(shop_id, hour):
+                    if start <= at < end:
+                        msg_id, body = delivery.callback_item(item, index)
+                        self._schedule(delivery.platform, shop_id, msg_id, body, at, wall, speed)
+                hour += HOUR
 
     def _emit_one(self, platform, shop_id, order, version, at, wall, speed) -> None:
         msg_id, item = self.gateways[platform].push_item(order, version)
@@ -274,9 +296,9 @@ class Pusher(threading.Thread):
                                              url=self.targets[first.platform])
         self.counts["posts"] += 1
         answered = True
+        target = gateway.push_target(self.targets[first.platform], body, forge=first.forged)
         try:
-            answer = self.session.post(self.targets[first.platform], data=body, headers=headers,
-                                       timeout=10)
+            answer = self.session.post(target, data=body, headers=headers, timeout=10)
             acked = gateway.push_acked(answer.status_code, answer.text)
         except requests.RequestException:
             acked = answered = False
