@@ -26,8 +26,8 @@ def tea_demo(warehouse_url):
     result = subprocess.run(
         [sys.executable, "-m", "orderhub_tools.cli", "demo", "--world", "tea", "--fresh",
          "--seed", "27", "--scale", "0.5", "--settlement-days", "0",
-         "--start", "2026-11-11T12:00", "--end", "2026-11-11T13:00", "--live", "30",
-         "--speed", "20", "--faults", "push"],
+         "--start", "2026-11-11T12:00", "--end", "2026-11-11T13:00", "--live", "20",
+         "--speed", "30", "--faults", "push"],
         env={**environment, "ORDERHUB_DATABASE_URL": warehouse_url},
         capture_output=True, text=True, timeout=900)
     return result

@@ -166,8 +166,9 @@ def print_deliveries(world, delivered: dict[str, str], start: datetime, end: dat
     with connect() as conn:
         intake = dict(conn.execute("select intake, count(*) from raw.deliveries"
                                    " group by 1").fetchall())
-    print(f"delivery versions landed: {intake.get('push', 0)} from status callbacks"
-          f" (`orderhub intake` -> `orderhub stream`), {intake.get('poll', 0)} by the poll")
+    if intake.get("push"):  # a live segment ran: SF called back
+        print(f"delivery versions landed: {intake['push']} from status callbacks"
+              f" (`orderhub intake` -> `orderhub stream`), {intake.get('poll', 0)} by the poll")
     print_delivery_costs()
     return equal
 
@@ -183,14 +184,14 @@ def print_delivery_costs() -> None:
             " sum(delivery_fee), sum(net_after_delivery)"
             " from marts.fct_order_delivery_costs group by 1, 2 order by 1, 2").fetchall()
     print("delivery costs (marts.fct_order_delivery_costs; received = settled, or paid on the"
-          " shop's own channel)")
-    print(f"{'shop':<18} {'orders':>7} {'received':>9} {'received (yuan)':>16} {'fees':>10}"
+          " shop's own channel; net = received - their fees)")
+    print(f"{'shop':<18} {'orders':>7} {'fees':>10} {'received':>9} {'received (yuan)':>16}"
           f" {'net after delivery':>19}")
     for platform, shop_id, orders, received, amount, fees, net in rows:
         # nothing received yet (a platform that settles later): no sum to show
         amount, net = ((f"{amount:.2f}", f"{net:.2f}") if received else ("-", "-"))
-        print(f"{platform + '/' + shop_id:<18} {orders:>7} {received:>9} {amount:>16}"
-              f" {fees:>10.2f} {net:>19}")
+        print(f"{platform + '/' + shop_id:<18} {orders:>7} {fees:>10.2f} {received:>9}"
+              f" {amount:>16} {net:>19}")
 
 
 def compare_deliveries(truth: list[dict]) -> dict:
