@@ -236,3 +236,44 @@ def test_a_status_callback_is_signed_in_its_url_and_names_the_shop_order(tea):
         assert sf.verify_callback_request(query, body, [account]) == account  # signed ...
         with pytest.raises((KeyError, TypeError, ValueError)):  # ... and unreadable
             sf.read_callback(body.decode())
+
+
+def test_the_intake_refuses_a_callback_not_signed_by_the_shops_account(clean_warehouse):
+    """`POST /delivery/sf_same_city`: a callback signed by another shop's SF
+    account, or by none, is refused with SF's error answer and counted in
+    ops.push_rejections; a signed one it cannot read is quarantined and
+    answered (SF sending it again would not make it readable). None of them
+    reaches the broker (this intake has none)."""
+    from starlette.testclient import TestClient
+
+    from orderhub.push.intake import Intake, PushApp
+
+    first = Credentials("http://sf", "1111111", "a" * 32, "")
+    second = Credentials("http://sf", "2222222", "b" * 32, "")
+    intake = Intake("nats://unused", clean_warehouse, {},
+                    delivery_apps={SERVICE: [PushApp(first, frozenset({"shop-a"})),
+                                             PushApp(second, frozenset({"shop-b"}))]},
+                    delivery_shops={SERVICE: {"shop-a": "mall", "shop-b": "mall"}})
+    web = TestClient(intake.app())  # no lifespan: no broker connection
+
+    def callback(account: Credentials, body: dict | str):
+        text = body if isinstance(body, str) else body_text(body)
+        return web.post(f"/delivery/{SERVICE}", content=text.encode(),
+                        params={"sign": sign(text, account.app_key, account.app_secret)})
+
+    body = {"sf_order_id": "3001", "shop_id": "shop-b", "shop_order_id": "M1",
+            "order_status": 10, "push_time": 1794369600}
+    refused = callback(first, body)  # shop-b's callback, signed with shop-a's account
+    assert refused.status_code == 401 and refused.json()["error_code"] == 1001
+    assert callback(Credentials("http://sf", "2222222", "c" * 32, ""), body).status_code == 401
+    unreadable = callback(second, '{"sf_order_id": "3001"}')
+    assert unreadable.status_code == 200 and unreadable.json() == {"error_code": 0,
+                                                                   "error_msg": "success"}
+    assert web.post("/delivery/dada", content=b"{}").status_code == 404
+    with psycopg.connect(clean_warehouse) as conn:
+        rejections = conn.execute("select reason from ops.push_rejections"
+                                  " where platform = %s order by 1", (SERVICE,)).fetchall()
+        quarantined = conn.execute("select reason from ops.quarantine where platform = %s",
+                                   (SERVICE,)).fetchall()
+    assert len(rejections) == 2 and "does not serve it" in rejections[0][0] + rejections[1][0]
+    assert len(quarantined) == 1 and "shop order id" in quarantined[0][0]

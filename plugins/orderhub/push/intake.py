@@ -165,9 +165,10 @@ class Intake:
             return JSONResponse({"error": f"{service} callbacks are not received here"},
                                 status_code=404)
         body = await request.body()
+        apps = self.delivery_apps[service]
         try:
-            client.verify_callback_request(dict(request.query_params), body,
-                                           [app.credentials for app in self.delivery_apps[service]])
+            account = client.verify_callback_request(dict(request.query_params), body,
+                                                     [app.credentials for app in apps])
         except PushRejected as rejected:
             self.counts["rejected"] += 1
             await asyncio.to_thread(self._reject, service, str(rejected), body)
@@ -182,6 +183,13 @@ class Intake:
                 text, f"{service} callback: lacks a usable shop id, shop order id or status,"
                       f" or names a shop it does not deliver for ({type(exc).__name__}: {exc})")])
             return JSONResponse(client.callback_ok)
+        if not any(app.credentials == account and shop_id in app.shop_ids for app in apps):
+            # signed by an account that does not deliver for this shop: as a forgery
+            self.counts["rejected"] += 1
+            await asyncio.to_thread(self._reject, service, f"{service} callback for shop"
+                                    f" {shop_id}, signed by an account that does not serve it",
+                                    body)
+            return JSONResponse(client.callback_refusal, status_code=401)
         try:
             await self.publish([PushMessage(platform, shop_id, order_id, f"{service}:{msg_id}",
                                             f"delivery:{service}")])
