@@ -44,6 +44,8 @@ from orderhub import jsonutil
 from orderhub.config import parse_time
 from orderhub_tools.sandbox import gateways
 from orderhub_tools.sandbox.delivery import PREFIX as DELIVERY_PREFIX
+from orderhub_tools.sandbox.delivery import SERVICE as DELIVERY_SERVICE
+from orderhub_tools.sandbox.delivery import SfSameCityGateway
 from orderhub_tools.sandbox.faults import ShopFaults, expand
 from orderhub_tools.sandbox.gateway import AppCredentials, Gateway, sandbox_credentials
 from orderhub_tools.sandbox.stock import WAREHOUSE_PATH, warehouse_answer, warehouse_token
@@ -145,17 +147,16 @@ class Sandbox:
             gateway.unmapped_status = spec.unmapped_status
             gateway.dropped_fields = tuple(spec.dropped_fields.get(gateway.platform, ()))
             gateway.short_shops = frozenset(spec.short_shops)
-        from orderhub_tools.sandbox.delivery import SERVICE, SfSameCityGateway
-
         # SF's gateway meets each delivering shop's fault profile with a
         # request count and a clock of its own
         delivery_faults = {
-            shop_id: ShopFaults(spec.seed, f"{SERVICE}/{shop_id}", kinds, spec.incident_seconds,
-                                platform=SERVICE, monotonic=monotonic)
+            shop_id: ShopFaults(spec.seed, f"{DELIVERY_SERVICE}/{shop_id}", kinds,
+                                spec.incident_seconds, platform=DELIVERY_SERVICE,
+                                monotonic=monotonic)
             for shop_id in spec.deliveries
             if (kinds := expand(spec.shop_faults.get(shop_id, spec.faults)))}
         self.delivery = SfSameCityGateway(
-            self.world, sandbox_credentials(spec.seed, SERVICE, sorted(spec.deliveries)),
+            self.world, sandbox_credentials(spec.seed, DELIVERY_SERVICE, sorted(spec.deliveries)),
             self.clock, spec.deliveries, delivery_faults)
         from orderhub_tools.sandbox.channels import Channels
 
