@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup run test test-chaos test-bench test-fast lint docs clean chromium bench
+.PHONY: help setup run test test-chaos test-bench test-fast lint docs clean chromium redis bench airflow
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,7 +24,8 @@ setup: $(STAMP) ## create .venv and install pinned dependencies
 run: setup ## run the demo: warehouse + sandbox + 2 min of pushes + DAG runs for 2026-11-11 00:00-03:00
 	$(BIN)/orderhub demo --fresh --live 120 --end 2026-11-11T03:00:00+08:00
 
-# Headless Chromium renders the run report in the tests (Debian's package).
+# Debian's packages the tests use: headless Chromium renders the run report;
+# a Redis server stands in for the compose file's, under a Celery worker.
 chromium: ## install Debian's chromium if it is missing (the report test renders with it)
 	@command -v chromium >/dev/null 2>&1 || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -32,7 +33,14 @@ chromium: ## install Debian's chromium if it is missing (the report test renders
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 	@chromium --version
 
-test: setup chromium ## lint, then the whole test suite (unit, integration, DAG runs)
+redis: ## install Debian's redis-server if it is missing (the compose test's Celery broker)
+	@command -v redis-server >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+	@redis-server --version
+
+test: setup chromium redis ## lint, then the whole test suite (unit, integration, DAG runs)
 	$(BIN)/ruff check plugins tools dags expectations tests
 	$(BIN)/pytest
 

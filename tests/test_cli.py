@@ -265,14 +265,23 @@ def test_extract_shows_failed_windows_as_failed(tmp_path, empty):
 def test_check_says_plainly_which_shop_connection_is_wrong(tmp_path, empty):
     """`orderhub check`: one signed call per shop against the sandbox's
     gateways. A good connection answers; a wrong app secret is said to be the
-    signature; a missing connection is named with how to add it; exit 1."""
+    signature; a missing connection is named with how to add it; exit 1.
+    A connection added to the metadata DB (`airflow connections add`) is found
+    like one in the environment (issue 20: one way for connections)."""
     from orderhub.config import Shop
-    from orderhub_tools.runner import SandboxTarget
+    from orderhub_tools.runner import (
+        SandboxTarget,
+        airflow,
+        airflow_env,
+        airflow_home,
+        ensure_airflow_db,
+    )
     from orderhub_tools.sandbox.server import SandboxSpec, serve
 
     shops = [Shop("tmall", "tmall-ok", "orderhub_tmall_ok"),
              Shop("pdd", "pdd-badkey", "orderhub_pdd_badkey"),
-             Shop("douyin", "4400001", "orderhub_douyin_missing")]
+             Shop("douyin", "4400001", "orderhub_douyin_missing"),
+             Shop("jd", "10086421", "orderhub_jd_in_metadata_db")]
     shops_yml = tmp_path / "shops.yml"
     shops_yml.write_text("shops:\n" + "".join(
         f"  - {{platform: {s.platform}, shop_id: '{s.shop_id}', conn_id: {s.conn_id}}}\n"
@@ -284,23 +293,33 @@ def test_check_says_plainly_which_shop_connection_is_wrong(tmp_path, empty):
     try:
         server.sandbox.clock.set(1_800_000_000)
         conns = SandboxTarget(f"http://127.0.0.1:{server.server_address[1]}", 2).connections(
-            shops[:2])
+            [*shops[:2], shops[3]])
         bad = json.loads(conns["AIRFLOW_CONN_ORDERHUB_PDD_BADKEY"])
         conns["AIRFLOW_CONN_ORDERHUB_PDD_BADKEY"] = json.dumps({**bad, "password": "not-it"})
-        result = orderhub("check", env={**empty, **conns, "ORDERHUB_SHOPS_FILE": str(shops_yml)})
-        one = orderhub("check", "--shop", "tmall-ok",
-                       env={**empty, **conns, "ORDERHUB_SHOPS_FILE": str(shops_yml)})
+        # the JD shop's connection lives in the project's Airflow metadata DB only
+        airflow_db = airflow_env()
+        ensure_airflow_db(airflow_db)
+        airflow("connections", "add", shops[3].conn_id, "--conn-json",
+                conns.pop("AIRFLOW_CONN_ORDERHUB_JD_IN_METADATA_DB"), env=airflow_db,
+                capture=True)
+        env = {**empty, **conns, "ORDERHUB_SHOPS_FILE": str(shops_yml),
+               "AIRFLOW_HOME": str(airflow_home())}
+        result = orderhub("check", env=env)
+        one = orderhub("check", "--shop", "tmall-ok", env=env)
     finally:
+        airflow("connections", "delete", shops[3].conn_id, env=airflow_env(), capture=True,
+                check=False)
         server.shutdown()
         if saved is not None:
             state.write_text(saved)
     assert result.returncode == 1, result.stdout + result.stderr
-    lines = {line.split()[1]: line for line in result.stdout.splitlines()[:3]}
+    lines = {line.split()[1]: line for line in result.stdout.splitlines()[:4]}
     assert " ok " in lines["tmall-ok"] and "signed order search" in lines["tmall-ok"], lines
     assert "FAILED" in lines["pdd-badkey"] and "signature" in lines["pdd-badkey"], lines
     assert "FAILED" in lines["4400001"] and "no Airflow connection orderhub_douyin_missing" \
         in lines["4400001"], lines
-    assert "1 of 3 shops answered" in result.stdout
+    assert " ok " in lines["10086421"], lines  # found in the metadata DB
+    assert "2 of 4 shops answered" in result.stdout
     assert "not-it" not in result.stdout + result.stderr  # a secret is never printed
     assert one.returncode == 0 and "1 of 1 shops answered" in one.stdout, one.stdout
 

@@ -43,6 +43,25 @@ def quiet_environment() -> None:
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
 
 
+def airflow_lookups() -> None:
+    """Every command looks connections up as Airflow's own scheduler and API
+    server do: ``AIRFLOW_CONN_*`` variables, a configured secrets backend, then
+    the metadata DB, the project's (``.orderhub/airflow``, the one ``orderhub
+    airflow`` serves and ``orderhub run`` runs on) unless ``AIRFLOW_HOME`` names
+    another. Outside a task, Airflow's SDK would skip the metadata DB."""
+    import os
+
+    from orderhub.config import home
+
+    if "AIRFLOW_HOME" not in os.environ:
+        folder = home() / "airflow"
+        folder.mkdir(exist_ok=True)
+        os.environ["AIRFLOW_HOME"] = str(folder)
+        os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+                              f"sqlite:///{folder / 'airflow.db'}")
+    os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
+
+
 def _spec(args):
     from orderhub_tools.sandbox.server import SandboxSpec
 
@@ -258,24 +277,30 @@ def cmd_nats(args) -> int:
 
 def cmd_intake(args) -> int:
     from orderhub.config import database_url
+    from orderhub.platforms import client_class
     from orderhub.push import broker
     from orderhub.push.intake import Intake, delivery_apps, push_apps, serve
 
     shops = load_shops()
-    sandbox_connections()
-    apps = push_apps(shops)
-    deliveries, delivery_shops = delivery_apps(shops)
-    if not apps and not deliveries:
+    if not any(client_class(shop.platform).push_transport or shop.delivery for shop in shops):
         raise UserError("no configured shop is on a platform that pushes or delivers with a"
                         " service that calls back (config/shops.yml)")
+    sandbox_connections()
+    missing: list[str] = []
+    apps = push_apps(shops, missing)
+    deliveries, delivery_shops = delivery_apps(shops, missing)
     check_warehouse()
     url = broker.start()
     print(f"intake: http://{args.host}:{args.port}/push/<platform>"
           f" ({', '.join(sorted(apps))}) -> {url}"
           + (f"; /delivery/<service> ({', '.join(sorted(deliveries))})" if deliveries else ""),
           flush=True)
+    if missing:
+        print(f"not served until their connections exist (then restart): {', '.join(missing)}",
+              flush=True)
     serve(Intake(url, database_url(), apps, delivery_apps=deliveries,
-                 delivery_shops=delivery_shops), args.host, args.port)
+                 delivery_shops=delivery_shops, missing_connections=missing),
+          args.host, args.port)
     return 0
 
 
@@ -634,6 +659,7 @@ def cmd_mapping_check(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     quiet_environment()
+    airflow_lookups()
     parser = argparse.ArgumentParser(prog="orderhub", description=__doc__)
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of any failure, expected or not")

@@ -68,6 +68,8 @@ def airflow_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "AIRFLOW_VAR_ORDERHUB_PII_SALT": pii_salt(),
     })
     env.update(extra or {})
+    # the CLI's own lookup context (cli.airflow_lookups); Airflow's components set theirs
+    env.pop("_AIRFLOW_PROCESS_CONTEXT", None)
     return env
 
 

@@ -85,6 +85,8 @@ class Intake:
     # the shops they deliver for (shop id -> its platform): issue 19
     delivery_apps: dict[str, list[PushApp]] = field(default_factory=dict)
     delivery_shops: dict[str, dict[str, str]] = field(default_factory=dict)
+    # the shops' connections not defined when the intake started (/healthz says)
+    missing_connections: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self.nc = None
@@ -292,7 +294,8 @@ class Intake:
     async def health(self, request: Request) -> JSONResponse:
         up = self.nc is not None and self.nc.is_connected
         return JSONResponse({"broker": "connected" if up else "down",
-                             "connections": self.sockets, **self.counts},
+                             "connections": self.sockets,
+                             "missing_connections": self.missing_connections, **self.counts},
                             status_code=200 if up else 503)
 
     # -- what is written to the warehouse ------------------------------------------
@@ -330,35 +333,53 @@ class Intake:
         ], lifespan=lifespan)
 
 
-def push_apps(shops) -> dict[str, list[PushApp]]:
-    """The apps each push platform's messages may come from: one per
-    distinct app key among the configured shops' connections, with its shops."""
+def _apps_by_key(shops, platform_of, conn_id_of, missing: list[str] | None):
+    """Per platform (or delivery service), one PushApp per distinct app key
+    among the shops' connections, with its shops. A shop whose connection is
+    not defined yet is left out (and named in ``missing``): the intake serves
+    the shops it can, as a deployment's first start has no connections."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
     apps: dict[str, dict[str, tuple[Credentials, set[str]]]] = {}
     for shop in shops:
-        if client_class(shop.platform).push_transport:
-            credentials = Credentials.from_airflow(shop.conn_id)
-            _, shop_ids = apps.setdefault(shop.platform, {}).setdefault(
-                credentials.app_key, (credentials, set()))
-            shop_ids.add(shop.shop_id)
-    return {platform: [PushApp(c, frozenset(ids)) for c, ids in by_key.values()]
-            for platform, by_key in apps.items()}
+        key = platform_of(shop)
+        if not key:
+            continue
+        try:
+            credentials = Credentials.from_airflow(conn_id_of(shop))
+        except AirflowNotFoundException:
+            log.warning("no Airflow connection %s: %s/%s is not served (add it, then restart)",
+                        conn_id_of(shop), shop.platform, shop.shop_id)
+            if missing is not None:
+                missing.append(conn_id_of(shop))
+            continue
+        _, shop_ids = apps.setdefault(key, {}).setdefault(credentials.app_key,
+                                                          (credentials, set()))
+        shop_ids.add(shop.shop_id)
+    return {key: [PushApp(c, frozenset(ids)) for c, ids in by_key.values()]
+            for key, by_key in apps.items()}
 
 
-def delivery_apps(shops) -> tuple[dict[str, list[PushApp]], dict[str, dict[str, str]]]:
+def push_apps(shops, missing: list[str] | None = None) -> dict[str, list[PushApp]]:
+    """The apps each push platform's messages may come from: one per
+    distinct app key among the configured shops' connections, with its shops."""
+    return _apps_by_key(shops, lambda shop: shop.platform if client_class(
+        shop.platform).push_transport else None, lambda shop: shop.conn_id, missing)
+
+
+def delivery_apps(shops, missing: list[str] | None = None
+                  ) -> tuple[dict[str, list[PushApp]], dict[str, dict[str, str]]]:
     """The accounts each delivery service's callbacks may come from (one per
     distinct dev id among the delivering shops' connections, with its shops),
     and per service the shops it delivers for (shop id -> platform)."""
-    apps: dict[str, dict[str, tuple[Credentials, set[str]]]] = {}
+    apps = _apps_by_key(shops, lambda shop: shop.delivery, lambda shop: shop.delivery_conn_id,
+                        missing)
     shop_platforms: dict[str, dict[str, str]] = {}
-    for shop in shops:
-        if shop.delivery:
-            credentials = Credentials.from_airflow(shop.delivery_conn_id)
-            _, shop_ids = apps.setdefault(shop.delivery, {}).setdefault(
-                credentials.app_key, (credentials, set()))
-            shop_ids.add(shop.shop_id)
-            shop_platforms.setdefault(shop.delivery, {})[shop.shop_id] = shop.platform
-    return ({service: [PushApp(c, frozenset(ids)) for c, ids in by_key.values()]
-             for service, by_key in apps.items()}, shop_platforms)
+    for service, accounts in apps.items():
+        served = {shop_id for app in accounts for shop_id in app.shop_ids}
+        shop_platforms[service] = {shop.shop_id: shop.platform for shop in shops
+                                   if shop.delivery == service and shop.shop_id in served}
+    return apps, shop_platforms
 
 
 def serve(intake: Intake, host: str = "127.0.0.1", port: int = 8090) -> None:
