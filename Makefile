@@ -24,6 +24,9 @@ setup: $(STAMP) ## create .venv and install pinned dependencies
 run: setup ## run the demo: warehouse + sandbox + 2 min of pushes + DAG runs for 2026-11-11 00:00-03:00
 	$(BIN)/orderhub demo --fresh --live 120 --end 2026-11-11T03:00:00+08:00
 
+airflow: setup ## Airflow's UI (http://127.0.0.1:8080), scheduler, DAG processor, triggerer; the last demo's sandbox
+	$(BIN)/orderhub airflow --sandbox $(if $(PORT),--port $(PORT))
+
 # Debian's packages the tests use: headless Chromium renders the run report;
 # a Redis server stands in for the compose file's, under a Celery worker.
 chromium: ## install Debian's chromium if it is missing (the report test renders with it)

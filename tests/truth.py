@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from decimal import Decimal
@@ -24,6 +25,8 @@ def cli_truth(seed: int, scale: float, start, end, out: Path, shops_file: Path |
     cmd = [sys.executable, "-m", "orderhub_tools.cli", "sandbox", "truth", "--seed", str(seed),
            "--scale", str(scale), "--start", start.isoformat(), "--end", end.isoformat(),
            "--out", str(out)]
+    if shops_file is not None:
+        env = {**(env if env is not None else os.environ), "ORDERHUB_SHOPS_FILE": str(shops_file)}
     subprocess.run(cmd, check=True, env=env)
     return [normalise(json.loads(line)) for line in out.read_text().splitlines()]
 

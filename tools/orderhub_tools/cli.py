@@ -408,7 +408,16 @@ def cmd_demo(args) -> int:
     check_warehouse()
     return demo(seed=args.seed, start=start, end=end, fresh=args.fresh, scale=args.scale,
                 faults=args.faults, settlement_days=settlement_days, live_seconds=live,
-                live_speed=args.speed, flash_sale=bool(live) and args.flash_sale is not False)
+                live_speed=args.speed, flash_sale=bool(live) and args.flash_sale is not False,
+                repair=not args.no_repair)
+
+
+def cmd_airflow(args) -> int:
+    from orderhub_tools.local_airflow import serve_airflow
+
+    load_shops()  # a broken shops file stops here, not inside Airflow
+    check_warehouse()
+    return serve_airflow(args.port, unpause=args.unpause, sandbox=args.sandbox)
 
 
 def cmd_extract(args) -> int:
@@ -762,9 +771,21 @@ def main(argv: list[str] | None = None) -> int:
                            " with --live), the channels kept in step by `orderhub stock sync`"
                            " before it opens; prints what sold twice with and without it")
     demo.add_argument("--fresh", action="store_true", help="start from an empty warehouse")
+    demo.add_argument("--no-repair", action="store_true",
+                      help="leave out the closing orders_repair run (as `orderhub run --no-repair`)")
     demo.add_argument("--faults", default="none", choices=list(CHOICES),
                       help="sandbox fault profile (docs/sandbox.md)")
     demo.set_defaults(func=cmd_demo)
+
+    local = sub.add_parser("airflow", help="Airflow's UI, scheduler, DAG processor and triggerer"
+                                           " on 127.0.0.1, in the foreground (make airflow)")
+    local.add_argument("--port", type=port, default=8080, help="the UI and API's port")
+    local.add_argument("--unpause", action="store_true",
+                       help="unpause the three DAGs (they start paused)")
+    local.add_argument("--sandbox", action="store_true",
+                       help="serve the last demo's sandbox (seed, scale, shops) and point the"
+                            " shops' connections at it; without it, Airflow's connections")
+    local.set_defaults(func=cmd_airflow)
 
     extract = sub.add_parser("extract", help="re-pull a range by hand (same code as the DAG)")
     extract.add_argument("--platform", required=True)

@@ -47,6 +47,7 @@ from orderhub_tools.live import (
     print_live,
     run_live,
 )
+from orderhub_tools.local_airflow import remember_demo_world
 from orderhub_tools.runner import SandboxTarget, run, settlement_range
 from orderhub_tools.sandbox.faults import OUTAGE
 from orderhub_tools.sandbox.server import SandboxSpec, serve
@@ -349,7 +350,8 @@ def report_live(span: LiveSpan, world, upto: datetime) -> bool:
 
 def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 0.1,
          faults: str = "none", settle: timedelta | None = None, settlement_days: int = 2,
-         live_seconds: float = 0, live_speed: float = 1.0, flash_sale: bool = False) -> int:
+         live_seconds: float = 0, live_speed: float = 1.0, flash_sale: bool = False,
+         repair: bool = True) -> int:
     began = time.monotonic()
     print(f"warehouse: {database_url()}")
     if fresh:
@@ -375,6 +377,7 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
     target = SandboxTarget(f"http://127.0.0.1:{server.server_address[1]}", seed)
     SandboxTarget.state_file().write_text(json.dumps({"url": target.url, "seed": seed,
                                                       "scale": scale}))
+    remember_demo_world(seed, scale)  # `orderhub airflow --sandbox` serves it again
     print(f"sandbox: {target.url} (seed {seed}, scale {scale}, {len(shops)} shops, faults {faults})")
     from orderhub.reconciliation import order_history_days
 
@@ -393,7 +396,7 @@ def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 
             span = live_segment(target, shops, start, live_seconds, live_speed, faults,
                                 follow_stock=bool(sale))
         report = run(start, end, sandbox=target, settle=settle, history=history,
-                     settlement_days=settlement_days)
+                     settlement_days=settlement_days, repair=repair)
     finally:
         server.shutdown()
         SandboxTarget.state_file().unlink(missing_ok=True)
