@@ -85,6 +85,8 @@ def chaos_run(request, warehouse_url, chaos_shops, tmp_path_factory, monkeypatch
     path, shops = chaos_shops
     monkeypatch_module.setenv("ORDERHUB_SHOPS_FILE", str(path))
     monkeypatch_module.setenv("ORDERHUB_BREAKER_COOLDOWN_SECONDS", "3")
+    # retries 0.2, 0.4, ... 3.2 s apart: 6.2 s in all, past the 3 s incidents
+    monkeypatch_module.setenv("ORDERHUB_RETRY_BASE_SECONDS", "0.2")
     monkeypatch_module.setenv("ORDERHUB_PAGE_SIZE", "5")  # many pages: paging faults need them
     reset(warehouse_url)
     spec = SandboxSpec(seed=seed, shops=[(s["platform"], s["shop_id"]) for s in shops],

@@ -327,7 +327,8 @@ def test_check_says_plainly_which_shop_connection_is_wrong(tmp_path, empty):
 def test_a_production_warehouse_refuses_the_sandbox_the_demo_and_a_drop(warehouse_url):
     """`orderhub db mark-production`: with a sandbox running, `run` (without
     --real) and `extract` refuse to use it; `demo` refuses; no code path drops
-    the warehouse's schemas. Unmarked, the same database may be dropped."""
+    the warehouse's schemas. Unmarked, the same database may be dropped.
+    `run --real` refuses a connection that points at a sandbox."""
     from urllib.parse import urlsplit, urlunsplit
 
     from orderhub.config import UserError
@@ -352,6 +353,14 @@ def test_a_production_warehouse_refuses_the_sandbox_the_demo_and_a_drop(warehous
         assert marked.returncode == 0 and "is marked as production" in marked.stdout, marked
         span = ("--start", "2026-11-11T00:00", "--end", "2026-11-11T01:00")
         refused(orderhub("run", *span, env=env), "marked as production", "--real")
+        # --real never talks to a sandbox, even through a connection left pointing at one
+        from orderhub.config import load_shops
+
+        pdd_tea = [shop for shop in load_shops() if shop.shop_id == "pdd-tea"]
+        leftover = SandboxTarget(f"http://127.0.0.1:{server.server_address[1]}", 2).connections(
+            pdd_tea)
+        refused(orderhub("run", "--real", *span, env={**env, **leftover}),
+                "--real runs against real gateways only", pdd_tea[0].conn_id)
         refused(orderhub("extract", "--platform", "pdd", *span, env=env),
                 "marked as production", "sandbox")
         refused(orderhub("demo", "--fresh", env=env), "marked as production", "demo")

@@ -338,6 +338,15 @@ def cmd_run(args) -> int:
     load_shops()  # a broken shops file stops here, not inside Airflow
     check_warehouse()
     sandbox = SandboxTarget.discover() if not args.real else None
+    if args.real:
+        from orderhub_tools.runner import sandbox_gateways
+
+        pointing = sandbox_gateways(load_shops())
+        if pointing:
+            raise UserError("--real runs against real gateways only, but these connections"
+                            " point at a platform sandbox: " + ", ".join(
+                                f"{conn_id} ({url})" for conn_id, url in pointing)
+                            + ". Give them the platforms' gateway URLs, or run without --real")
     if sandbox:
         from orderhub.landing import refuse_if_production
 

@@ -174,6 +174,45 @@ class SandboxTarget:
             os.environ.update(saved)
 
 
+def sandbox_gateways(shops: list[Shop]) -> list[tuple[str, str]]:
+    """The shops whose Airflow connection points at a platform sandbox:
+    (conn id, gateway URL). A gateway on a loopback or private address is
+    asked ``/_sandbox/health``, which only the sandbox answers; public
+    gateways are not asked anything. ``orderhub run --real`` refuses these."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from orderhub.platforms.base import Credentials
+
+    found, asked = [], {}
+    for shop in shops:
+        try:
+            url = Credentials.from_airflow(shop.conn_id).gateway_url or ""
+        except AirflowNotFoundException:
+            continue  # the run itself says which connection is missing
+        parts = urlsplit(url)
+        if not parts.hostname:
+            continue
+        base = f"{parts.scheme}://{parts.netloc}"
+        if base not in asked:
+            try:
+                address = ipaddress.ip_address(socket.gethostbyname(parts.hostname))
+                local = address.is_loopback or address.is_private
+            except (OSError, ValueError):
+                local = False
+            try:
+                asked[base] = local and requests.get(
+                    base + "/_sandbox/health", timeout=3).status_code == 200
+            except requests.RequestException:
+                asked[base] = False
+        if asked[base]:
+            found.append((shop.conn_id, url))
+    return found
+
+
 def floor_hour(t: datetime) -> datetime:
     return t.replace(minute=0, second=0, microsecond=0)
 
