@@ -88,11 +88,16 @@ def test_a_port_out_of_range_and_a_missing_report_folder():
     refused(orderhub("sandbox", "serve", "--port", "99999"), "not a TCP port")
 
 
-def test_a_report_into_a_missing_folder_is_written(tmp_path, warehouse_url):
+def test_a_report_into_a_missing_folder_is_written(tmp_path, empty):
     out = tmp_path / "new" / "folder" / "report.html"
-    result = orderhub("report", "--out", str(out), env={"ORDERHUB_DATABASE_URL": warehouse_url})
+    window = ("--start", "2026-11-11T00:00", "--end", "2026-11-11T03:00")
+    result = orderhub("report", "--out", str(out), *window, env=empty)
     assert result.returncode == 0, result.stderr
     assert out.exists() and "Warning" not in result.stderr
+    # without a window it reports the last 24 hours of data, and there is none yet
+    refused(orderhub("report", "--out", str(out), env=empty), "no order has landed yet")
+    refused(orderhub("report", "--out", str(out), "--start", "2026-11-11T00:00", env=empty),
+            "give both --start and --end")
 
 
 def test_debug_shows_the_traceback():

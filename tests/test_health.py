@@ -254,14 +254,17 @@ def test_message_shapes_of_every_channel():
 
 def test_the_report_draws_its_charts_in_headless_chromium(broken_run, tmp_path):
     """`orderhub report` writes one self-contained page; Chromium lays it out
-    and the page's own check counts the charts whose marks have a size."""
+    and the page's own check counts the charts whose marks have a size.
+    Without --start/--end it reports the last 24 hours of data."""
     import shutil
 
     out = tmp_path / "report.html"
-    result = subprocess.run([sys.executable, "-m", "orderhub_tools.cli", "report", "--out", str(out),
-                             "--start", START.isoformat(), "--end", END.isoformat()],
+    # no window given: the last 24 hours of data, up to the end of the newest order's hour
+    result = subprocess.run([sys.executable, "-m", "orderhub_tools.cli", "report", "--out", str(out)],
                             capture_output=True, text=True, check=True)
     assert str(out) in result.stdout
+    window = f"[{(END - timedelta(hours=24)).isoformat()}, {END.isoformat()})"
+    assert window in result.stdout, result.stdout
     page = out.read_text(encoding="utf-8")
     assert "http://" not in page and "https://" not in page  # nothing fetched from anywhere
     chromium = shutil.which("chromium")

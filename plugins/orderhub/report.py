@@ -236,6 +236,20 @@ addEventListener("load", () => {{
 """
 
 
+def last_day_of_data(conn) -> tuple[datetime, datetime] | None:
+    """The report's default window: the 24 hours up to the end of the hour of
+    the newest order version landed (None when nothing has landed)."""
+    from datetime import timedelta
+
+    if conn.execute("select to_regclass('raw.orders')").fetchone()[0] is None:
+        return None
+    newest = conn.execute("select max(modified_at) from raw.orders").fetchone()[0]
+    if newest is None:
+        return None
+    end = newest.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return end - timedelta(hours=24), end
+
+
 def write_report(out: Path, start: datetime, end: datetime, url: str | None = None) -> Path:
     from orderhub.config import database_url
 

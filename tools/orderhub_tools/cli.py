@@ -632,13 +632,26 @@ def cmd_recon_summary(args) -> int:
 def cmd_report(args) -> int:
     from pathlib import Path
 
-    from orderhub.report import write_report
+    from orderhub.config import PLATFORM_TZ, database_url
+    from orderhub.landing import connect
+    from orderhub.report import last_day_of_data, write_report
 
-    start, end = time_range(args.start, args.end)
+    if (args.start is None) != (args.end is None):
+        raise UserError("give both --start and --end, or neither (the last 24 hours of data)")
+    if args.start is None:
+        check_warehouse()
+        with connect(database_url()) as conn:
+            window = last_day_of_data(conn)
+        if window is None:
+            raise UserError("no order has landed yet: nothing to report (`orderhub run` first)")
+        start, end = window
+    else:
+        start, end = time_range(args.start, args.end)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out = write_report(out, start, end)
-    print(f"report: {out.resolve()}")
+    shown = [t.astimezone(PLATFORM_TZ).isoformat() for t in (start, end)]
+    print(f"report: {out.resolve()} ([{shown[0]}, {shown[1]}))")
     return 0
 
 
@@ -857,8 +870,9 @@ def main(argv: list[str] | None = None) -> int:
 
     report = sub.add_parser("report", help="a self-contained HTML run report with charts")
     report.add_argument("--out", default="report.html")
-    report.add_argument("--start", default=DEFAULT_START)
-    report.add_argument("--end", default=DEFAULT_END)
+    report.add_argument("--start", default=None,
+                        help="default: the 24 hours up to the newest order landed")
+    report.add_argument("--end", default=None)
     report.set_defaults(func=cmd_report)
 
     recon = sub.add_parser("recon", help="reconciliation: summaries and resolving review items")
