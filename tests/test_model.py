@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -303,10 +304,39 @@ def test_hourly_runs_test_and_check_the_new_data_daily_runs_everything(replayed,
     assert any("order_status_code" in f for f in everything) and in_the_hour < everything, everything
 
 
-def test_dbt_docs_generate(replayed):
-    result = dbt("docs", "generate", check=False)
-    assert result.returncode == 0, result.stdout[-3000:]
-    catalog = json.loads((dbt_project_dir() / "target" / "catalog.json").read_text())
-    columns = catalog["nodes"]["model.orderhub.fct_orders"]["columns"]
-    assert {"order_status_code", "paid_amount", "buyer_key"} <= set(columns)
-    assert (dbt_project_dir() / "target" / "index.html").exists()
+def test_orderhub_docs_builds_and_serves_both_sites(replayed, warehouse_url):
+    """`orderhub docs --serve`: dbt's docs as one static page (it opens from
+    disk, with the catalog inside), the GX Data Docs, both served on 127.0.0.1."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "orderhub_tools.cli", "docs", "--serve",
+                               "--port", str(port)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "ORDERHUB_DATABASE_URL": warehouse_url})
+    try:
+        said = []
+        deadline = time.monotonic() + 300
+        while not any("serving on" in line for line in said) and time.monotonic() < deadline:
+            line = server.stdout.readline()
+            assert line, "".join(said)
+            said.append(line)
+        catalog = json.loads((dbt_project_dir() / "target" / "catalog.json").read_text())
+        columns = catalog["nodes"]["model.orderhub.fct_orders"]["columns"]
+        assert {"order_status_code", "paid_amount", "buyer_key"} <= set(columns)
+        base = f"http://127.0.0.1:{port}"
+        assert "/dbt/" in requests.get(base + "/", timeout=10).text
+        page = requests.get(base + "/dbt/", timeout=30)
+        assert page.ok and "buyer_key" in page.text  # the catalog is inside the page
+        assert requests.get(base + "/gx/index.html", timeout=10).ok
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(30)

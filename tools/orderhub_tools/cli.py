@@ -602,14 +602,63 @@ def cmd_docs(args) -> int:
     from orderhub.config import dbt_project_dir
     from orderhub.transform import dbt
 
-    result = dbt("docs", "generate", check=False)
+    # --static: one HTML file with the manifest and catalog inside, which a
+    # browser opens from disk (index.html fetches them, which file:// forbids)
+    result = dbt("docs", "generate", "--static", check=False)
     if result.returncode != 0:
         print(result.stdout[-3000:], file=sys.stderr)
         return result.returncode
-    print(f"dbt docs: {dbt_project_dir() / 'target' / 'index.html'}")
+    dbt_docs = dbt_project_dir() / "target" / "static_index.html"
+    print(f"dbt docs: {dbt_docs}")
     gx.get_context(mode="file", project_root_dir=str(gx_home())).build_data_docs()
     print(f"GX Data Docs: {data_docs_index()}")
+    if args.serve:
+        serve_docs(dbt_docs, data_docs_index().parent, args.port)
     return 0
+
+
+def serve_docs(dbt_docs, gx_site, port: int) -> None:
+    """Both sites on 127.0.0.1 until Ctrl-C: / links them, /dbt/ is dbt's
+    static page, /gx/ the Data Docs folder."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    index = (b"<!doctype html><meta charset=utf-8><title>OrderHub docs</title>"
+             b"<h1>OrderHub docs</h1><ul><li><a href=/dbt/>dbt docs: models, columns,"
+             b" lineage</a><li><a href=/gx/index.html>GX Data Docs: the checkpoints'"
+             b" results</a></ul>")
+
+    class Docs(SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def do_GET(self):
+            if self.path in ("/", "/index.html"):
+                self._send(index, "text/html; charset=utf-8")
+            elif self.path.split("?")[0] in ("/dbt", "/dbt/"):
+                self._send(dbt_docs.read_bytes(), "text/html; charset=utf-8")
+            elif self.path.startswith("/gx/"):
+                self.path = self.path[len("/gx"):]
+                super().do_GET()
+            else:
+                self.send_error(404)
+
+        def _send(self, body: bytes, kind: str):
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", port),
+                                 functools.partial(Docs, directory=str(gx_site)))
+    print(f"serving on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def cmd_recon_resolve(args) -> int:
@@ -866,6 +915,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.set_defaults(func=cmd_bench)
 
     docs = sub.add_parser("docs", help="build dbt docs and the GX Data Docs; print their paths")
+    docs.add_argument("--serve", action="store_true",
+                      help="then serve both on 127.0.0.1 until Ctrl-C")
+    docs.add_argument("--port", type=port, default=8081)
     docs.set_defaults(func=cmd_docs)
 
     report = sub.add_parser("report", help="a self-contained HTML run report with charts")
