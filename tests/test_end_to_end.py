@@ -225,6 +225,22 @@ def test_the_bi_role_reads_every_mart_and_nothing_else(first_run, warehouse_url)
             bi.execute("select payload from raw.orders limit 1")
 
 
+def test_a_bi_tool_sees_the_health_and_sla_columns_described(first_run, warehouse_url):
+    """persist_docs: the yml descriptions are comments on the marts BI reads
+    first, every column of the health and SLA marts among them (issue 20)."""
+    with psycopg.connect(warehouse_url) as conn:
+        bare = conn.execute(
+            "select c.relname, a.attname from pg_class c"
+            " join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'marts'"
+            " join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped"
+            " where c.relname in ('rpt_ingestion_health', 'rpt_platform_sla')"
+            " and coalesce(col_description(c.oid, a.attnum), '') = ''").fetchall()
+        described = conn.execute("select obj_description('marts.fct_orders'::regclass)"
+                                 ).fetchone()[0]
+    assert bare == [], bare
+    assert described  # every mart with a yml description carries it
+
+
 def test_order_lines_sum_to_the_goods_amount(first_run, warehouse_url):
     with psycopg.connect(warehouse_url) as conn:
         mismatches = conn.execute("""
