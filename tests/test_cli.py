@@ -88,6 +88,17 @@ def test_a_port_out_of_range_and_a_missing_report_folder():
     refused(orderhub("sandbox", "serve", "--port", "99999"), "not a TCP port")
 
 
+def test_airflow_on_a_taken_port_is_refused_before_anything_starts():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused(orderhub("airflow", "--port", str(port)), f"port {port} on 127.0.0.1 is taken",
+                "--port")
+
+
 def test_a_report_into_a_missing_folder_is_written(tmp_path, empty):
     out = tmp_path / "new" / "folder" / "report.html"
     window = ("--start", "2026-11-11T00:00", "--end", "2026-11-11T03:00")

@@ -100,9 +100,25 @@ def _unpause(env: dict[str, str], stop: threading.Event) -> None:
                 waiting.discard(dag_id)
 
 
+def port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def serve_airflow(port: int, unpause: bool = False, sandbox: bool = False) -> int:
+    from orderhub.config import UserError
+
+    if not port_is_free(port):
+        raise UserError(f"port {port} on 127.0.0.1 is taken (another Airflow?): choose one"
+                        f" with --port (make airflow PORT=...)")
     extra: dict[str, str] = {}
-    server = None
+    server = target = None
     if sandbox:
         from orderhub.landing import refuse_if_production
 
@@ -136,8 +152,8 @@ def serve_airflow(port: int, unpause: bool = False, sandbox: bool = False) -> in
     print(f"task logs: {logs}/dag_id=<dag>/run_id=<run>/task_id=<task>/")
     print(f"metadata DB: {env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}"
           f" (AIRFLOW_HOME={airflow_home()} for the airflow CLI)")
-    if server is not None:
-        print(f"shops: the demo's sandbox at {SandboxTarget.discover().url}")
+    if target is not None:
+        print(f"shops: the demo's sandbox at {target.url}")
     else:
         print("shops: the connections Airflow has (metadata DB, AIRFLOW_CONN_*, secrets backend)")
     print("Ctrl-C stops every component.", flush=True)
