@@ -122,9 +122,10 @@ class Host:
     ports: dict[int, int] = field(default_factory=dict)  # container port -> host port
 
     def paths(self, text: str) -> str:
+        # /tmp/ first: the host paths put in below may well lie under /tmp
+        text = re.sub(r"(?<![\w/])/tmp/", str(self.scratch / "tmp") + "/", text)
         text = text.replace("/opt/orderhub", str(REPO_ROOT))
-        text = text.replace("/opt/airflow", str(self.scratch / "airflow"))
-        return re.sub(r"(?<![\w/])/tmp/", str(self.scratch / "tmp") + "/", text)
+        return text.replace("/opt/airflow", str(self.scratch / "airflow"))
 
     def addresses(self, text: str) -> str:
         def database(match: re.Match) -> str:
