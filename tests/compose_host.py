@@ -170,14 +170,13 @@ def host_service(name: str, document: dict, dotenv: dict[str, str], host: Host,
     entrypoint, image_env = dockerfile()
     entrypoint = service.get("entrypoint", entrypoint)
     command = service.get("command", ["--help"])
-    env = {"PATH": path, "LANG": "C.UTF-8", "HOSTNAME": hostname,
-           "HOME": str(host.scratch / "airflow")}
-    env.update(image_env)
+    env = dict(image_env)
     if service.get("env_file"):
         env.update(dotenv)
     env.update({key: str(value) for key, value in service.get("environment", {}).items()})
-    env = {key: host.map(value) for key, value in env.items()}
-    env.update(host.port_settings())
+    env = {key: host.map(value) for key, value in env.items()}  # the container's values only
+    env.update({"PATH": path, "LANG": "C.UTF-8", "HOSTNAME": hostname,
+                "HOME": str(host.scratch / "airflow"), **host.port_settings()})
     argv = [host.map(arg) for arg in [*entrypoint, *command]]
     if "--port" in argv:  # a port given on the command line
         at = argv.index("--port") + 1
