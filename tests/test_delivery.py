@@ -149,7 +149,8 @@ def test_extraction_lands_every_delivery_of_the_shops_orders_once(tea, clean_war
     def run(run_id: str):
         extract_shop(SHOP, start, end, run_id=run_id, credentials=orders_creds)
         return extract_deliveries(SHOP, [(start, end)], run_id=run_id,
-                                  credentials=sf_credentials(tea.url))
+                                  credentials=orders_creds,
+                                  delivery_credentials=sf_credentials(tea.url))
 
     first = run("test-deliveries-1")
     assert first.windows == 2 and first.windows_failed == 0 and first.rows_inserted > 0

@@ -607,12 +607,18 @@ def shop_orders(conn: psycopg.Connection, shop: Shop, start: datetime, end: date
 
 
 def extract_deliveries(shop: Shop, spans: Iterable[tuple[datetime, datetime]], *, run_id: str,
+                       credentials: Credentials | None = None,
+                       delivery_credentials: Credentials | None = None,
                        **kwargs) -> ShopResult | None:
     """After a shop's orders: land what its delivery service says of the
-    deliveries of the orders in ``spans`` (None for a shop without one)."""
+    deliveries of the orders in ``spans`` (None for a shop without one).
+    ``credentials`` are the orders' (the callers pass their own arguments on):
+    the service has an account of its own, ``delivery_credentials`` or the
+    shop's ``delivery_conn_id`` connection."""
     if not shop.delivery:
         return None
-    return extract_windows(shop, spans, run_id=run_id, entity="deliveries", **kwargs)
+    return extract_windows(shop, spans, run_id=run_id, entity="deliveries",
+                           credentials=delivery_credentials, **kwargs)
 
 
 def extract_windows(shop: Shop, spans: Iterable[tuple[datetime, datetime]], *, run_id: str,
@@ -646,6 +652,5 @@ def extract_interval(shop: Shop, start: datetime, end: datetime, *, run_id: str,
                  settings.safety_lag)
         clock.sleep(wait)
     result = extract_shop(shop, start - settings.lookback, end, run_id=run_id, **kwargs)
-    kwargs.pop("credentials", None)  # the orders' credentials: the service has its own
     return result.add_deliveries(extract_deliveries(shop, [(start - settings.lookback, end)],
                                                     run_id=run_id, **kwargs))

@@ -124,7 +124,6 @@ def run_job(job: dict, run_id: str, entity: str = "orders", **kwargs):
     # The shop's deliveries: of the same spans, and their own open windows.
     from orderhub.extract import extract_deliveries
 
-    kwargs.pop("credentials", None)
     until = max(b for _, b in spans)
     spans += [(w["window_start"], w["window_end"])
               for w in open_windows(kwargs.get("database_url"), until=until, entity="deliveries")

@@ -142,13 +142,13 @@ class SandboxTarget:
                 "password": creds.app_secret,
                 "extra": extra,
             })
-        for shop in shops:  # a delivery service's account (SF same-city, sandbox/delivery.py)
-            if shop.delivery:
-                from orderhub_tools.sandbox.delivery import PREFIX, SERVICE
-                from orderhub_tools.sandbox.gateway import sandbox_credentials
+        delivering = [shop for shop in shops if shop.delivery]
+        if delivering:  # the delivery service's one account (SF same-city, sandbox/delivery.py)
+            from orderhub_tools.sandbox.delivery import PREFIX, SERVICE
+            from orderhub_tools.sandbox.gateway import sandbox_credentials
 
-                app = sandbox_credentials(self.seed, SERVICE,
-                                          sorted(s.shop_id for s in shops if s.delivery))
+            app = sandbox_credentials(self.seed, SERVICE, sorted(s.shop_id for s in delivering))
+            for shop in delivering:
                 env[f"AIRFLOW_CONN_{shop.delivery_conn_id.upper()}"] = json.dumps({
                     "conn_type": "http", "login": app.app_key, "password": app.app_secret,
                     "extra": {"gateway_url": self.url + PREFIX}})
