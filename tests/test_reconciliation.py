@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from orderhub.reconciliation import order_history_days, recon_categories, summar
 from orderhub.transform import dbt
 from orderhub_tools.runner import SandboxTarget, airflow_env, dag_test, run
 from orderhub_tools.sandbox.server import SandboxSpec, serve
+from tests.browser import drawn_dom, fetched_resources
 from tests.truth import mart_digest, reset
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
@@ -146,6 +148,30 @@ def test_the_day_ties_out_and_every_line_is_judged(seed_11, warehouse_url):
     assert alerts > 0  # differences over tolerance reach the alert channels
     # the health mart carries the rate (a small store's hour can match throughout)
     assert health[0] > 0 and 0.5 < health[1] <= 1 and health[2] > 0, health
+
+
+def test_the_report_charts_reconciliation_by_category(seed_11, warehouse_url, tmp_path):
+    """The run report draws every category and status of the week before its
+    end as a bar of orders and one of differences (Chromium, no network)."""
+    from orderhub.report import write_report
+
+    page = write_report(tmp_path / "report.html", RANGE_END - timedelta(days=1), RANGE_END,
+                        warehouse_url)
+    assert fetched_resources(page.read_text(encoding="utf-8")) == []
+    with psycopg.connect(warehouse_url) as conn:
+        categories = {c for (c,) in conn.execute(
+            "select distinct coalesce(difference_category, reconciliation_status)"
+            " from marts.fct_order_reconciliation"
+            " where reconciliation_date >= %s::date - 7 and reconciliation_date < %s::date",
+            (RANGE_END.date(), RANGE_END.date()))}
+    assert "matched" in categories and len(categories) > 3, categories
+    dom = drawn_dom(page, tmp_path / "profile")
+    chart = dom.split('id="reconciliation"')[1].split("</section>")[0]
+    assert int(re.search(r'data-marks="(\d+)"', chart).group(1)) > len(categories)
+    # one labelled bar per category (SVG text of the y axes)
+    assert all(f">{category}</text>" in chart for category in categories), categories
+    for title in (">category / status<", ">orders<", ">difference (yuan)<", ">platform<"):
+        assert title in chart, title
 
 
 def test_rerunning_the_days_changes_nothing_and_audits_identically(seed_11, warehouse_url):

@@ -1,66 +1,32 @@
-"""``orderhub report --out report.html``: one self-contained HTML page (inline
-SVG and CSS, no scripts or fonts from anywhere) for a time range:
+"""``orderhub report --out report.html``: one self-contained HTML page for a
+time range, which opens offline from disk:
 
-* orders per platform per hour (marts.rpt_ingestion_health),
-* the sync-latency distribution (every version a live run landed),
-* completeness per extraction window (the ledger),
-* reconciliation differences by category and amount, and the review queue
-  (arrive with the settlement marts, issue 5; the page says so),
-* the latest GX results and the alerts sent.
+* health per platform and the status of every shop (marts.rpt_shop_status),
+* charts (orderhub.charts: Altair's Vega-Lite, drawn by Vega-Embed inline):
+  orders per platform per hour, the sync-latency distribution with its p50
+  and p95, completeness per shop and extraction window (the ledger), and
+  reconciliation orders and differences by category for the 7 days before,
+* the review queue, the scarcest SKUs, the latest failed GX results and the
+  alerts sent, as tables.
 
-A few lines of inline JavaScript only *check* the drawing: after layout they
-count the charts whose marks have a size and write it to
-``body[data-charts-drawn]`` (the report test reads it from headless Chromium).
+Once the charts are drawn, the page writes how many have marks with a size
+to ``body[data-charts-drawn]`` (the report tests read it from headless
+Chromium).
 """
 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
-from datetime import datetime
+import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
 
+from orderhub import charts
 from orderhub.config import PLATFORM_TZ
 from orderhub.landing import relation_exists
 from orderhub.platforms import clients
-
-WIDTH, HEIGHT, PAD = 720, 220, 40
-
-
-@dataclass
-class Bar:
-    label: str
-    value: float
-    color: str = "#4c78a8"
-    title: str = ""
-
-
-def bar_chart(chart_id: str, bars: list[Bar], *, unit: str = "", max_value: float | None = None,
-              every: int = 1) -> str:
-    """A vertical bar chart as inline SVG (labels under every ``every``-th bar)."""
-    if not bars:
-        return f'<p class="empty" id="{chart_id}">no data in this range</p>'
-    top = max_value or max(b.value for b in bars) or 1
-    inner_w, inner_h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
-    step = inner_w / len(bars)
-    marks = []
-    for i, bar in enumerate(bars):
-        h = inner_h * bar.value / top
-        x = PAD + i * step
-        tip = html.escape(bar.title or f"{bar.label}: {bar.value:g}{unit}")
-        marks.append(f'<rect class="mark" x="{x + step * 0.1:.1f}" y="{PAD + inner_h - h:.1f}" '
-                     f'width="{max(step * 0.8, 1):.1f}" height="{max(h, 0.5):.1f}" fill="{bar.color}">'
-                     f'<title>{tip}</title></rect>')
-        if i % every == 0:
-            marks.append(f'<text x="{x + step / 2:.1f}" y="{HEIGHT - PAD + 14}" '
-                         f'text-anchor="middle">{html.escape(bar.label)}</text>')
-    axis = (f'<line x1="{PAD}" y1="{PAD + inner_h}" x2="{WIDTH - PAD}" y2="{PAD + inner_h}" stroke="#999"/>'
-            f'<text x="{PAD - 4}" y="{PAD + 4}" text-anchor="end">{top:g}{html.escape(unit)}</text>'
-            f'<text x="{PAD - 4}" y="{PAD + inner_h}" text-anchor="end">0</text>')
-    return (f'<svg class="chart" id="{chart_id}" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
-            f'height="{HEIGHT}" role="img">{axis}{"".join(marks)}</svg>')
 
 
 def _local(ts: datetime) -> datetime:
@@ -98,7 +64,7 @@ def gather(conn: psycopg.Connection, start: datetime, end: datetime) -> dict:
             " and sync_mode = 'live'", (start, end))]
     if relation_exists(conn, "ops.extraction_windows"):
         data["windows"] = conn.execute(
-            "select platform, shop_id, window_start, window_end, api_reported_count, orders_landed,"
+            "select platform, shop_id, sync_mode, window_start, window_end, api_reported_count, orders_landed,"
             " outcome from ops.extraction_windows where window_start >= %s and window_start < %s"
             " and entity = 'orders' order by window_start, platform, shop_id", (start, end)).fetchall()
     if relation_exists(conn, "ops.validation_results"):
@@ -159,64 +125,52 @@ def shop_status(conn: psycopg.Connection) -> list[tuple]:
 
 
 def render(data: dict, start: datetime, end: datetime, title: str = "OrderHub run report") -> str:
-    # 1. orders per platform per hour: one bar per (hour, platform), grouped by hour
-    hours = sorted({h for h, _, _ in data["orders"]})
-    counts = {(h, p): n for h, p, n in data["orders"]}
-    # the registry's platforms that have orders here, in its order and colours
-    colours = {name: cls.colour for name, cls in clients().items()
-               if any(p == name for _, p, _ in data["orders"])}
-    platforms = list(colours)
-    order_bars = [Bar(f"{_local(h):%H:%M}" if p == platforms[0] else "", float(counts.get((h, p), 0)),
-                      colours[p], f"{_local(h):%m-%d %H:%M} {p}: {counts.get((h, p), 0)} orders")
-                  for h in hours for p in platforms]
-    # 2. latency histogram in 5-minute buckets
+    # the registry's colours: one per platform, the same on every chart
+    colours = {name: cls.colour for name, cls in clients().items()}
     latency = [float(x) for x in data["latency"]]
-    buckets: dict[int, int] = {}
-    for seconds in latency:
-        buckets[int(seconds // 300)] = buckets.get(int(seconds // 300), 0) + 1
-    latency_bars = [Bar(f"{b * 5}′", float(buckets.get(b, 0)), "#4c78a8",
-                        f"{b * 5}-{b * 5 + 5} min: {buckets.get(b, 0)} versions")
-                    for b in range(0, (max(buckets) + 1) if buckets else 0)]
-    # 3. completeness per window (landed / reported), red when short
-    window_bars = []
-    for platform, shop, w_start, w_end, reported, landed, outcome in data["windows"]:
-        rate = landed / reported if reported else (1.0 if outcome == "ok" else 0.0)
-        short = outcome != "ok" or (reported is not None and landed < reported)
-        window_bars.append(Bar("", rate * 100, "#d62728" if short else "#2ca02c",
-                               f"{platform}/{shop} [{_local(w_start):%H:%M}, {_local(w_end):%H:%M}):"
-                               f" {landed} of {reported} ({outcome})"))
+    recon_since = f"{_local(end).date() - timedelta(days=7):%Y-%m-%d}"
+    figures = [  # (element id, heading, spec or None)
+        ("orders-per-hour", "Orders landed per platform per hour",
+         charts.orders_per_hour(data["orders"], colours, (start, end))),
+        ("latency", f"Sync latency of the {len(latency)} order versions live runs landed",
+         charts.latency_histogram(latency)),
+        ("completeness", f"Completeness per shop and extraction window ({len(data['windows'])} windows)",
+         charts.completeness(data["windows"], (start, end))),
+        ("reconciliation", f"Reconciliation by category: orders and differences, {recon_since} to"
+                           f" {_local(end).date() - timedelta(days=1):%Y-%m-%d} (Beijing dates)",
+         charts.reconciliation(data["recon"], colours)),
+    ]
+    specs = {chart_id: spec for chart_id, _, spec in figures if spec is not None}
+    sections = "".join(
+        f'<section><h2>{html.escape(heading)}</h2>'
+        + (f'<div class="chart" id="{chart_id}"></div>' if spec is not None
+           else f'<p class="empty" id="{chart_id}">no data in this range</p>')
+        + "</section>" for chart_id, heading, spec in figures)
     health = _table(["platform", "orders", "latency p50 (s)", "latency p95 (s)", "completeness",
                      "field completeness", "open windows"], data["health"])
     failed_checks = [(c, s, d, sev, obs) for c, s, d, sev, ok, obs, _ in data["checks"] if not ok]
-    legend = " ".join(f'<span class="key" style="background:{c}"></span>{p}' for p, c in colours.items())
-    charts = [
-        ("Orders per platform per hour", legend + bar_chart("orders-per-hour", order_bars,
-                                                           every=max(len(platforms), 1))),
-        (f"Sync latency ({len(latency)} versions; platform fetch time minus modified time)",
-         bar_chart("latency", latency_bars, every=max(1, len(latency_bars) // 12))),
-        (f"Completeness per extraction window ({len(window_bars)} windows; red = short or failed)",
-         bar_chart("completeness", window_bars, unit="%", max_value=100)),
-    ]
-    sections = "".join(f"<section><h2>{html.escape(t)}</h2>{body}</section>" for t, body in charts)
+    # "</" never closes the script element early, whatever a shop or SKU is called
+    specs_json = json.dumps(specs, ensure_ascii=False).replace("</", "<\\/")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }}
 h1 {{ font-size: 20px; }} h2 {{ font-size: 16px; margin-top: 28px; }}
-svg.chart text {{ font-size: 10px; fill: #555; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left; }}
-.key {{ display: inline-block; width: 10px; height: 10px; margin: 0 4px 0 12px; }}
-.empty {{ color: #888; }}
-</style></head>
+.empty {{ color: #888; }} [data-error] {{ color: #b00; }}
+</style>
+<script>{charts.javascript()}</script>
+</head>
 <body data-charts-drawn="0">
 <h1>{html.escape(title)}</h1>
-<p>{_local(start):%Y-%m-%d %H:%M} to {_local(end):%Y-%m-%d %H:%M} (UTC+8), written {datetime.now(PLATFORM_TZ):%Y-%m-%d %H:%M:%S}</p>
+<p>{_local(start):%Y-%m-%d %H:%M} to {_local(end):%Y-%m-%d %H:%M} (UTC+8), written {datetime.now(PLATFORM_TZ):%Y-%m-%d %H:%M:%S}.
+Hover over a chart for its values.</p>
 <section><h2>Health per platform</h2>{health}</section>
 <section><h2>Shops (marts.rpt_shop_status; `orderhub status`)</h2>
 {_table(STATUS_COLUMNS, data.get("shops", []))}</section>
 {sections}
-<section><h2>Reconciliation: orders by outcome, the 7 days before {_local(end):%Y-%m-%d}</h2>
-{_table(["platform", "category / status", "orders", "difference (yuan)", "actions"], data["recon"])}</section>
+<details><summary>Reconciliation as a table</summary>
+{_table(["platform", "category / status", "orders", "difference (yuan)", "actions"], data["recon"])}</details>
 <section><h2>Review queue (largest 20; marts.rpt_recon_review_queue)</h2>
 {_table(["priority", "platform", "shop", "order", "category", "difference (yuan)", "date"], data["queue"])}</section>
 <section><h2>Stock: the scarcest SKUs (marts.stock_positions, marts.rpt_oversell_risk)</h2>
@@ -226,10 +180,22 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding
 {_table(["checkpoint", "suite", "expectation", "severity", "observed"], failed_checks)}</section>
 <section><h2>Alerts sent</h2>{_table(["sent at (UTC+8)", "kind", "message"], data["alerts"])}</section>
 <script>
-addEventListener("load", () => {{
-  const drawn = [...document.querySelectorAll("svg.chart")].filter(svg =>
-    [...svg.querySelectorAll(".mark")].some(m => {{ const b = m.getBBox(); return b.width > 0 && b.height > 0; }}));
-  document.body.dataset.chartsDrawn = String(drawn.length);
+// Draw every chart as SVG, then say how many have marks with a size (the
+// report test reads body[data-charts-drawn] and each chart's data-marks).
+const specs = {specs_json};
+Promise.all(Object.entries(specs).map(([id, spec]) =>
+  vegaEmbed("#" + id, spec, {{renderer: "svg", actions: false}}).then(() => {{
+    const chart = document.getElementById(id);
+    chart.dataset.marks = String([...chart.querySelectorAll("g.mark-rect > path")].filter(mark => {{
+      const box = mark.getBBox(); return box.width > 0 && box.height > 0; }}).length);
+  }}).catch(error => {{
+    const chart = document.getElementById(id);
+    chart.dataset.error = String(error);
+    chart.textContent = "This chart could not be drawn: " + error;
+  }})
+)).then(() => {{
+  document.body.dataset.chartsDrawn = String(
+    [...document.querySelectorAll("div.chart")].filter(chart => Number(chart.dataset.marks) > 0).length);
 }});
 </script>
 </body></html>
@@ -239,8 +205,6 @@ addEventListener("load", () => {{
 def last_day_of_data(conn) -> tuple[datetime, datetime] | None:
     """The report's default window: the 24 hours up to the end of the hour of
     the newest order version landed (None when nothing has landed)."""
-    from datetime import timedelta
-
     if conn.execute("select to_regclass('raw.orders')").fetchone()[0] is None:
         return None
     newest = conn.execute("select max(modified_at) from raw.orders").fetchone()[0]
