@@ -16,8 +16,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from expectations.checkpoints import data_docs_index
 from orderhub.config import dbt_project_dir
 from orderhub.transform import dbt, dbt_env, ensure_manifest
+from tests.browser import drawn_dom, fetched_resources
 from tests.truth import mart_digest, reset
 
 pytestmark = pytest.mark.integration
@@ -304,7 +306,7 @@ def test_hourly_runs_test_and_check_the_new_data_daily_runs_everything(replayed,
     assert any("order_status_code" in f for f in everything) and in_the_hour < everything, everything
 
 
-def test_orderhub_docs_builds_and_serves_both_sites(replayed, warehouse_url):
+def test_orderhub_docs_builds_and_serves_both_sites(replayed, warehouse_url, tmp_path):
     """`orderhub docs --serve`: dbt's docs as one static page (it opens from
     disk, with the catalog inside), the GX Data Docs, both served on 127.0.0.1."""
     import signal
@@ -340,3 +342,38 @@ def test_orderhub_docs_builds_and_serves_both_sites(replayed, warehouse_url):
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(30)
+    # the Data Docs render offline: no page fetches anything from elsewhere, and
+    # Chromium with no network runs their scripts (bootstrap-table wraps the tables)
+    site = data_docs_index().parent
+    pages = list(site.rglob("*.html"))
+    assert len(pages) > 1 and {p.name: fetched_resources(p.read_text()) for p in pages
+                               if fetched_resources(p.read_text())} == {}
+    dom = drawn_dom(data_docs_index(), tmp_path / "profile")
+    assert 'class="bootstrap-table' in dom and "fa-" in dom
+    assert (site / "static" / "vendor" / "vega-bundle.js").stat().st_size > 100_000
+
+
+def test_the_data_docs_copies_are_what_gx_asks_for():
+    """Every script and stylesheet GX's templates fetch has a copy (a GX
+    upgrade that adds one fails here), and the two GX pins by hash are
+    byte for byte the releases it names."""
+    import base64
+    import hashlib
+    import re
+
+    import great_expectations
+
+    from expectations.data_docs import CDN, TAG, VENDOR
+
+    templates = Path(great_expectations.__file__).parent / "render" / "view" / "templates"
+    fetched = {m.group(2): m.group(0) for t in templates.glob("*.j2")
+               for m in TAG.finditer(t.read_text())}
+    assert len(fetched) > 10 and set(fetched) <= set(CDN), set(fetched) - set(CDN)
+    for path in {p for p in CDN.values() if p and p != "vega-bundle.js"}:
+        assert (VENDOR / path).is_file(), path
+    pinned = {url: re.search(r'integrity="([^"]+)"', tag) for url, tag in fetched.items()}
+    pinned = {url: m.group(1) for url, m in pinned.items() if m}
+    assert len(pinned) == 2, pinned  # popper and bootstrap's script
+    for url, integrity in pinned.items():
+        digest = hashlib.sha384((VENDOR / CDN[url]).read_bytes()).digest()
+        assert integrity == "sha384-" + base64.b64encode(digest).decode(), url

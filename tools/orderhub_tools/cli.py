@@ -599,6 +599,7 @@ def cmd_docs(args) -> int:
     import great_expectations as gx
 
     from expectations.checkpoints import data_docs_index, gx_home
+    from expectations.data_docs import make_offline
     from orderhub.config import dbt_project_dir
     from orderhub.transform import dbt
 
@@ -611,6 +612,7 @@ def cmd_docs(args) -> int:
     dbt_docs = dbt_project_dir() / "target" / "static_index.html"
     print(f"dbt docs: {dbt_docs}")
     gx.get_context(mode="file", project_root_dir=str(gx_home())).build_data_docs()
+    make_offline(data_docs_index().parent)  # styles, scripts and fonts from the site itself
     print(f"GX Data Docs: {data_docs_index()}")
     if args.serve:
         serve_docs(dbt_docs, data_docs_index().parent, args.port)
