@@ -406,7 +406,8 @@ def drop_warehouse(url: str | None = None) -> None:
 # names, phones and addresses are masked or hashed) and nothing else: no raw
 # payload, no staging, no ops table. `orderhub db url --bi` prints its URL.
 # The default privileges make every relation dbt creates in marts readable by
-# it, as dbt replaces tables and views build after build.
+# it, as dbt replaces tables and views build after build. Its sessions'
+# time zone is Beijing's (the warehouse's stays UTC).
 BI_ROLE = "orderhub_bi"
 BI_SQL = f"""
 do $$ begin
@@ -415,6 +416,12 @@ do $$ begin
     end if;
 exception when duplicate_object or unique_violation then null;  -- the server's roles:
     -- another database of it made this one at the same moment
+end $$;
+-- BI sessions see times in Beijing time: created_at::date is the business day
+do $$ begin
+    alter role {BI_ROLE} set timezone to 'Asia/Shanghai';
+exception when insufficient_privilege then
+    raise notice 'set the time zone of {BI_ROLE} to Asia/Shanghai as its administrator';
 end $$;
 create schema if not exists marts;
 grant usage on schema marts to {BI_ROLE};
