@@ -723,6 +723,36 @@ def cmd_dbt_build(args) -> int:
     return 0
 
 
+def cmd_dbt_freshness(args) -> int:
+    """dbt source freshness on the raw tables: when each last landed a row,
+    against its warn and error bounds (models/staging/_staging__sources.yml)."""
+    import json
+
+    from orderhub.config import dbt_project_dir
+    from orderhub.transform import dbt
+
+    check_warehouse()
+    result = dbt("source", "freshness", check=False)
+    sources = dbt_project_dir() / "target" / "sources.json"
+    if not sources.exists():
+        print(result.stdout[-3000:], file=sys.stderr)
+        return 1
+    results = sorted(json.loads(sources.read_text())["results"], key=lambda r: r["unique_id"])
+    for r in results:
+        name = r["unique_id"].split(".", 2)[2]
+        bounds = r.get("criteria") or {}
+        limits = ", ".join(f"{kind.split('_')[0]} after {b['count']} {b['period']}s"
+                           for kind, b in bounds.items() if kind.endswith("_after") and b)
+        if r.get("max_loaded_at", "").startswith("0001-"):
+            landed = "nothing landed yet"
+        elif "max_loaded_at_time_ago_in_s" in r:
+            landed = f"newest row landed {r['max_loaded_at_time_ago_in_s'] / 3600:.1f} h ago"
+        else:
+            landed = r.get("message") or "could not be read"
+        print(f"{name}: {r['status']} ({landed}; {limits})")
+    return 1 if any(r["status"] in ("error", "runtime error") for r in results) else 0
+
+
 def cmd_mapping_check(args) -> int:
     from dataclasses import asdict
 
@@ -948,6 +978,9 @@ def main(argv: list[str] | None = None) -> int:
     dbt_build.add_argument("--reconciliation", action="store_true",
                            help="also rebuild the reconciliation marts (as settlements_daily)")
     dbt_build.set_defaults(func=cmd_dbt_build)
+    dbt_sub.add_parser(
+        "freshness", help="dbt source freshness: when each raw table last landed a row, against"
+                          " its bounds (exit 1 past an error bound)").set_defaults(func=cmd_dbt_freshness)
 
     mapping = sub.add_parser("mapping", help="the field and status mapping seeds")
     mapping_sub = mapping.add_subparsers(dest="mapping_command", required=True)
