@@ -16,6 +16,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -221,24 +222,39 @@ def test_the_bi_role_reads_every_mart_and_nothing_else(first_run, warehouse_url)
     assert readable == marts, readable ^ marts
     with psycopg.connect(bi_url) as bi:
         assert bi.execute("select count(*) from marts.fct_orders").fetchone()[0] == orders
+        # its sessions are in Beijing time: a day is the business day
+        assert bi.execute("show timezone").fetchone()[0] == "Asia/Shanghai"
+        assert bi.execute("select '2026-11-10 16:30+00'::timestamptz::date").fetchone()[0] == date(2026, 11, 11)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             bi.execute("select payload from raw.orders limit 1")
 
 
-def test_a_bi_tool_sees_the_health_and_sla_columns_described(first_run, warehouse_url):
-    """persist_docs: the yml descriptions are comments on the marts BI reads
-    first, every column of the health and SLA marts among them (issue 20)."""
+def test_a_bi_tool_sees_every_mart_column_described(first_run, warehouse_url):
+    """persist_docs: every relation dbt built in marts and every one of its
+    columns carries its yml description as a comment (issue 20)."""
     with psycopg.connect(warehouse_url) as conn:
-        bare = conn.execute(
-            "select c.relname, a.attname from pg_class c"
+        columns = conn.execute(
+            "select c.relname, a.attname, coalesce(obj_description(c.oid, 'pg_class'), ''),"
+            " coalesce(col_description(c.oid, a.attnum), '') from pg_class c"
             " join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'marts'"
             " join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped"
-            " where c.relname in ('rpt_ingestion_health', 'rpt_platform_sla')"
-            " and coalesce(col_description(c.oid, a.attnum), '') = ''").fetchall()
-        described = conn.execute("select obj_description('marts.fct_orders'::regclass)"
-                                 ).fetchone()[0]
-    assert bare == [], bare
-    assert described  # every mart with a yml description carries it
+            " where c.relkind in ('r', 'v', 'm', 'p') and position('__dbt_' in c.relname) = 0").fetchall()
+    relations = {relation for relation, *_ in columns}
+    assert {"fct_orders", "live_orders", "fct_order_reconciliation", "rpt_reconciliation_daily",
+            "stock_positions", "fct_deliveries", "rpt_ingestion_health"} <= relations, relations
+    assert sorted({r for r, _, described, _ in columns if not described}) == []
+    assert [(r, c) for r, c, _, described in columns if not described] == []
+
+
+def test_source_freshness_says_when_each_raw_table_last_landed(first_run):
+    """`orderhub dbt freshness`: dbt source freshness on the raw tables, one line each."""
+    result = subprocess.run([sys.executable, "-m", "orderhub_tools.cli", "dbt", "freshness"],
+                            capture_output=True, text=True)
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    assert lines["raw.orders"].startswith("pass (newest row landed "), result.stdout + result.stderr
+    assert "warn after 2 hours, error after 6 hours" in lines["raw.orders"]
+    assert "raw.settlements" in lines  # this world settles nothing: an error, said so
+    assert result.returncode == (1 if lines["raw.settlements"].startswith("error") else 0)
 
 
 def test_order_lines_sum_to_the_goods_amount(first_run, warehouse_url):
