@@ -25,15 +25,6 @@ from orderhub.config import PLATFORM_TZ
 WIDTH = 620
 
 
-def time_x(field: str, title: str, window: tuple[datetime, datetime]) -> alt.X:
-    """A time axis over the report's window, in hours, with the date at midnight."""
-    return alt.X(field, title=title, scale=alt.Scale(
-        type="utc", domain=[wall_clock(window[0]), wall_clock(window[1])]), axis=alt.Axis(
-        labelOverlap=True, labelFlush=True,
-        labelExpr="utchours(datum.value) == 0 && utcminutes(datum.value) == 0"
-                  " ? utcFormat(datum.value, '%m-%d') : utcFormat(datum.value, '%H:%M')"))
-
-
 COMPLETENESS = {  # status -> colour; short and failed windows are the red ones
     "complete": "#2ca02c", "ok, no count from the platform": "#98df8a",
     "short": "#d62728", "failed": "#7f0000"}
@@ -57,6 +48,15 @@ def _platform_colours(colours: dict[str, str], values: list[dict]) -> alt.Scale:
     present = {v["platform"] for v in values}
     drawn = {p: c for p, c in colours.items() if p in present}
     return alt.Scale(domain=list(drawn), range=list(drawn.values()))
+
+
+def time_x(field: str, title: str, window: tuple[datetime, datetime]) -> alt.X:
+    """A time axis over the report's window, in hours, with the date at midnight."""
+    return alt.X(field, title=title, scale=alt.Scale(
+        type="utc", domain=[wall_clock(window[0]), wall_clock(window[1])]), axis=alt.Axis(
+        labelOverlap=True, labelFlush=True,
+        labelExpr="utchours(datum.value) == 0 && utcminutes(datum.value) == 0"
+                  " ? utcFormat(datum.value, '%m-%d') : utcFormat(datum.value, '%H:%M')"))
 
 
 def orders_per_hour(rows: list[tuple[datetime, str, int]], colours: dict[str, str],
