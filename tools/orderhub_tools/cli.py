@@ -19,9 +19,8 @@ from orderhub.config import (
 from orderhub.platforms import client_class
 from orderhub.platforms import names as platform_names
 from orderhub_tools.sandbox.faults import CHOICES
-from orderhub_tools.sandbox.world import WORLDS
+from orderhub_tools.sandbox.world import DEFAULT_SEED, DEMO_SCALE, WORLDS
 
-DEFAULT_SEED = 42
 DEFAULT_START = "2026-11-11T00:00:00+08:00"
 DEFAULT_END = "2026-11-11T03:00:00+08:00"
 # The tea chain's world (`orderhub demo --world tea`): its shops file, and a
@@ -391,7 +390,7 @@ def cmd_demo(args) -> int:
     default_start, default_end = TEA_WINDOW if args.world == "tea" else (DEFAULT_START,
                                                                           DEFAULT_END)
     args.start = args.start or default_start
-    args.scale = args.scale if args.scale is not None else (1.0 if args.world == "tea" else 0.1)
+    args.scale = args.scale if args.scale is not None else (1.0 if args.world == "tea" else DEMO_SCALE)
 
     if args.live is not None and args.live <= 0:
         raise UserError("--live takes the seconds of wall time to push (> 0)")

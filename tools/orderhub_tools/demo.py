@@ -52,6 +52,7 @@ from orderhub_tools.runner import SandboxTarget, run, settlement_range
 from orderhub_tools.sandbox.faults import OUTAGE
 from orderhub_tools.sandbox.server import SandboxSpec, serve
 from orderhub_tools.sandbox.stock import forget_sale, save_sale
+from orderhub_tools.sandbox.world import DEMO_SCALE
 
 
 def summary(start: datetime, end: datetime, truth: list[dict]) -> tuple[list[dict], bool]:
@@ -348,7 +349,7 @@ def report_live(span: LiveSpan, world, upto: datetime) -> bool:
     return equal
 
 
-def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = 0.1,
+def demo(seed: int, start: datetime, end: datetime, fresh: bool, scale: float = DEMO_SCALE,
          faults: str = "none", settle: timedelta | None = None, settlement_days: int = 2,
          live_seconds: float = 0, live_speed: float = 1.0, flash_sale: bool = False,
          repair: bool = True) -> int:

@@ -54,9 +54,9 @@ def demo_world() -> dict:
     path = home() / DEMO_WORLD
     if path.exists():
         return json.loads(path.read_text())
-    from orderhub_tools.cli import DEFAULT_SEED
+    from orderhub_tools.sandbox.world import DEFAULT_SEED, DEMO_SCALE
 
-    return {"seed": DEFAULT_SEED, "scale": 0.1, "shops_file": None}
+    return {"seed": DEFAULT_SEED, "scale": DEMO_SCALE, "shops_file": None}
 
 
 def login() -> tuple[str, str, Path]:

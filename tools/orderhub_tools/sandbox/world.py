@@ -81,6 +81,10 @@ DRINKS = [
 # retail platforms, default) and a tea chain's stores (drinks on the
 # food-delivery platforms, lunch and afternoon peaks).
 WORLDS = ("brand", "tea")
+# The demo's world unless told otherwise (`orderhub demo`, `orderhub airflow
+# --sandbox` before any demo): its seed, and its scale outside the tea world.
+DEFAULT_SEED = 42
+DEMO_SCALE = 0.1
 
 
 def merchant_code(product: int) -> str:
