@@ -17,7 +17,7 @@ order, so the gateway and ``orderhub sandbox truth --kind deliveries`` agree.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 from orderhub.config import PLATFORM_TZ
 from orderhub.delivery.sf_same_city import FEED_API, NO_SUCH_ORDER, STATUS_API, body_text, sign
 from orderhub_tools.sandbox.faults import ShopFaults
-from orderhub_tools.sandbox.gateway import CLOCK_TOLERANCE, AppCredentials, Reply
+from orderhub_tools.sandbox.gateway import CLOCK_TOLERANCE, AppCredentials, Reply, with_faults
 from orderhub_tools.sandbox.world import (
     COMPLETED,
     MAX_LIFETIME,
@@ -205,21 +205,14 @@ class SfSameCityGateway:
         faults = self.faults.get(str(asked.get("shop_id")))
         if faults is None:
             return self.handle(path, query, text, asked, 0)
-        offset = faults.clock_offset()
-        n, failure = faults.next_request(self.clock())
-        if failure in ("incident", "flaky"):
-            code = 504 if failure == "incident" else (500, 502, 503)[n % 3]
-            return Reply(code, f"<html><body><h1>{code}</h1></body></html>".encode(), offset)
-        if failure == "throttle":
-            return replace(self.answer(1004, "请求过于频繁"), clock_offset=offset)
-        if offset and abs(int(asked.get("push_time") or 0) - (self.clock() + offset)) > CLOCK_TOLERANCE:
-            faults.note("skew")  # stamped with the caller's clock: refused (handle)
-        reply = replace(self.handle(path, query, text, asked, offset), clock_offset=offset)
-        if faults.lose_answer(n):
-            return Reply(504, b"<html><body><h1>504 Gateway Time-out</h1></body></html>", offset)
-        if faults.truncate(n):
-            return replace(reply, body=reply.body[: max(1, len(reply.body) * 2 // 3)])
-        return reply
+
+        def refused(offset: int) -> None:
+            if offset and abs(int(asked.get("push_time") or 0) - (self.clock() + offset)) > CLOCK_TOLERANCE:
+                faults.note("skew")  # stamped with the caller's clock: handle() refuses it
+
+        return with_faults(faults, self.clock(),
+                           lambda offset: self.handle(path, query, text, asked, offset),
+                           lambda: self.answer(1004, "请求过于频繁"), refused)
 
     def handle(self, path: str, query: dict[str, str], text: str, asked: dict,
                offset: int) -> Reply:

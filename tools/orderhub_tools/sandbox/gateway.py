@@ -5,7 +5,8 @@ window does not search the world once per page."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from threading import Lock, local
@@ -90,6 +91,38 @@ class Reply:
     status: int
     body: bytes
     clock_offset: int = 0  # the gateway's clock (Date header) minus the sandbox clock
+
+
+GATEWAY_TIMEOUT = b"<html><body><h1>504 Gateway Time-out</h1></body></html>"
+
+
+def with_faults(faults: ShopFaults, clock: int, handle: Callable[[int], Reply],
+                throttled: Callable[[], Reply], refused: Callable[[int], Reply | None]) -> Reply:
+    """One request through a shop's faults, for every gateway of the sandbox:
+    an incident (504) or a flaky 5xx before it reaches the platform, then
+    throttling (``throttled()``: the platform's own answer), then a caller's
+    clock off by more than the tolerance (``refused(offset)``: the platform's
+    refusal, or None to let ``handle`` refuse it), then the platform's answer
+    (``handle(offset)``), which can still be lost on the way back or arrive
+    cut short. ``offset``: the platform's clock minus the sandbox's."""
+    offset = faults.clock_offset()
+    n, failure = faults.next_request(clock)
+    if failure == "incident":
+        return Reply(504, GATEWAY_TIMEOUT, offset)
+    if failure == "flaky":
+        code = (500, 502, 503)[n % 3]
+        return Reply(code, f"<html><body><h1>{code}</h1></body></html>".encode(), offset)
+    if failure == "throttle":
+        return replace(throttled(), clock_offset=offset)
+    refusal = refused(offset)
+    if refusal is not None:
+        return replace(refusal, clock_offset=offset)
+    reply = replace(handle(offset), clock_offset=offset)
+    if faults.lose_answer(n):  # handled, then the answer is lost on the way
+        return Reply(504, GATEWAY_TIMEOUT, offset)
+    if faults.truncate(n):
+        return replace(reply, body=reply.body[: max(1, len(reply.body) * 2 // 3)])
+    return reply
 
 
 class Gateway:
@@ -190,30 +223,25 @@ class Gateway:
         if faults is None:
             status, payload = self.handle(path, query, form, body)
             return Reply(status, _body(payload))
-        offset = faults.clock_offset()
-        n, failure = faults.next_request(self.clock())
-        if failure == "incident":
-            return Reply(504, b"<html><body><h1>504 Gateway Time-out</h1></body></html>", offset)
-        if failure == "flaky":
-            code = (500, 502, 503)[n % 3]
-            return Reply(code, f"<html><body><h1>{code}</h1></body></html>".encode(), offset)
-        if failure == "throttle":
-            return Reply(self.throttle_status, jsonutil.dumps(self.throttled(1)).encode(), offset)
-        sent = self.request_time(query, form)
-        if offset and sent is not None and abs(sent - (self.clock() + offset)) > CLOCK_TOLERANCE:
-            faults.note("skew")
-            return Reply(200, jsonutil.dumps(self.clock_refused()).encode(), offset)
-        self._request.faults = faults  # for search() and page() during this request
-        try:
-            status, payload = self.handle(path, query, form, body)
-        finally:
-            self._request.faults = None
-        if faults.lose_answer(n):  # handled, then the answer is lost on the way
-            return Reply(504, b"<html><body><h1>504 Gateway Time-out</h1></body></html>", offset)
-        text = _body(payload)
-        if faults.truncate(n):
-            text = text[: max(1, len(text) * 2 // 3)]
-        return Reply(status, text, offset)
+
+        def refused(offset: int) -> Reply | None:
+            sent = self.request_time(query, form)
+            if offset and sent is not None and abs(sent - (self.clock() + offset)) > CLOCK_TOLERANCE:
+                faults.note("skew")
+                return Reply(200, jsonutil.dumps(self.clock_refused()).encode())
+            return None
+
+        def handle(offset: int) -> Reply:
+            self._request.faults = faults  # for search() and page() during this request
+            try:
+                status, payload = self.handle(path, query, form, body)
+            finally:
+                self._request.faults = None
+            return Reply(status, _body(payload))
+
+        return with_faults(
+            faults, self.clock(), handle,
+            lambda: Reply(self.throttle_status, jsonutil.dumps(self.throttled(1)).encode()), refused)
 
     @property
     def _faults(self) -> ShopFaults | None:
