@@ -417,9 +417,12 @@ do $$ begin
 exception when duplicate_object or unique_violation then null;  -- the server's roles:
     -- another database of it made this one at the same moment
 end $$;
--- BI sessions see times in Beijing time: created_at::date is the business day
+-- BI sessions on this database see times in Beijing time: created_at::date is
+-- the business day. Per database (the role is the server's): two warehouses
+-- of one server setting it at once never touch the same catalog row.
 do $$ begin
-    alter role {BI_ROLE} set timezone to 'Asia/Shanghai';
+    execute format('alter role {BI_ROLE} in database %I set timezone to %L',
+                   current_database(), 'Asia/Shanghai');
 exception when insufficient_privilege then
     raise notice 'set the time zone of {BI_ROLE} to Asia/Shanghai as its administrator';
 end $$;
