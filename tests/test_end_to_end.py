@@ -16,8 +16,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -225,8 +226,13 @@ def test_the_bi_role_reads_every_mart_and_nothing_else(first_run, warehouse_url)
         # its sessions are in Beijing time: a day is the business day
         assert bi.execute("show timezone").fetchone()[0] == "Asia/Shanghai"
         assert bi.execute("select '2026-11-10 16:30+00'::timestamptz::date").fetchone()[0] == date(2026, 11, 11)
+        dated = bi.execute("select created_at, order_date from marts.fct_orders").fetchall()
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             bi.execute("select payload from raw.orders limit 1")
+    # fct_orders' business date is Beijing's, which is not the UTC date for these hours
+    beijing = ZoneInfo("Asia/Shanghai")
+    assert dated and all(day == created.astimezone(beijing).date() for created, day in dated)
+    assert any(created.astimezone(UTC).date() != day for created, day in dated)
 
 
 def test_a_bi_tool_sees_every_mart_column_described(first_run, warehouse_url):

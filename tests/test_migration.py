@@ -100,7 +100,7 @@ def marts(url: str) -> dict[str, str]:
 NEWER_COLUMNS = ("mapping_hash", "versions_backfilled", "versions_pushed", "orders_pushed",
                  "orders_poll_only", "push_latency_p50_seconds", "push_latency_p95_seconds",
                  "push_latency_max_seconds", "poll_latency_p95_seconds", "built_at",
-                 "judged_at", "range_first_day", "range_end_day", "merchant_sku")
+                 "judged_at", "range_first_day", "range_end_day", "merchant_sku", "order_date")
 NEWER_BY_MART = {"fct_money_events": ("landed_at",)}  # a column other marts had before
 # Marts added after the old commit: issue 17's live orders, issue 18's stock,
 # issue 19's deliveries.
@@ -150,6 +150,10 @@ def test_a_warehouse_of_per_platform_raw_tables_migrates_with_nothing_lost(tmp_p
         built = dbt("build", check=False, env=dbt_env(url, salt=SALT))
         assert built.returncode == 0, built.stdout[-3000:]
         after = marts(url)
+        with psycopg.connect(url) as conn:  # a column added since: every old row rebuilt with it
+            undated = conn.execute("select count(*) filter (where order_date is null), count(*)"
+                                   " from marts.fct_orders").fetchone()
+        assert undated[0] == 0 and undated[1] > 0, undated
         # dim_platforms is the registry now: the same rows for the platforms the
         # old warehouse knew, and a row for each platform registered since (the mall,
         # Meituan, Ele.me).

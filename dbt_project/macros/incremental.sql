@@ -62,10 +62,11 @@
     {%- if not execute or not is_incremental() -%}
         {{ return(false) }}
     {%- endif -%}
-    {#- A table built before it carried the hash: rebuild every row (the
-        model's on_schema_change adds the column). -#}
+    {#- A table built before it carried the hash, or a column its yml names
+        (a column added since, such as fct_orders.order_date): rebuild every
+        row (the model's on_schema_change adds the column, empty). -#}
     {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
-    {%- if 'mapping_hash' not in columns -%}
+    {%- if 'mapping_hash' not in columns or model.columns.keys() | reject('in', columns) | list -%}
         {{ return(true) }}
     {%- endif -%}
     {%- set result = run_query("select (select mapping_hash from " ~ this ~ " limit 1)"

@@ -13,6 +13,7 @@
         raw_order_status,
         raw_refund_status,
         created_at,
+        (created_at at time zone 'Asia/Shanghai')::date as order_date,
         paid_at,
         shipped_at,
         completed_at,

@@ -7,7 +7,7 @@
     materialized='incremental',
     unique_key='order_key',
     incremental_strategy='delete+insert',
-    on_schema_change='fail',
+    on_schema_change='append_new_columns',
     indexes=[{'columns': ['landed_at']}, {'columns': ['updated_at']},
              {'columns': ['order_status_code']},
              {'columns': ['platform', 'shop_id', 'order_id'], 'unique': true}],
