@@ -65,7 +65,7 @@ def _publish(path: Path, write) -> None:
     partial.replace(path)
 
 
-def _install(static: Path) -> Path:
+def _install(static: Path) -> None:
     """The vendored files (and the Vega bundle) in the site's static folder."""
     vendor = static / "vendor"
     for source in VENDOR.rglob("*"):
@@ -79,7 +79,6 @@ def _install(static: Path) -> Path:
 
         script = vl_convert.javascript_bundle(vl_version="5.21")
         _publish(bundle, lambda partial: partial.write_text(script, encoding="utf-8"))
-    return vendor
 
 
 def offline_page(text: str, up: str) -> str:
@@ -109,6 +108,8 @@ def make_offline(site: Path, since: float | None = None) -> int:
         if since is not None and page.stat().st_mtime < since:
             continue
         text = page.read_text(encoding="utf-8")
+        if not text.rstrip().endswith("</html>"):
+            continue  # another checkpoint's build is still writing it: that one finishes it
         offline = offline_page(text, Path(os.path.relpath(site, page.parent)).as_posix())
         if offline != text:
             _publish(page, lambda partial, offline=offline: partial.write_text(offline, encoding="utf-8"))
