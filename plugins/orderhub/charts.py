@@ -169,8 +169,8 @@ def reconciliation(rows: list[tuple], colours: dict[str, str]) -> dict | None:
         tooltip=[alt.Tooltip("category:N"), alt.Tooltip("platform:N"), alt.Tooltip("orders:Q"),
                  alt.Tooltip("amount:N", title="difference (yuan)"), alt.Tooltip("actions:N")])
     chart = alt.hconcat(
-        base.encode(x=alt.X("sum(orders):Q", title="orders")).properties(width=300),
-        base.encode(x=alt.X("sum(difference):Q", title="difference (yuan)")).properties(width=380),
+        base.encode(x=alt.X("sum(orders):Q", title="orders")).properties(width=230),
+        base.encode(x=alt.X("sum(difference):Q", title="difference (yuan)")).properties(width=310),
     ).resolve_scale(color="shared")
     return _spec(chart)
 

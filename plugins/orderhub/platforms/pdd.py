@@ -84,7 +84,7 @@ class PddClient(PlatformClient):
     money_unit = "yuan number"
     time_format = "Beijing-time string"
     lists_unpaid_orders = False
-    colour = "#f4b400"
+    colour = "#8e24aa"  # not its red (JD has red) nor a yellow (Meituan has that)
     position = 3
     max_window = timedelta(minutes=30)
     first_page = 1
