@@ -100,7 +100,8 @@ def ensure_manifest() -> Path:
     """Cosmos renders the DAG from target/manifest.json: (re)parse when stale."""
     project = dbt_project_dir()
     manifest = project / "target" / "manifest.json"
-    sources = [p for p in project.rglob("*") if p.is_file() and p.suffix in (".sql", ".yml", ".csv")
+    sources = [p for p in project.rglob("*") if p.is_file()
+               and p.suffix in (".sql", ".yml", ".csv", ".md")  # .md: the doc blocks
                and "target" not in p.parts and "logs" not in p.parts]
     newest = max(p.stat().st_mtime for p in sources)
     if not manifest.exists() or manifest.stat().st_mtime < newest:
