@@ -731,8 +731,9 @@ def cmd_dbt_freshness(args) -> int:
     from orderhub.transform import dbt
 
     check_warehouse()
-    result = dbt("source", "freshness", check=False)
     sources = dbt_project_dir() / "target" / "sources.json"
+    sources.unlink(missing_ok=True)  # never an earlier run's answer
+    result = dbt("source", "freshness", check=False)
     if not sources.exists():
         print(result.stdout[-3000:], file=sys.stderr)
         return 1
