@@ -36,14 +36,17 @@
     ))
 {%- endmacro %}
 
-{#- The lower bound of extracted_at that an incremental run re-reads. Looked
-    up when the model runs and written as a literal: behind a subquery the
-    planner can only assume a third of the history passes; a literal it
-    estimates from the statistics (and the index, past their newest value). -#}
-{% macro incremental_since(column='landed_at') -%}
+{#- The lower bound of extracted_at that an incremental run re-reads (the
+    newest `column` of this model minus `lookback_hours`, by default the
+    project's lookback). Looked up when the model runs and written as a
+    literal: behind a subquery the planner can only assume a third of the
+    history passes; a literal it estimates from the statistics (and the
+    index, past their newest value). -#}
+{% macro incremental_since(column='landed_at', lookback_hours=none) -%}
+    {%- set lookback = var("incremental_lookback_hours") if lookback_hours is none else lookback_hours -%}
     {%- set sql -%}
         select (coalesce(max({{ column }}), '-infinity'::timestamptz)
-                - interval '{{ var("incremental_lookback_hours") }} hours')::text
+                - interval '{{ lookback }} hours')::text
         from {{ this }}
     {%- endset -%}
     {%- if execute -%}

@@ -7,7 +7,10 @@
     order that left the range). Why each is a candidate:
 
       books landed      the order's expected payout changed (a new version)
-      lines landed      a settlement record of it landed or changed
+      lines written     fct_settlement_lines wrote a record of it since the
+                        last judgement (built_at: a new or changed record;
+                        builds never overlap, transform.one_build_at_a_time,
+                        so no lookback is needed)
       override          someone resolved one of its differences
       still open        pending or awaiting_order: the next day can settle it
       newly in range    due, or with a line, in the days the range gained
@@ -35,6 +38,7 @@
 {%- if execute and is_incremental() -%}
 {%- set incremental = not mapping_changed(current=recon_inputs_hash()) -%}
 {%- set since = incremental_since('judged_at') if incremental else none -%}
+{%- set last_judged = incremental_since('judged_at', lookback_hours=0) if incremental else none -%}
 drop table if exists pg_temp.recon_candidates;
 create temporary table recon_candidates as
 {% if not incremental -%}
@@ -75,7 +79,7 @@ select order_key from {{ ref('int_order_expected_settlement') }}
 where landed_at > {{ since }}
 union
 select order_key from {{ ref('fct_settlement_lines') }}
-where landed_at > {{ since }}
+where built_at > {{ last_judged }}
 union
 select {{ surrogate_key(['platform', 'shop_id', 'order_id']) }}
 from {{ source('ops', 'recon_overrides') }}

@@ -668,7 +668,7 @@ insert into marts.fct_settlement_lines (settlement_line_key, platform, shop_id,
     settlement_line_id, order_id, order_key, line_kind, settled_at, settle_date, gross_amount,
     platform_subsidy_amount, influencer_subsidy_amount, commission_amount, service_fee_amount,
     other_fee_amount, refund_amount, settle_amount, currency, payload_sha256, landed_at,
-    mapping_hash)
+    built_at, mapping_hash)
 select md5(concat_ws('|', o.platform, o.shop_id, 'S' || o.order_id)), o.platform, o.shop_id,
        'S' || o.order_id, o.order_id, o.order_key, 'payout', s.settled,
        (s.settled at time zone 'Asia/Shanghai')::date, o.paid_amount, 0, 0,
@@ -676,7 +676,8 @@ select md5(concat_ws('|', o.platform, o.shop_id, 'S' || o.order_id)), o.platform
        0, 0, o.paid_amount - round(t.commission_rate * o.paid_amount, 2)
            - round(t.service_fee_rate * o.paid_amount, 2)
            + case when o.order_id::bigint %% 50 = 0 then 0.03 else 0 end,
-       'CNY', md5(o.order_id), s.settled + interval '1 hour', %(hash)s
+       'CNY', md5(o.order_id), s.settled + interval '1 hour', s.settled + interval '1 hour',
+       %(hash)s
 from marts.fct_orders o
 join seeds.platform_terms t using (platform)
 cross join lateral (select (date_trunc('day', o.completed_at at time zone 'Asia/Shanghai')
@@ -783,6 +784,7 @@ def daily_run(day: datetime, rows: list[RawRow]) -> dict[str, float]:
 # the incremental models takes the previous days for new, and each day
 # re-reads all the days before it.
 DAY_STAMPS = (("raw.settlements", "extracted_at"), ("marts.fct_settlement_lines", "landed_at"),
+              ("marts.fct_settlement_lines", "built_at"),
               ("marts.fct_order_reconciliation", "judged_at"),
               ("marts.rpt_ingestion_health", "built_at"), ("marts.rpt_platform_sla", "built_at"),
               ("ops.extraction_windows", "last_attempt_at"))

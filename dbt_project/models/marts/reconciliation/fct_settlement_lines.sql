@@ -4,9 +4,15 @@
     the shop received from the record, signed. A record landed again with a
     changed payload keeps its latest landing.
     Incremental (issue 22): a build re-reads only the records with a landing
-    since the watermark (minus the lookback), so a daily run costs its day;
-    all of them when the mapping seeds changed (mapping_hash), as for
-    fct_orders. tests/test_reconciliation.py proves it equal to a full refresh.
+    since the watermark (minus the lookback) that can change their row, so a
+    daily run costs its day; all of them when the mapping seeds changed
+    (mapping_hash), as for fct_orders. The lookback re-reads the previous
+    run's landings (late commits); a landing that is the row's own, or older
+    than it, leaves the row as it is and is skipped, so those rows are not
+    rewritten and built_at (when the row was last written) moves only for
+    rows that changed: the reconciliation judges again the orders whose
+    lines were written since its last build (macros/reconciliation.sql).
+    tests/test_reconciliation.py proves it equal to a full refresh.
     The post-hook refreshes the statistics for what reads the new records next
     in the same build. -#}
 {{ config(
@@ -14,19 +20,31 @@
     unique_key='settlement_line_key',
     incremental_strategy='delete+insert',
     on_schema_change='append_new_columns',
-    indexes=[{'columns': ['landed_at']}, {'columns': ['order_key']},
+    indexes=[{'columns': ['landed_at']}, {'columns': ['built_at']}, {'columns': ['order_key']},
              {'columns': ['settle_date']}, {'columns': ['settled_at']},
              {'columns': ['settlement_line_key'], 'unique': true}],
     post_hook="analyze {{ this }}",
 ) }}
 
 {% if is_incremental() and not mapping_changed() %}
--- Records with a landing since the watermark, and every landing of them
--- (a record landed again keeps its latest).
+{%- set since = incremental_since() %}
+-- Records with a landing since the watermark that can change their row: not
+-- the landing the row holds, nor one it outranks (a newer landing, or the
+-- same instant's larger hash, as `latest` ranks them). Every landing of them
+-- is read below (a record landed again keeps its latest).
 with touched as (
-    select distinct platform, shop_id, order_id, settlement_line_id
-    from {{ ref('stg_settlement_lines') }}
-    where extracted_at > {{ incremental_since() }}
+    select distinct landed.platform, landed.shop_id, landed.order_id, landed.settlement_line_id
+    from {{ ref('stg_settlement_lines') }} as landed
+    where landed.extracted_at > {{ since }}
+        and not exists (
+            -- a row that outranks the landing holds a landing since the
+            -- watermark too: through the landed_at index, not the whole table
+            select from {{ this }} as kept
+            where kept.landed_at > {{ since }}
+                and kept.platform = landed.platform and kept.shop_id = landed.shop_id
+                and kept.settlement_line_id = landed.settlement_line_id
+                and (kept.landed_at, kept.payload_sha256) >= (landed.extracted_at, landed.payload_sha256)
+        )
 ),
 
 -- The filter on (shop, order) reaches raw.settlements' index through the
@@ -83,6 +101,7 @@ final as (
         currency,
         payload_sha256,
         extracted_at as landed_at,
+        now() as built_at,
         {{ mapping_hash() }} as mapping_hash
     from latest
     where landing_rank = 1
