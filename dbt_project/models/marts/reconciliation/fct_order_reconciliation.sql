@@ -85,12 +85,17 @@ books as (
     {%- endif %}
 ),
 
+-- The range test on `settle_date + 0`, not on the column: on the column,
+-- PostgreSQL answers the join with a nested loop that scans the lines once per
+-- shop through the settle_date index (six passes over a million lines, 1.3 s
+-- against 0.5 s for one pass and a hash join; issue 22, 5a). The daily run
+-- reaches its lines by order_key.
 lines as (
     select lines.*
     from {{ ref('fct_settlement_lines') }} as lines
     inner join coverage
         on coverage.platform = lines.platform and coverage.shop_id = lines.shop_id
-        and lines.settle_date >= coverage.first_day and lines.settle_date < coverage.end_day
+        and lines.settle_date + 0 >= coverage.first_day and lines.settle_date + 0 < coverage.end_day
     {%- if incremental %}
     where lines.order_key = any(array(select order_key from recon_candidates))
     {%- endif %}
