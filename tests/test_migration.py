@@ -154,6 +154,11 @@ def test_a_warehouse_of_per_platform_raw_tables_migrates_with_nothing_lost(tmp_p
             undated = conn.execute("select count(*) filter (where order_date is null), count(*)"
                                    " from marts.fct_orders").fetchone()
         assert undated[0] == 0 and undated[1] > 0, undated
+        with psycopg.connect(url) as conn:  # an index added since: made on the old table
+            indexed = conn.execute("select count(*) from pg_indexes where schemaname = 'marts'"
+                                   " and tablename = 'fct_settlement_lines'"
+                                   " and indexdef like '%(built_at)'").fetchone()[0]
+        assert indexed == 1
         # dim_platforms is the registry now: the same rows for the platforms the
         # old warehouse knew, and a row for each platform registered since (the mall,
         # Meituan, Ele.me).
