@@ -132,6 +132,15 @@ def failed(url: str, checkpoint: str) -> list[tuple]:
             (checkpoint,)).fetchall()
 
 
+def test_the_first_run_leaves_dbt_and_the_checks_to_the_last(broken_run):
+    """``defer_marts``: the earlier run's dbt and GX tasks are marked successful,
+    not run (``airflow dags test --mark-success-pattern``): one run validated."""
+    with psycopg.connect(broken_run) as conn:
+        validated = conn.execute(
+            "select count(distinct run_id) from ops.validation_results").fetchone()[0]
+    assert validated == 1
+
+
 def test_a_dropped_field_fails_raw_completeness_naming_platform_and_field(broken_run):
     rows = failed(broken_run, "raw_completeness")
     assert {(suite, desc) for suite, desc, _, _ in rows} == {
