@@ -100,9 +100,12 @@ def ensure_manifest() -> Path:
     """Cosmos renders the DAG from target/manifest.json: (re)parse when stale."""
     project = dbt_project_dir()
     manifest = project / "target" / "manifest.json"
-    sources = [p for p in project.rglob("*") if p.is_file()
-               and p.suffix in (".sql", ".yml", ".csv", ".md")  # .md: the doc blocks
-               and "target" not in p.parts and "logs" not in p.parts]
+    sources = []
+    for folder, subfolders, files in os.walk(project):
+        # dbt's own output (target/, logs/, packages) is not the project's source
+        subfolders[:] = [d for d in subfolders if d not in ("target", "logs", "dbt_packages")]
+        sources += [Path(folder) / f for f in files
+                    if f.endswith((".sql", ".yml", ".csv", ".md"))]  # .md: the doc blocks
     newest = max(p.stat().st_mtime for p in sources)
     if not manifest.exists() or manifest.stat().st_mtime < newest:
         result = dbt("parse", check=False)
