@@ -34,10 +34,17 @@ INPUTS_SQL = {
                    o.order_status_code, o.refund_status_code, o.paid_amount, o.completed_at),
                    ',' order by o.order_key)), '')
         from marts.fct_order_reconciliation r
-        -- on fct_orders' unique (platform, shop_id, order_id) index: the range's
-        -- orders looked up, not the order history scanned
-        join marts.fct_orders o
-            on o.platform = r.platform and o.shop_id = r.shop_id and o.order_id = r.order_id
+        -- one lookup per judged order on fct_orders' unique (platform, shop_id,
+        -- order_id) index, not the order history scanned: as a plain join the
+        -- planner hashes the range's orders and reads all of fct_orders, a cost
+        -- that grows with history (issue 22's 5b). `offset 0` keeps it a lookup.
+        cross join lateral (
+            select o.order_key, o.updated_at, o.order_status_code, o.refund_status_code,
+                   o.paid_amount, o.completed_at
+            from marts.fct_orders o
+            where o.platform = r.platform and o.shop_id = r.shop_id and o.order_id = r.order_id
+            offset 0
+        ) as o
         where r.reconciliation_date >= %(start)s and r.reconciliation_date < %(end)s""",
 }
 RESULT_SQL = """
