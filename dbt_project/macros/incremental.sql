@@ -87,13 +87,17 @@
     and {{ alias }}.order_id = any(array(select order_id from {{ keys }}))
 {%- endmacro %}
 
-{#- Post-hook: create each index of the model's `indexes` config that its
-    table lacks. dbt creates them only with the table (a first build or a
+{#- Post-hook of every model (dbt_project.yml); it does something only for an
+    incremental one: create each index of the model's `indexes` config that
+    its table lacks. dbt creates them only with the table (a first build or a
     full refresh), so an index added to the config later never reaches a
     warehouse that already has the table: fct_settlement_lines.built_at, which
-    the daily judgement reads (issue 22), on a warehouse built before it.
+    the daily judgement reads (issue 22), fct_orders.order_status_code,
+    int_order_expected_settlement.due_date, or every index of
+    fct_order_reconciliation on a warehouse that built it as a plain table.
     Matched by columns, in order; a no-op when they are all there. -#}
 {% macro ensure_indexes() -%}
+{%- if config.get('materialized') == 'incremental' %}
 {%- for index in config.get('indexes') or [] %}
 do $$
 begin
@@ -113,4 +117,5 @@ begin
 end
 $$;
 {%- endfor %}
+{%- endif %}
 {%- endmacro %}

@@ -13,9 +13,9 @@
     rows that changed: the reconciliation judges again the orders whose
     lines were written since its last build (macros/reconciliation.sql).
     tests/test_reconciliation.py proves it equal to a full refresh.
-    The post-hooks create an index of the config that an older table lacks
-    (built_at, on a warehouse built before it) and refresh the statistics for
-    what reads the new records next in the same build. -#}
+    The post-hook refreshes the statistics for what reads the new records
+    next in the same build (the project's ensure_indexes() post-hook makes
+    built_at's index on a warehouse built before it). -#}
 {{ config(
     materialized='incremental',
     unique_key='settlement_line_key',
@@ -24,7 +24,7 @@
     indexes=[{'columns': ['landed_at']}, {'columns': ['built_at']}, {'columns': ['order_key']},
              {'columns': ['settle_date']}, {'columns': ['settled_at']},
              {'columns': ['settlement_line_key'], 'unique': true}],
-    post_hook=["{{ ensure_indexes() }}", "analyze {{ this }}"],
+    post_hook=["analyze {{ this }}"],
 ) }}
 
 {% if is_incremental() and not mapping_changed() %}
